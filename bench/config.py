@@ -1,0 +1,301 @@
+"""RunConfig: the one config type of a run, nested by concern (model, data, train).
+
+Resolution order for every cell, later wins:
+dataclass defaults < scale preset (configs/scales.yaml) < recipe preset (configs/recipes.yaml)
+< matrix ``fixed`` < matrix axis values < command-line overrides.
+
+Each field's docstring (the string under it) is its ``--help`` text.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import inspect
+import json
+import textwrap
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from models import GPAS_EXTENSIONS, SCHEMES, TransformerConfig, check_choice
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+
+
+class ConfigError(ValueError):
+    """A bad setting: the message is one line a user can act on."""
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "bundled"
+    """Training text: 'bundled' (Shakespeare, shipped), or local .txt/.jsonl/.parquet files or folders
+    (comma-separated), or a litdata remote URI of optimized chunks."""
+    ood_corpus: str | None = "kjv"
+    """Second, different-domain validation text reported as out-of-domain PPL ('kjv' = bundled King
+    James Bible); None to skip."""
+    tokenizer: str = "bytes"
+    """'bytes' (no files), 'bpe' (trained locally, cached by corpus fingerprint), or a path to a
+    tokenizer.json or tiktoken file."""
+    bpe_vocab_size: int = 4096
+    """Vocabulary size when tokenizer='bpe'."""
+    packing: bool = True
+    """Pack documents into full sequences (True) or truncate/pad each document (the GPAS recipe)."""
+    val_fraction: float = 0.05
+    """Fraction of documents held out for validation (fixed, deterministic split by document)."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    cache_dir: str = ".cache"
+    """Where tokenized litdata chunks and trained tokenizers are cached (safe to delete)."""
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "adamw"
+    """'adamw' or 'adam' (GPAS uses Adam without weight decay)."""
+    lr: float = 3e-3
+    """Peak learning rate."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """Adam betas."""
+    eps: float = 1e-8
+    """Adam epsilon."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay; never applied to norm gains, biases, polynomial coefficients, GPAS gates."""
+    warmup_steps: int = 30
+    """Linear warmup steps."""
+    max_steps: int = 300
+    """Optimizer steps per cell."""
+    min_lr_ratio: float = 0.1
+    """Cosine schedule ends at min_lr_ratio * lr."""
+    batch_size: int = 16
+    """Sequences per micro-batch per device."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (0 = off)."""
+    gpas_grad_clip: float = 0.0
+    """Joint gradient-norm clip over all GPAS gates after the global clip (0 = off; paper: 0.01)."""
+    precision: str = "32-true"
+    """Lightning precision: 32-true (CPU), bf16-mixed (GPU), bf16-true (pure bf16, as GPAS)."""
+    compile: bool = False
+    """torch.compile the model."""
+    val_every: int = 100
+    """Validate every this many optimizer steps (and always at the end)."""
+    val_tokens: int = 262144
+    """Validation tokens per evaluation (per split)."""
+    log_every: int = 10
+    """Log train loss every this many steps."""
+    throughput_warmup: int = 10
+    """Steps excluded from the steady-state tokens/s."""
+    accelerator: str = "auto"
+    """Lightning accelerator: auto, cpu, gpu."""
+    devices: str = "1"
+    """Lightning devices (a count, 'auto', or a list like '0,1')."""
+    strategy: str = "auto"
+    """Lightning strategy: auto, ddp, fsdp, ..."""
+    num_nodes: int = 1
+    """Lightning number of nodes."""
+
+
+@dataclass
+class RunConfig:
+    scale: str = "micro"
+    """Scale preset from configs/scales.yaml (sets model shape and its training defaults)."""
+    recipe: str = "cpu"
+    """Recipe preset from configs/recipes.yaml (optimizer, schedule, precision)."""
+    seed: int = 0
+    """Random seed (model init and data order)."""
+    model: TransformerConfig = field(default_factory=TransformerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def norm(self) -> str:
+        """The scheme as a matrix/CLI name: 'pre' or 'pre+gpas'."""
+        return self.model.scheme + ("+gpas" if self.model.gpas else "")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def config_hash(self) -> str:
+        """Hash of every semantic field (all of RunConfig: paths of outputs live elsewhere)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+SECTIONS = {"model": TransformerConfig, "data": DataConfig, "train": TrainConfig}
+TOP_FIELDS = ("scale", "recipe", "seed")
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each dataclass field, read from the source."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+def all_fields() -> dict[str, tuple[type, object, str]]:
+    """Every settable dotted path -> (type, default, help)."""
+    out = {}
+    hints = typing.get_type_hints(RunConfig)
+    defaults = RunConfig()
+    for name in TOP_FIELDS:
+        out[name] = (hints[name], getattr(defaults, name), field_docs(RunConfig)[name])
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        docs = field_docs(cls)
+        obj = getattr(defaults, section)
+        for f in dataclasses.fields(cls):
+            out[f"{section}.{f.name}"] = (hints[f.name], getattr(obj, f.name), docs.get(f.name, ""))
+    return out
+
+
+ALIASES = {"activation": "model.activation"}
+
+
+def parse_value(path: str, value, typ):
+    """Coerce a YAML/CLI value to the field's type; clear error otherwise."""
+    origin = typing.get_origin(typ)
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if type(None) in typing.get_args(typ):
+            return None
+        raise ConfigError(f"{path} cannot be None")
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        return parse_value(path, value, args[0])
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes", "on"):
+                    return True
+                if value.lower() in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(parse_value(path, v, args[0]) for v in items)
+        if typ is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) else int(value)
+        if typ is float:
+            return float(value)
+        if typ is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: cannot read {value!r} as {getattr(typ, '__name__', typ)}") from None
+    return value
+
+
+def apply(cfg: RunConfig, settings: dict, where: str = "") -> None:
+    """Set dotted fields (and the 'norm' / 'activation' shorthands) on cfg, in order."""
+    fields = all_fields()
+    for key, value in settings.items():
+        key = ALIASES.get(key, key)
+        if key == "norm":
+            set_norm(cfg, value)
+            continue
+        if key not in fields:
+            check_choice(f"config field{' in ' + where if where else ''}", key, list(fields) + ["norm", "activation"])
+        typ = fields[key][0]
+        value = parse_value(key, value, typ)
+        if "." in key:
+            section, name = key.split(".", 1)
+            setattr(getattr(cfg, section), name, value)
+        else:
+            setattr(cfg, key, value)
+
+
+def set_norm(cfg: RunConfig, name: str) -> None:
+    """'pre', 'pre+gpas', ... -> model.scheme and model.gpas."""
+    scheme, _, suffix = str(name).partition("+")
+    if suffix not in ("", "gpas"):
+        raise ConfigError(f"bad norm scheme {name!r}: the only suffix is '+gpas' (e.g. 'pre+gpas')")
+    cfg.model.scheme = check_choice("norm scheme", scheme, norm_names())  # accepts bare names
+    cfg.model.gpas = suffix == "gpas"
+
+
+def norm_names() -> list[str]:
+    """Every scheme with and without GPAS, in registry order."""
+    return [n for s in SCHEMES for n in (s, s + "+gpas")]
+
+
+def check_norm(name: str) -> str:
+    check_choice("norm scheme", name, norm_names())
+    return name
+
+
+@cache
+def load_yaml(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"malformed YAML at {where}: {getattr(e, 'problem', e)}") from None
+
+
+def scales() -> dict[str, dict]:
+    return load_yaml(CONFIGS / "scales.yaml")
+
+
+def recipes() -> dict[str, dict]:
+    return load_yaml(CONFIGS / "recipes.yaml")
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k in SECTIONS:
+            out.update(flatten(v, f"{k}."))
+        elif k != "description":
+            out[prefix + k] = v
+    return out
+
+
+def resolve(settings: dict, overrides: dict | None = None) -> RunConfig:
+    """A fully resolved RunConfig from matrix settings (+ CLI overrides), presets applied first."""
+    merged = {**settings, **(overrides or {})}
+    cfg = RunConfig()
+    scale = str(merged.get("scale", cfg.scale))
+    recipe = str(merged.get("recipe", cfg.recipe))
+    check_choice("scale", scale, scales())
+    check_choice("recipe", recipe, recipes())
+    cfg.scale, cfg.recipe = scale, recipe
+    apply(cfg, flatten(scales()[scale]), f"scale {scale!r}")
+    apply(cfg, flatten(recipes()[recipe]), f"recipe {recipe!r}")
+    apply(cfg, {k: v for k, v in merged.items() if k not in ("scale", "recipe")})
+    cfg.model.vocab_size = vocab_size(cfg.data, cfg.model.vocab_size)
+    try:
+        cfg.model.validate()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return cfg
+
+
+def vocab_size(data: DataConfig, configured: int) -> int:
+    """The tokenizer decides the vocabulary; a file tokenizer is read at run time."""
+    if data.tokenizer == "bytes":
+        return 256
+    if data.tokenizer == "bpe":
+        return data.bpe_vocab_size
+    return configured
+
+
+def gpas_note(cfg: RunConfig) -> str | None:
+    if cfg.model.gpas and cfg.model.scheme in GPAS_EXTENSIONS:
+        return f"{cfg.norm} is an extension of the harness, not a configuration from the GPAS paper"
+    return None

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the harness and everything it needs from this repository's own files.
+# Creates ./.venv unless a virtual environment is already active.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
+pip() { python -m pip "$@"; }
+pip install -q --upgrade pip >/dev/null 2>&1 || true
+# CPU build of torch (a bare `torch` would pull a multi-GB CUDA build). Skip if torch is present.
+python -c "import torch" 2>/dev/null || pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+# litdata declares torchvision, which must not sit beside torch 2.13.0: install without deps.
+pip install -q --no-deps "litdata==0.2.76"
+pip install -q -e ".[dev,extras]"
+echo "installed: $(python -c 'import torch, lightning, litdata; print("torch", torch.__version__, "lightning", lightning.__version__, "litdata", litdata.__version__)' 2>/dev/null)"

@@ -1,0 +1,271 @@
+"""FFN activations: every formula of the papers in one file.
+
+Two kinds, told apart by the class attribute ``gated``:
+- pointwise, ``forward(x)``: the FFN is ``down(act(up x))``;
+- gated, ``forward(g, u)``: the FFN is ``down(act(gate x, up x))``.
+
+``ACTIVATIONS`` maps each name to its class; the first line of a class docstring is the
+one-line description ``bench list`` prints. Formulas follow ../shared/REFERENCE.md section 1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class Pointwise(nn.Module):
+    """Base for ``down(act(up x))`` activations without parameters."""
+
+    gated = False
+    fn = staticmethod(F.relu)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _pointwise(name: str, fn, doc: str) -> type[Pointwise]:
+    return type(name, (Pointwise,), {"fn": staticmethod(fn), "__doc__": doc})
+
+
+ReLU = _pointwise("ReLU", F.relu, "relu(x)")
+ReLU2 = _pointwise("ReLU2", lambda x: F.relu(x).square(), "relu(x)^2, squared ReLU (Primer)")
+SiLU = _pointwise("SiLU", F.silu, "silu(x) = x * sigmoid(x)")
+ReLU6 = _pointwise("ReLU6", F.relu6, "min(max(x, 0), 6)  [PolyCom Table 4]")
+Mish = _pointwise("Mish", F.mish, "x * tanh(softplus(x))  [PolyCom Table 4]")
+ELU = _pointwise("ELU", F.elu, "elu(x), alpha 1  [PolyCom Table 4]")
+CELU = _pointwise("CELU", F.celu, "celu(x), alpha 1  [PolyCom Table 4]")
+Softplus = _pointwise("Softplus", F.softplus, "log(1 + exp(x))  [PolyCom Table 4]")
+Tanh = _pointwise("Tanh", torch.tanh, "tanh(x)  [PolyCom Table 4]")
+Sigmoid = _pointwise("Sigmoid", torch.sigmoid, "sigmoid(x)  [PolyCom Table 4]")
+
+
+class GELU(Pointwise):
+    """gelu(x), exact erf form; approximate='tanh' for the tanh approximation"""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, approximate=self.approximate)
+
+
+class LeakyReLU(Pointwise):
+    """max(x, 0) + slope * min(x, 0), slope 0.01  [PolyCom Table 4]"""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        return F.leaky_relu(x, self.negative_slope)
+
+
+class PReLU(Pointwise):
+    """max(x, 0) + a * min(x, 0), one learnable a per layer, init 0.25  [PolyCom Table 4]"""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(1))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.constant_(self.weight, 0.25)
+
+    def forward(self, x):
+        return F.prelu(x, self.weight.to(x.dtype))
+
+
+class PolyReLU(Pointwise):
+    """PolyCom type I: w0 relu(x)^r + ... + w_{r-1} relu(x) + b; order r in 2..4 (default 3)
+
+    Per-layer scalars shared by all channels; weights init 1/r, bias 0 (PolyCom section 2).
+    Computed in the input dtype, as the reference does.
+    """
+
+    def __init__(self, order: int = 3):
+        super().__init__()
+        if order not in (2, 3, 4):
+            raise ValueError(f"polyrelu order must be 2, 3 or 4, got {order!r}")
+        self.order = order
+        self.weight = nn.Parameter(torch.empty(order))
+        self.bias = nn.Parameter(torch.empty(1))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.constant_(self.weight, 1.0 / self.order)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x):
+        r = F.relu(x)
+        out = self.bias.to(x.dtype)
+        for i in range(self.order):  # weight[0] multiplies the highest power
+            out = out + self.weight[i].to(x.dtype) * r ** (self.order - i)
+        return out
+
+
+def rms_normalize(u: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """u / sqrt(mean(u^2) + eps) over the last dim: no centering, no gain (PolyCom code)."""
+    return u * torch.rsqrt(u.square().mean(-1, keepdim=True) + eps)
+
+
+def l2_normalize(u: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """u / sqrt(sum(u^2) + eps): the PolyCom paper's text form, sqrt(h) times smaller."""
+    return u * torch.rsqrt(u.square().sum(-1, keepdim=True) + eps)
+
+
+def polynorm(x, weight, bias, form: str = "rms", eps: float = 1e-6):
+    """sum_i weight[i] N(x^(r-i)) + bias in fp32, returned in x's dtype."""
+    norm = rms_normalize if form == "rms" else l2_normalize
+    xf = x.float()
+    order = weight.shape[0]
+    out = bias.float()
+    for i in range(order):
+        out = out + weight[i].float() * norm(xf ** (order - i), eps)
+    return out.to(x.dtype)
+
+
+class PolyNorm(Pointwise):
+    """PolyCom type II: w0 N(x^3) + w1 N(x^2) + w2 N(x) + b, N = RMS normalization (fp32)
+
+    form='rms' (reference code, default) or 'l2' (the paper's text, x^i / ||x^i||_2).
+    recompute=True (default) keeps only x for backward and recomputes the powers, as the
+    reference's checkpointing does: x^2, x^3 and their norms are never stored.
+    """
+
+    def __init__(self, order: int = 3, form: str = "rms", recompute: bool = True):
+        super().__init__()
+        if order not in (2, 3, 4):
+            raise ValueError(f"polynorm order must be 2, 3 or 4, got {order!r}")
+        if form not in ("rms", "l2"):
+            raise ValueError(f"polynorm form must be 'rms' or 'l2', got {form!r}")
+        self.order, self.form, self.recompute = order, form, recompute
+        self.weight = nn.Parameter(torch.empty(order))
+        self.bias = nn.Parameter(torch.empty(1))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.constant_(self.weight, 1.0 / self.order)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x):
+        if self.recompute and torch.is_grad_enabled():
+            return checkpoint(polynorm, x, self.weight, self.bias, self.form, use_reentrant=False)
+        return polynorm(x, self.weight, self.bias, self.form)
+
+
+def powlu_gate(z: torch.Tensor, m: float = 3.0) -> torch.Tensor:
+    """PowLU's g(z): z^(m / (sqrt(z) + 1)) * sigmoid(z) for z > 0, silu(z) for z <= 0 (fp32)."""
+    zf = z.float()
+    pos = zf > 0
+    zp = torch.where(pos, zf, torch.ones_like(zf))  # keep log/sqrt away from z <= 0
+    power = torch.exp(m / (torch.sqrt(zp) + 1.0) * torch.log(zp))
+    return torch.where(pos, power, zf) * torch.sigmoid(zf)
+
+
+class Gated(nn.Module):
+    """Base for ``down(act(gate x) * up x)`` activations."""
+
+    gated = True
+
+
+class SwiGLU(Gated):
+    """silu(gate x) * up x  (LLaMA's MLP; the reference every scale is sized for)"""
+
+    def forward(self, g, u):
+        return F.silu(g) * u
+
+
+class GeGLU(Gated):
+    """gelu(gate x) * up x; approximate='tanh' for the tanh GELU"""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, g, u):
+        return F.gelu(g, approximate=self.approximate) * u
+
+
+class ReGLU(Gated):
+    """relu(gate x) * up x"""
+
+    def forward(self, g, u):
+        return F.relu(g) * u
+
+
+CLIP_VARIANTS = {
+    "input": "silu(min(g, L)) * clamp(u, -L, L)",
+    "output": "min(silu(g), L) * clamp(u, -L, L)  (Ling/Step models)",
+    "gptoss": "g * sigmoid(1.702 g) * (u + 1), g = min(g, L), u = clamp(u, -L, L)  (gpt-oss)",
+}
+
+
+class SwiGLUClip(Gated):
+    """SwiGLU with clamps, limit L = 7.0; variant 'input' (default), 'output' or 'gptoss'"""
+
+    def __init__(self, limit: float = 7.0, variant: str = "input"):
+        super().__init__()
+        if variant not in CLIP_VARIANTS:
+            raise ValueError(f"swiglu_clip variant must be one of {sorted(CLIP_VARIANTS)}, got {variant!r}")
+        if not limit > 0:
+            raise ValueError(f"swiglu_clip limit must be > 0, got {limit!r}")
+        self.limit, self.variant = float(limit), variant
+
+    def forward(self, g, u):
+        L = self.limit
+        u = u.clamp(-L, L)
+        if self.variant == "input":
+            return F.silu(g.clamp(max=L)) * u
+        if self.variant == "output":
+            return F.silu(g).clamp(max=L) * u
+        g = g.clamp(max=L)
+        return g * torch.sigmoid(1.702 * g) * (u + 1)
+
+
+class PowLU(Gated):
+    """g(gate x) * up x, g(z) = z^(m/(sqrt z + 1)) sigmoid(z) for z > 0 else silu(z); m = 3 (fp32)"""
+
+    def __init__(self, m: float = 3.0):
+        super().__init__()
+        if not 0 < m < 10:
+            raise ValueError(f"powlu m must lie in (0, 10), got {m!r}")
+        self.m = float(m)
+
+    def forward(self, g, u):
+        return (powlu_gate(g, self.m) * u.float()).to(u.dtype)
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": ReLU,
+    "relu2": ReLU2,
+    "gelu": GELU,
+    "silu": SiLU,
+    "swiglu": SwiGLU,
+    "geglu": GeGLU,
+    "reglu": ReGLU,
+    "swiglu_clip": SwiGLUClip,
+    "polyrelu": PolyReLU,
+    "polynorm": PolyNorm,
+    "powlu": PowLU,
+    "relu6": ReLU6,
+    "leaky_relu": LeakyReLU,
+    "prelu": PReLU,
+    "mish": Mish,
+    "elu": ELU,
+    "celu": CELU,
+    "softplus": Softplus,
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+}
+
+
+def describe(cls: type) -> str:
+    """First line of the docstring: the one-line description in `bench list`."""
+    return (cls.__doc__ or "").strip().splitlines()[0]
+

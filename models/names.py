@@ -1,0 +1,19 @@
+"""Checking a name against a registry: the error names every valid choice and the nearest."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UnknownName(ValueError):
+    """A name that is not in its registry; the message lists the valid choices."""
+
+
+def check_choice(kind: str, name, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if name in choices:
+        return name
+    near = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
+    hint = f" Did you mean {near[0]!r}?" if near else ""
+    raise UnknownName(f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices)}")

@@ -1,0 +1,55 @@
+"""The decoder-only transformer: embedding -> blocks (the scheme's) -> final norm -> LM head."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .attention import rope_cache
+from .config import TransformerConfig
+from .norms import NORMS
+from .schemes import SCHEMES, Block
+
+
+class Transformer(nn.Module):
+    """tokens (B, T) -> logits (B, T, vocab)."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(SCHEMES[cfg.scheme](cfg, layer) for layer in range(1, cfg.n_layers + 1))
+        self.norm = NORMS[cfg.norm_layer](cfg.d_model, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        if self.embed.weight.device.type != "meta":
+            self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Every parameter from scratch; call after ``to_empty()`` on a meta-device build."""
+        std = self.cfg.init_std
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=std)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=math.sqrt(2 / 5) if self.cfg.scaled_embed else std)
+            elif hasattr(m, "reset_parameters") and not isinstance(m, Block):
+                m.reset_parameters()  # norms, activation coefficients, GPAS gates
+        for block in self.blocks:
+            block.reset_parameters()  # scheme-specific: DeepNorm, LNS gains, scaled projections
+
+    def forward(self, idx: torch.Tensor, return_hidden: bool = False):
+        x = self.embed(idx)
+        rope = rope_cache(idx.shape[1], self.cfg.head_dim, self.cfg.rope_base, idx.device)
+        hidden = [x]
+        for block in self.blocks:
+            x = block(x, rope)
+            if return_hidden:
+                hidden.append(x)
+        logits = self.lm_head(self.norm(x))
+        return (logits, hidden) if return_hidden else logits
