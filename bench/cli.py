@@ -52,8 +52,11 @@ def cells_from(args: argparse.Namespace):
     only = {k: split_list(getattr(args, k)) for k in ("scale", "activation", "norm", "seed")}
     only = {k: v for k, v in only.items() if v}
     if "seed" in only:
+        if not all(s.lstrip("-").isdigit() for s in only["seed"]):
+            raise ConfigError(f"--seed takes comma-separated integers, got {args.seed!r}")
         only["seed"] = [int(s) for s in only["seed"]]
-    return load_matrix(args.matrix), expand(load_matrix(args.matrix), overrides_from(args), only)
+    matrix = load_matrix(args.matrix)
+    return matrix, expand(matrix, overrides_from(args), only)
 
 
 # ---- bench list --------------------------------------------------------------------------------
@@ -120,6 +123,77 @@ def cmd_plan(args) -> int:
     return 0
 
 
+# ---- bench run / bench table -------------------------------------------------------------------
+
+def cmd_run(args) -> int:
+    from pathlib import Path
+
+    from .leaderboard import render_rich, write_tables
+    from .runner import RunOptions, run_matrix
+
+    matrix, cells = cells_from(args)  # the whole matrix is validated before anything trains
+    opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
+                      quiet=args.quiet)
+    records = run_matrix(matrix.name, cells, opts, console)
+    folder = opts.out / matrix.name
+    render_rich(records, console, matrix.name)
+    md, cv = write_tables(folder, records, matrix.name)
+    console.print(f"wrote {md} and {cv}")
+    bad = [r["id"] for r in records if r["status"] != "ok"]
+    if bad:
+        err_console.print(f"[red]{len(bad)} cell(s) did not finish ok:[/] {', '.join(bad)}")
+    return 1 if bad else 0
+
+
+def cmd_table(args) -> int:
+    from pathlib import Path
+
+    from .leaderboard import render_rich, to_csv, to_markdown, write_tables
+    from .results import load_records
+
+    target = Path(args.target) if args.target and Path(args.target).is_dir() else Path(args.out) / (
+        load_matrix(args.target).name)
+    records = load_records(target)
+    if not records:
+        raise ConfigError(f"no finished cells under {target} (run `bench run` first)")
+    title = target.name
+    if args.format == "md":
+        print(to_markdown(records, title), end="")
+    elif args.format == "csv":
+        print(to_csv(records), end="")
+    else:
+        render_rich(records, console, title)
+    write_tables(target, records, title)
+    return 0
+
+
+# ---- bench overhead ----------------------------------------------------------------------------
+
+def cmd_overhead(args) -> int:
+    from .config import resolve
+    from .matrix import Cell, cell_id
+    from .overhead import measure
+
+    settings = {"scale": args.scale or "micro", "activation": args.activation or "swiglu",
+                "norm": args.norm or "pre", "train.max_steps": args.steps}
+    cfg = resolve(settings, overrides_from(args))
+    cell = Cell(cell_id(cfg, {}), cfg, ())
+    console.print(f"timing {cell.id}: {args.repeats} x (bare loop, harness), {args.steps} steps each, "
+                  f"first {cfg.train.throughput_warmup} excluded, compile={cfg.train.compile}")
+    r = measure(cell, args.repeats)
+    t = Table(title="harness overhead (steady-state tokens/s; ratio = harness step time / bare step time)",
+              title_justify="left")
+    for col in ("loop", "runs (tok/s)", "median tok/s"):
+        t.add_column(col)
+    t.add_row("bare PyTorch", ", ".join(f"{v:,.0f}" for v in r["bare_tokens_per_sec"]), f"{r['bare_median']:,.0f}")
+    t.add_row("harness", ", ".join(f"{v:,.0f}" for v in r["harness_tokens_per_sec"]), f"{r['harness_median']:,.0f}")
+    console.print(t)
+    console.print(f"step-time ratio harness/bare: [bold]{r['step_time_ratio']:.3f}[/] (target <= 1.05)")
+    if args.json:
+        print(json.dumps(r))
+    return 0
+
+
 # ---- entry point -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,6 +213,34 @@ def build_parser() -> argparse.ArgumentParser:
                         '"params", "params_non_embedding", ...}]}')
     add_overrides(p)
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="train every cell of a matrix and print the leaderboard",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_filters(p)
+    p.add_argument("--out", default="results", help="results folder: writes OUT/<matrix>/<cell id>/")
+    p.add_argument("--force", action="store_true", help="retrain cells that already have a finished record")
+    p.add_argument("--loggers", default="csv", help="comma-separated Lightning loggers: csv, tensorboard, wandb")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_overrides(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("table", help="the leaderboard of a matrix's results",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("target", nargs="?", default=None, help="a matrix name/YAML or a results folder [default: default]")
+    p.add_argument("--out", default="results", help="results folder a matrix name is looked up in")
+    p.add_argument("--format", choices=("rich", "md", "csv"), default="rich", help="output format")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("overhead", help="benchmark: harness vs a bare PyTorch loop, same model/data/steps",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--scale", default="micro", help="scale preset")
+    p.add_argument("--activation", default="swiglu", help="activation")
+    p.add_argument("--norm", default="pre", help="scheme, optionally +gpas")
+    p.add_argument("--steps", type=int, default=150, help="steps per run (the first train.throughput_warmup excluded)")
+    p.add_argument("--repeats", type=int, default=3, help="alternating (bare, harness) pairs; medians are compared")
+    p.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
+    add_overrides(p)
+    p.set_defaults(func=cmd_overhead)
     return parser
 
 

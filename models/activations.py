@@ -120,13 +120,14 @@ def l2_normalize(u: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 def polynorm(x, weight, bias, form: str = "rms", eps: float = 1e-6):
-    """sum_i weight[i] N(x^(r-i)) + bias in fp32, returned in x's dtype."""
+    """sum_i weight[i] N(x^(r-i)) + bias in fp32 (fp64 stays fp64), returned in x's dtype."""
     norm = rms_normalize if form == "rms" else l2_normalize
-    xf = x.float()
+    dt = torch.promote_types(x.dtype, torch.float32)  # upcast bf16/fp16; never downcast fp64
+    xf = x.to(dt)
     order = weight.shape[0]
-    out = bias.float()
+    out = bias.to(dt)
     for i in range(order):
-        out = out + weight[i].float() * norm(xf ** (order - i), eps)
+        out = out + weight[i].to(dt) * norm(xf ** (order - i), eps)
     return out.to(x.dtype)
 
 
@@ -161,7 +162,7 @@ class PolyNorm(Pointwise):
 
 def powlu_gate(z: torch.Tensor, m: float = 3.0) -> torch.Tensor:
     """PowLU's g(z): z^(m / (sqrt(z) + 1)) * sigmoid(z) for z > 0, silu(z) for z <= 0 (fp32)."""
-    zf = z.float()
+    zf = z.to(torch.promote_types(z.dtype, torch.float32))  # upcast bf16/fp16; never downcast fp64
     pos = zf > 0
     zp = torch.where(pos, zf, torch.ones_like(zf))  # keep log/sqrt away from z <= 0
     power = torch.exp(m / (torch.sqrt(zp) + 1.0) * torch.log(zp))
@@ -238,7 +239,8 @@ class PowLU(Gated):
         self.m = float(m)
 
     def forward(self, g, u):
-        return (powlu_gate(g, self.m) * u.float()).to(u.dtype)
+        gate = powlu_gate(g, self.m)
+        return (gate * u.to(gate.dtype)).to(u.dtype)
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {

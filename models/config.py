@@ -59,7 +59,8 @@ class TransformerConfig:
     gpas_beta: float = 8.0
     """GPAS silu_beta: the beta of a * sigmoid(beta a)."""
     gpas_position: str = "after_sublayer"
-    """GPAS position (pre-style schemes): after_sublayer, before_sublayer, after_norm, after_fn."""
+    """GPAS position (pre-style schemes): after_sublayer, before_sublayer, after_norm, after_fn. Mix-LN's
+    post-LN layers keep GPAS on the shortcut whatever the position."""
     gpas_stop_grad: bool = True
     """GPAS stop-gradient on the subtracted term (False = the paper's eq. 12 control)."""
     gpas_learnable: bool = True

@@ -14,6 +14,10 @@ def check_choice(kind: str, name, choices: Iterable[str]) -> str:
     choices = list(choices)
     if name in choices:
         return name
-    near = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
+    text = str(name).lower()
+    # a close misspelling first ('pre+gaps'), then a choice the input starts with ('prenorm' -> 'pre')
+    prefixed = sorted((c for c in choices if text.startswith(c.lower()) and len(c) >= 3), key=len, reverse=True)
+    near = (difflib.get_close_matches(str(name), choices, n=1, cutoff=0.8) or prefixed[:1]
+            or difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5))
     hint = f" Did you mean {near[0]!r}?" if near else ""
     raise UnknownName(f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices)}")
