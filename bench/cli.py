@@ -15,7 +15,8 @@ from models.activations import describe
 from .config import ConfigError, all_fields, recipes, scales
 from .matrix import MATRIX_DIR, expand, load_matrix
 
-console = Console()
+# Tables are wide: give logs and pipes (80 columns by default) room for a full leaderboard row.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 

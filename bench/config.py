@@ -35,8 +35,8 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     corpus: str = "bundled"
-    """Training text: 'bundled' (Shakespeare, shipped), or local .txt/.jsonl/.parquet files or folders
-    (comma-separated), or a litdata remote URI of optimized chunks."""
+    """Training text: 'bundled' (Shakespeare, shipped), 'kjv', or local .txt/.jsonl/.parquet files or
+    folders (comma-separated; .gz/.xz accepted for txt and jsonl)."""
     ood_corpus: str | None = "kjv"
     """Second, different-domain validation text reported as out-of-domain PPL ('kjv' = bundled King
     James Bible); None to skip."""
@@ -87,7 +87,7 @@ class TrainConfig:
     """torch.compile the model."""
     val_every: int = 100
     """Validate every this many optimizer steps (and always at the end)."""
-    val_tokens: int = 262144
+    val_tokens: int = 65536
     """Validation tokens per evaluation (per split)."""
     log_every: int = 10
     """Log train loss every this many steps."""

@@ -120,15 +120,26 @@ def l2_normalize(u: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 def polynorm(x, weight, bias, form: str = "rms", eps: float = 1e-6):
-    """sum_i weight[i] N(x^(r-i)) + bias in fp32 (fp64 stays fp64), returned in x's dtype."""
-    norm = rms_normalize if form == "rms" else l2_normalize
+    """sum_p c_p x^p + bias with c_p = weight[r-p] / sqrt(mean(x^2p) + eps), in fp32, returned in x's dtype.
+
+    N(x^p) = x^p * rsqrt(mean(x^2p) + eps), and the rsqrt is one scalar per row, so the polynomial
+    is evaluated in Horner form on per-row coefficients: x (c_1 + x (c_2 + x c_3)) + b.
+    """
+    reduce = torch.mean if form == "rms" else torch.sum
     dt = torch.promote_types(x.dtype, torch.float32)  # upcast bf16/fp16; never downcast fp64
     xf = x.to(dt)
     order = weight.shape[0]
-    out = bias.to(dt)
-    for i in range(order):
-        out = out + weight[i].to(dt) * norm(xf ** (order - i), eps)
-    return out.to(x.dtype)
+    x2 = xf * xf
+    even = x2  # x^(2p)
+    coeffs = []  # c_p for p = 1..order; weight[0] belongs to the highest power
+    for p in range(1, order + 1):
+        coeffs.append(weight[order - p].to(dt) * torch.rsqrt(reduce(even, -1, keepdim=True) + eps))
+        if p < order:
+            even = even * x2
+    acc = coeffs[-1]
+    for c in reversed(coeffs[:-1]):
+        acc = c + xf * acc
+    return (xf * acc + bias.to(dt)).to(x.dtype)
 
 
 class PolyNorm(Pointwise):
