@@ -53,8 +53,8 @@ class CellMetrics(L.Callback):
             torch.cuda.synchronize()
 
     def on_train_start(self, trainer, pl_module):
+        self.start_step = trainer.global_step  # > 0 when resumed from a checkpoint
         reset_peak_memory(trainer.strategy.root_device)
-        self.wall_start = time.time()
         self._t = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

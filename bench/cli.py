@@ -134,7 +134,7 @@ def cmd_run(args) -> int:
 
     matrix, cells = cells_from(args)  # the whole matrix is validated before anything trains
     opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
-                      quiet=args.quiet)
+                      quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints)
     records = run_matrix(matrix.name, cells, opts, console)
     folder = opts.out / matrix.name
     render_rich(records, console, matrix.name)
@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain cells that already have a finished record")
     p.add_argument("--loggers", default="csv", help="comma-separated Lightning loggers: csv, tensorboard, wandb")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--ckpt-every", type=int, default=100,
+                   help="save a resumable checkpoint every N optimizer steps (0 = never); a killed cell "
+                        "resumes from it on the next run")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep a finished cell's last checkpoint")
     add_overrides(p)
     p.set_defaults(func=cmd_run)
 
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, UnknownName) as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 2
 
 

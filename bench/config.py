@@ -85,6 +85,9 @@ class TrainConfig:
     """Lightning precision: 32-true (CPU), bf16-mixed (GPU), bf16-true (pure bf16, as GPAS)."""
     compile: bool = False
     """torch.compile the model."""
+    deterministic: bool = False
+    """Lightning's deterministic mode (torch.use_deterministic_algorithms): bitwise-repeatable GPU runs,
+    slower; CPU runs are bitwise repeatable without it."""
     val_every: int = 100
     """Validate every this many optimizer steps (and always at the end)."""
     val_tokens: int = 65536
@@ -93,6 +96,9 @@ class TrainConfig:
     """Log train loss every this many steps."""
     throughput_warmup: int = 10
     """Steps excluded from the steady-state tokens/s."""
+    probe_every: int = 50
+    """Sample the training probes (per-layer activation variance, gradient/weight norms, GPAS gates,
+    FFN outliers) every this many steps; 0 turns all probes, end-of-training analyses included, off."""
     accelerator: str = "auto"
     """Lightning accelerator: auto, cpu, gpu."""
     devices: str = "1"
@@ -124,11 +130,17 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def config_hash(self) -> str:
-        """Hash of every semantic field (all of RunConfig: paths of outputs live elsewhere)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """Hash of every field that can change what is measured (NON_SEMANTIC ones left out)."""
+        d = self.to_dict()
+        for path in NON_SEMANTIC:
+            section, name = path.split(".")
+            d[section].pop(name)
+        blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
+# Where caches live and how often to log or probe: they change no trained weight or final metric.
+NON_SEMANTIC = ("data.cache_dir", "train.log_every", "train.probe_every")
 SECTIONS = {"model": TransformerConfig, "data": DataConfig, "train": TrainConfig}
 TOP_FIELDS = ("scale", "recipe", "seed")
 
@@ -237,8 +249,17 @@ def check_norm(name: str) -> str:
     return name
 
 
-@cache
 def load_yaml(path: Path) -> dict:
+    """A YAML file's content, cached until the file changes."""
+    try:
+        stamp = Path(path).stat().st_mtime_ns
+    except OSError:
+        raise ConfigError(f"file not found: {path}") from None
+    return _load_yaml(Path(path), stamp)
+
+
+@cache
+def _load_yaml(path: Path, stamp: int) -> dict:
     try:
         with open(path) as f:
             return yaml.safe_load(f) or {}
@@ -283,7 +304,45 @@ def resolve(settings: dict, overrides: dict | None = None) -> RunConfig:
         cfg.model.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    validate_run(cfg)
     return cfg
+
+
+PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "transformer-engine")
+
+
+def validate_run(cfg: RunConfig) -> None:
+    """The data and train settings a run cannot start with, each as one clear line."""
+    from datamodules.corpus import CorpusError, check_corpus
+
+    t, d = cfg.train, cfg.data
+    check_choice("optimizer", t.optimizer, ["adamw", "adam"])
+    check_choice("precision", t.precision, PRECISIONS)
+    for name in ("max_steps", "batch_size", "grad_accum", "val_every", "val_tokens", "log_every"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"train.{name} must be a positive integer, got {getattr(t, name)}")
+    for name in ("warmup_steps", "throughput_warmup", "probe_every"):
+        if getattr(t, name) < 0:
+            raise ConfigError(f"train.{name} must be >= 0, got {getattr(t, name)}")
+    if not t.lr > 0:
+        raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+    if not 0 <= t.min_lr_ratio <= 1:
+        raise ConfigError(f"train.min_lr_ratio must lie in [0, 1], got {t.min_lr_ratio}")
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {t.betas}")
+    if not 0 < d.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction must lie in (0, 1), got {d.val_fraction}")
+    if d.tokenizer == "bpe" and d.bpe_vocab_size < 257:
+        raise ConfigError(f"data.bpe_vocab_size must be at least 257 (the 256 bytes + merges), got {d.bpe_vocab_size}")
+    if d.tokenizer not in ("bytes", "bpe") and not Path(d.tokenizer).expanduser().is_file():
+        raise ConfigError(f"tokenizer file not found: {d.tokenizer} (use 'bytes', 'bpe', or a path to a "
+                          "tokenizer.json or tiktoken file)")
+    try:
+        check_corpus(d.corpus)
+        if d.ood_corpus:
+            check_corpus(d.ood_corpus)
+    except CorpusError as e:
+        raise ConfigError(str(e)) from None
 
 
 def vocab_size(data: DataConfig, configured: int) -> int:

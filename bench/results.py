@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
 
 RESULTS = Path("results")
-STATUSES = ("ok", "diverged", "oom", "failed")
+STATUSES = ("ok", "diverged", "oom", "failed")  # a record with any other status is incomplete
+DONE = ("ok", "diverged")  # not trained again on a rerun; failed and oom cells are retried
 
 
 def cell_dir(out: Path, matrix: str, cell_id: str) -> Path:
@@ -50,3 +53,29 @@ def load_records(folder: Path) -> list[dict]:
     """Every complete record under a matrix folder (or a folder of matrix folders)."""
     folder = Path(folder)
     return [r for p in sorted(folder.glob("**/record.json")) if (r := read_record(p)) is not None]
+
+
+def merge_curves(folder: Path) -> None:
+    """After a resume: the curve parts saved before each resume, then the new metrics.csv, as one
+    metrics.csv (rows of a part past the step it was resumed from are dropped: they were redone)."""
+    folder = Path(folder)
+    parts = sorted(folder.glob("metrics.part-*.csv")) + [folder / "metrics.csv"]
+    rows, fields = [], []
+    for part in parts:
+        if not part.exists():
+            continue
+        with open(part, newline="") as f:
+            reader = csv.DictReader(f)
+            fields += [k for k in reader.fieldnames or [] if k not in fields]
+            new = list(reader)
+        if new and rows:  # drop old rows the resumed run repeated
+            first = min(int(r["step"]) for r in new if r.get("step"))
+            rows = [r for r in rows if r.get("step") and int(r["step"]) < first]
+        rows += new
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(folder / "metrics.csv", buf.getvalue())
+    for part in parts[:-1]:
+        part.unlink(missing_ok=True)

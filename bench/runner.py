@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 import sys
 import time
 import traceback
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -22,7 +24,7 @@ from models import count_params
 from .callbacks import CellMetrics, Diverged, LiveProgress
 from .matrix import Cell
 from .module import LMModule
-from .results import cell_dir, read_record, write_json
+from .results import DONE, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
 for _name in ("lightning.pytorch", "lightning.fabric"):
@@ -40,6 +42,8 @@ class RunOptions:
     force: bool = False
     loggers: tuple[str, ...] = ("csv",)
     quiet: bool = False
+    ckpt_every: int = 100  # optimizer steps between resumable checkpoints (0 = none)
+    keep_checkpoints: bool = False
 
 
 def now() -> str:
@@ -86,7 +90,12 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     training failure, so the matrix goes on."""
     cfg = cell.config
     folder = cell_dir(opts.out, matrix_name, cell.id)
+    ckpt_dir = folder / "checkpoints"
+    if opts.force:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
+    resume = ckpt_dir / "latest.ckpt"
+    resume = resume if resume.is_file() else None
     cfg.model.vocab_size = dm.vocab_size
     counts = count_params(cfg.model)
     record = {
@@ -99,10 +108,17 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
                  "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl()},
         "command": sys.argv, "started": now(),
     }
+    if resume is not None and (folder / "metrics.csv").exists():  # Lightning's CSVLogger would start anew
+        n = len(list(folder.glob("metrics.part-*.csv"))) + 1
+        (folder / "metrics.csv").rename(folder / f"metrics.part-{n:03d}.csv")
+    write_json(folder / "record.json", record)  # status 'running': never read as complete
     t = cfg.train
     tokens_per_batch = t.batch_size * cfg.model.block_size
     metrics_cb = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum)
     callbacks = [metrics_cb]
+    if opts.ckpt_every > 0:  # model, optimizer, schedule and the data loader's position
+        callbacks.append(ModelCheckpoint(ckpt_dir, filename="latest", every_n_train_steps=opts.ckpt_every,
+                                         save_top_k=1, enable_version_counter=False))
     task = None
     if progress is not None:
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
@@ -117,11 +133,15 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
             accelerator=t.accelerator, devices=_devices(t.devices), strategy=t.strategy, num_nodes=t.num_nodes,
             precision=t.precision, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
             val_check_interval=t.val_every * t.grad_accum, check_val_every_n_epoch=None,
-            num_sanity_val_steps=0, log_every_n_steps=t.log_every,
+            num_sanity_val_steps=0, log_every_n_steps=t.log_every, deterministic=t.deterministic,
             logger=build_loggers(opts.loggers, folder), callbacks=callbacks, enable_progress_bar=False,
-            enable_model_summary=False, enable_checkpointing=False, default_root_dir=folder,
+            enable_model_summary=False, enable_checkpointing=opts.ckpt_every > 0, default_root_dir=folder,
         )
-        trainer.fit(module, datamodule=dm)
+        if resume is not None:
+            record["resumed_from"] = str(resume)
+        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+        if resume is not None:
+            record["resumed_from_step"] = metrics_cb.start_step
         if module.validated_at != trainer.global_step:  # final metrics always come from the last step
             trainer.validate(module, datamodule=dm, verbose=False)
         train_loss = module.last_train_loss
@@ -141,7 +161,11 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     from .system import environment
     record["environment"] = environment(_root_device(cfg))
     record["precision"] = t.precision
+    if resume is not None:
+        merge_curves(folder)
     write_json(folder / "record.json", record)
+    if record["status"] in DONE and not opts.keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     if progress is not None and task is not None:
         progress.remove_task(task)
     return record
@@ -163,7 +187,7 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
     records, todo = [], []
     for cell in cells:
         rec = read_record(cell_dir(opts.out, matrix_name, cell.id) / "record.json")
-        if rec is not None and not opts.force and rec.get("status") == "ok":
+        if rec is not None and not opts.force and rec["status"] in DONE:
             records.append(rec)
         else:
             todo.append(cell)

@@ -33,6 +33,21 @@ class Document:
     text: str
 
 
+def check_corpus(spec: str) -> None:
+    """Fail fast, before anything trains, on a corpus path that does not exist."""
+    if spec in BUNDLED:
+        return
+    if "://" in spec:
+        raise CorpusError(f"remote corpora are not supported by the data module: {spec}")
+    for part in [p.strip() for p in str(spec).split(",") if p.strip()]:
+        path = Path(part).expanduser()
+        if not path.exists():
+            raise CorpusError(f"corpus path not found: {part} (use 'bundled', 'kjv', or .txt/.jsonl/.parquet "
+                              "files or folders)")
+        if path.is_file() and not _kind(path):
+            raise CorpusError(f"unsupported corpus file (want .txt, .jsonl, .parquet): {part}")
+
+
 def load_corpus(spec: str) -> list[Document]:
     """Every document of a corpus spec, in a deterministic order; empty texts are dropped."""
     if spec in BUNDLED:
