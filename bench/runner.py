@@ -24,6 +24,7 @@ from models import count_params
 from .callbacks import CellMetrics, Diverged, LiveProgress
 from .matrix import Cell
 from .module import LMModule
+from .probes import Probes
 from .results import DONE, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
@@ -124,9 +125,13 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
         callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
     wall = time.perf_counter()
+    probes = None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         module = LMModule(cfg)
+        probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
+        if probes is not None:
+            callbacks.append(probes)
         if t.compile:
             module.model.compile()
         trainer = L.Trainer(
@@ -156,6 +161,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         record.update(status="oom", error=str(e), traceback=traceback.format_exc())
     except Exception as e:  # noqa: BLE001 - any failure is recorded and the matrix goes on
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    if probes is not None:  # also after a divergence: the history up to it
+        record["probes"] = probes.result()
     record["wall_seconds"] = time.perf_counter() - wall
     record["ended"] = now()
     from .system import environment
