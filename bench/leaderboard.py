@@ -1,30 +1,55 @@
-"""Records -> leaderboard tables: a PPL pivot per scale and a long table with the costs."""
+"""Records -> leaderboard tables: a PPL pivot per scale (mean ± 95% CI over seeds, with a
+significance mark against a baseline cell), a table of the significance tests, and a long table
+with the costs (and, given a target loss, the tokens and seconds to reach it)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-import statistics
-from collections import defaultdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from .results import load_records, write_text
+from .config import ConfigError
+from .results import write_text
+from .stats import (MARK_LEGEND, Comparison, Summary, baseline_groups, cell_order, compare_to_baseline,
+                    final_val_ppl, group_records, load_curves, parse_baseline, row_labels, summarize,
+                    time_to_target)
+
+__all__ = ["LONG_COLUMNS", "long_columns", "long_rows", "row_labels", "pivots", "pivot_cell", "legend",
+           "comparison_rows", "COMPARISON_COLUMNS", "fmt_cell", "fmt_value", "fmt_comparison", "FORMATS",
+           "unigram_reference", "notes", "to_markdown", "to_csv", "render_rich", "write_tables", "resolve_baseline"]
 
 LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "seed", "status", "val_ppl", "ood_ppl", "val_loss",
                 "train_loss", "tokens_per_sec", "mfu", "peak_memory_mb", "params", "params_non_embedding",
                 "wall_seconds")
+TARGET_COLUMNS = ("tokens_to_target", "seconds_to_target")
 
 
-def long_rows(records: list[dict]) -> list[dict]:
-    """One row per cell, sorted by validation PPL; failed cells last with their status."""
+def long_columns(target: float | None = None) -> tuple[str, ...]:
+    return LONG_COLUMNS + (TARGET_COLUMNS if target is not None else ())
+
+
+def resolve_baseline(baseline) -> tuple[str, str] | None:
+    """None, (act, norm) or 'ACT:NORM' -> None or (act, norm); a malformed string is a ConfigError."""
+    if baseline is None or isinstance(baseline, tuple):
+        return baseline
+    try:
+        return parse_baseline(baseline)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def long_rows(records: list[dict], target: float | None = None, curves: dict | None = None) -> list[dict]:
+    """One row per cell, sorted by validation PPL; failed cells last with their status. With a
+    target loss: tokens and seconds to first reach it (from ``curves``: record id -> parsed
+    metrics.csv), None when not reached, 'target_reached' None when there is no curve."""
     rows = []
     for r in records:
         m = r.get("metrics") or {}
-        rows.append({
+        row = {
             "id": r["id"], "scale": r["scale"], "activation": r["activation"], "norm": r["norm"], "seed": r["seed"],
             "status": r["status"], "val_ppl": m.get("val_ppl"), "ood_ppl": m.get("ood_ppl"),
             "val_loss": m.get("val_loss"), "train_loss": m.get("train_loss"),
@@ -32,60 +57,92 @@ def long_rows(records: list[dict]) -> list[dict]:
             "peak_memory_mb": m["peak_memory_bytes"] / 2**20 if m.get("peak_memory_bytes") else None,
             "params": r["params"]["total"], "params_non_embedding": r["params"]["non_embedding"],
             "wall_seconds": r.get("wall_seconds"),
-        })
+        }
+        if target is not None:
+            curve = (curves or {}).get(r["id"])
+            ttt = time_to_target(r, curve, target)
+            row.update(tokens_to_target=ttt.tokens, seconds_to_target=ttt.seconds,
+                       seconds_estimated=ttt.seconds_estimated, steps_to_target=ttt.step,
+                       target_reached=ttt.reached if curve else None)
+        rows.append(row)
     rows.sort(key=lambda x: (x["status"] != "ok", x["val_ppl"] if x["val_ppl"] is not None else math.inf))
     for i, row in enumerate(rows, 1):
         row["rank"] = i
     return rows
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-    return out
-
-
-def row_labels(records: list[dict]) -> dict[str, str]:
-    """Cell id -> its pivot row: the activation, plus any config field (seed aside) that differs
-    between cells of the same scale, activation and scheme, so only true seed repeats are pooled."""
-    groups = defaultdict(list)
-    for r in records:
-        groups[(r["scale"], r["activation"], r["norm"])].append(r)
-    labels = {}
-    for recs in groups.values():
-        flats = [_flat(r.get("config") or {}) for r in recs]
-        varying = sorted({k for f in flats for k in f
-                          if k != "seed" and len({repr(g.get(k)) for g in flats}) > 1})
-        for r, f in zip(recs, flats):
-            labels[r["id"]] = r["activation"] + "".join(f" [{k}={f.get(k)}]" for k in varying)
-    return labels
-
-
 def mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+    """(mean, sample std or None for one value); kept for callers of the old pivot format."""
+    s = summarize(values)
+    return s.mean, s.std
 
 
-def pivots(records: list[dict]) -> dict[str, dict]:
-    """scale -> {'rows': activations, 'cols': norms, 'cells': {(act, norm): (mean, std, n)}}."""
-    by_scale = defaultdict(lambda: defaultdict(list))
-    order = defaultdict(lambda: ([], []))
-    labels = row_labels(records)
-    for r in records:
-        acts, norms = order[r["scale"]]
-        row = labels[r["id"]]
-        if row not in acts:
-            acts.append(row)
-        if r["norm"] not in norms:
-            norms.append(r["norm"])
-        ppl = (r.get("metrics") or {}).get("val_ppl")
-        if r["status"] == "ok" and ppl is not None:
-            by_scale[r["scale"]][(row, r["norm"])].append(ppl)
+def pivots(records: list[dict], baseline=None) -> dict[str, dict]:
+    """scale -> {'rows': row labels, 'cols': norms, 'cells': {(row, norm): Summary of the final
+    validation PPL over ok seeds}, 'baseline': (row, norm) or None, 'comparisons': {(row, norm):
+    Comparison against the baseline (Welch's t-test on final validation losses)}}.
+    ``baseline``: None (first row x first column of each scale), (act, norm) or 'ACT:NORM'."""
+    base = resolve_baseline(baseline)
+    try:
+        bases = baseline_groups(records, base) if records else {}
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    comps = compare_to_baseline(records, base) if records else {}
     out = {}
-    for scale, (acts, norms) in order.items():
-        out[scale] = {"rows": acts, "cols": norms,
-                      "cells": {k: (*mean_std(v), len(v)) for k, v in by_scale[scale].items()}}
+    order = cell_order(records)
+    for (scale, row, norm), recs in group_records(records).items():
+        p = out.setdefault(scale, {"rows": order[scale][0], "cols": order[scale][1], "cells": {},
+                                   "baseline": bases.get(scale), "comparisons": {}})
+        ppls = [v for r in recs if (v := final_val_ppl(r)) is not None]
+        if ppls:
+            p["cells"][(row, norm)] = summarize(ppls)
+        if (scale, row, norm) in comps:
+            p["comparisons"][(row, norm)] = comps[(scale, row, norm)]
     return out
+
+
+def pivot_cell(stat: Summary | None, comp: Comparison | None = None) -> str:
+    """'mean ± CI half-width (n=k)' plus '*' / '†' when significantly better / worse than the
+    baseline, ' (base)' on the baseline cell; '-' for a group without an ok seed."""
+    if stat is None:
+        return "-"
+    text = f"{stat.mean:.3f}" + (f" ± {stat.half_width:.3f}" if stat.half_width is not None else "") + f" (n={stat.n})"
+    if comp is not None:
+        text += " (base)" if comp.is_baseline else comp.mark
+    return text
+
+
+def legend(p: dict, scale: str) -> str:
+    """The test's legend for one scale's pivot, naming its baseline and when no test was possible."""
+    base = p.get("baseline")
+    if base is None:
+        return f"{MARK_LEGEND} Scale {scale}: the baseline is not among its cells; no marks."
+    text = f"{MARK_LEGEND} Baseline (base) at {scale}: {base[0]} x {base[1]}."
+    comps = [c for c in p["comparisons"].values() if not c.is_baseline]
+    if comps and all(c.test is None for c in comps):
+        text += " No significance test was possible here: fewer than 2 seeds in a group (n < 2)."
+    elif any(c.test is None for c in comps):
+        text += " Groups without a mark include some where no test was possible (n < 2)."
+    return text
+
+
+COMPARISON_COLUMNS = ("scale", "activation", "norm", "n", "val_loss", "delta_loss", "val_ppl", "delta_ppl",
+                      "t", "dof", "p", "result")
+
+
+def comparison_rows(records: list[dict], baseline=None) -> list[dict]:
+    """The test of each group against its scale's baseline, as table rows (raw numbers)."""
+    rows = []
+    for scale, p in pivots(records, baseline).items():
+        for (row, norm), c in p["comparisons"].items():
+            base = c.is_baseline
+            rows.append({"scale": scale, "activation": row, "norm": norm,
+                         "n": str(c.n) if base else f"{c.n} vs {c.n_baseline}", "val_loss": c.loss,
+                         "delta_loss": None if base else c.diff_loss, "val_ppl": c.ppl,
+                         "delta_ppl": None if base else c.diff_ppl,
+                         "t": c.test.t if c.test else None, "dof": c.test.dof if c.test else None,
+                         "p": c.p, "result": c.verdict + (f" {c.mark}" if c.mark else "")})
+    return rows
 
 
 def unigram_reference(records: list[dict]) -> dict[str, float]:
@@ -107,55 +164,51 @@ def _fmt(v, kind=""):
         return f"{100 * v:.2f}%"
     if kind == "ppl":
         return f"{v:.3f}"
+    if kind == "signed":
+        return f"{v:+.4f}"
+    if kind == "p":
+        return f"{v:.3g}"
     if isinstance(v, float):
         return f"{v:,.1f}" if abs(v) >= 100 else f"{v:.4g}"
     return str(v)
 
 
-FORMATS = {"val_ppl": "ppl", "ood_ppl": "ppl", "tokens_per_sec": "", "mfu": "pct", "params": "int",
-           "params_non_embedding": "int"}
+fmt_value = _fmt  # the public name
 
 
-def _pivot_cell(stat) -> str:
-    if stat is None:
+def fmt_comparison(row: dict, col: str) -> str:
+    kind = {"val_loss": "loss", "val_ppl": "ppl", "delta_loss": "signed", "delta_ppl": "signed", "p": "p",
+            "t": "stat", "dof": "stat"}.get(col, "")
+    v = row.get(col)
+    if v is None:
         return "-"
-    mean, std, n = stat
-    return f"{mean:.3f}" + (f" ± {std:.3f} (n={n})" if std is not None else "")
+    if kind == "loss":
+        return f"{v:.4f}"
+    if kind == "stat":
+        return f"{v:.3g}"
+    return _fmt(v, kind)
+
+FORMATS = {"val_ppl": "ppl", "ood_ppl": "ppl", "tokens_per_sec": "", "mfu": "pct", "params": "int",
+           "params_non_embedding": "int", "tokens_to_target": "int", "delta_loss": "signed", "delta_ppl": "signed",
+           "p": "p"}
 
 
-def render_rich(records: list[dict], console: Console, title: str) -> None:
-    for scale, p in pivots(records).items():
-        t = Table(title=f"{title} - {scale}: final validation PPL (mean ± std over seeds)", title_justify="left")
-        t.add_column("activation")
-        for norm in p["cols"]:
-            t.add_column(norm, justify="right")
-        for act in p["rows"]:
-            t.add_row(act, *(_pivot_cell(p["cells"].get((act, n))) for n in p["cols"]))
-        console.print(t)
-    t = Table(title=f"{title}: all cells by validation PPL", title_justify="left")
-    cols = [c for c in LONG_COLUMNS if c not in ("id", "val_loss", "train_loss", "params_non_embedding")]
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "status") else "right")
-    for row in long_rows(records):
-        t.add_row(*(_fmt(row[c], FORMATS.get(c, "")) for c in cols))
-    for name, ppl in unigram_reference(records).items():
-        t.add_row("ref", "", f"unigram {name}", "", "", "", _fmt(ppl, "ppl"), *[""] * (len(cols) - 7))
-    console.print(t)
+def fmt_cell(row: dict, col: str) -> str:
+    """A long-table cell as text: time-to-target says 'not reached' / 'no curve' and marks an
+    estimated time with '~'."""
+    if col in TARGET_COLUMNS:
+        if row.get("target_reached") is None:
+            return "no curve" if row.get("status") == "ok" else "-"
+        if not row["target_reached"]:
+            return "not reached"
+        if col == "seconds_to_target" and row["seconds_to_target"] is not None:
+            return ("~" if row.get("seconds_estimated") else "") + f"{row['seconds_to_target']:.4g}"
+    return _fmt(row.get(col), FORMATS.get(col, ""))
 
 
-def to_markdown(records: list[dict], title: str) -> str:
-    lines = [f"# {title}", ""]
-    for scale, p in pivots(records).items():
-        lines += [f"## {scale}: final validation PPL (mean ± std over seeds)", "",
-                  "| activation | " + " | ".join(p["cols"]) + " |", "|---" * (len(p["cols"]) + 1) + "|"]
-        for act in p["rows"]:
-            lines.append(f"| {act} | " + " | ".join(_pivot_cell(p["cells"].get((act, n))) for n in p["cols"]) + " |")
-        lines.append("")
-    lines += ["## All cells by validation PPL", "", "| " + " | ".join(LONG_COLUMNS) + " |",
-              "|---" * len(LONG_COLUMNS) + "|"]
-    for row in long_rows(records):
-        lines.append("| " + " | ".join(_fmt(row[c], FORMATS.get(c, "")) for c in LONG_COLUMNS) + " |")
-    lines.append("")
+def notes(records: list[dict], target: float | None = None) -> list[str]:
+    """Footnotes: unigram reference PPL, MFU and memory bases, how time-to-target is measured."""
+    lines = []
     for name, ppl in unigram_reference(records).items():
         lines.append(f"Reference: unigram PPL of the validation text under tokenizer {name}: {ppl:.3f} "
                      "(what a model that learned nothing but token frequencies scores).")
@@ -163,20 +216,83 @@ def to_markdown(records: list[dict], title: str) -> str:
     mem = {(r.get("metrics") or {}).get("peak_memory_basis") for r in records} - {None}
     if basis:
         lines.append(f"MFU is against: {'; '.join(sorted(basis))}. Peak memory is {'; '.join(sorted(mem))}.")
+    if target is not None:
+        lines.append(f"Time to target: optimizer steps until the validation loss first is <= {target:g}, at the "
+                     "validation interval's resolution; tokens = steps x batch_size x block_size x grad_accum; "
+                     "seconds marked '~' are estimates (the cell's measured training seconds, validation excluded, "
+                     "x step / steps: a constant step time is assumed).")
+    return lines
+
+
+def _title(scale: str) -> str:
+    return f"{scale}: final validation PPL (mean ± 95% CI over seeds)"
+
+
+def to_markdown(records: list[dict], title: str, baseline=None, target: float | None = None,
+                curves: dict | None = None) -> str:
+    lines = [f"# {title}", ""]
+    piv = pivots(records, baseline)
+    for scale, p in piv.items():
+        lines += [f"## {_title(scale)}", "",
+                  "| activation | " + " | ".join(p["cols"]) + " |", "|---" * (len(p["cols"]) + 1) + "|"]
+        for act in p["rows"]:
+            lines.append(f"| {act} | " + " | ".join(pivot_cell(p["cells"].get((act, n)), p["comparisons"].get((act, n)))
+                                                   for n in p["cols"]) + " |")
+        lines += ["", legend(p, scale), ""]
+    comps = comparison_rows(records, baseline)
+    if any(c["result"] != "baseline" for c in comps):
+        lines += ["## Significance against the baseline (Welch's t-test on final validation loss)", "",
+                  "| " + " | ".join(COMPARISON_COLUMNS) + " |", "|---" * len(COMPARISON_COLUMNS) + "|"]
+        for row in comps:
+            lines.append("| " + " | ".join(fmt_comparison(row, c) for c in COMPARISON_COLUMNS) + " |")
+        lines.append("")
+    cols = long_columns(target)
+    lines += ["## All cells by validation PPL", "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+    for row in long_rows(records, target, curves):
+        lines.append("| " + " | ".join(fmt_cell(row, c) for c in cols) + " |")
+    lines.append("")
+    lines += notes(records, target)
     return "\n".join(lines) + "\n"
 
 
-def to_csv(records: list[dict]) -> str:
+def to_csv(records: list[dict], target: float | None = None, curves: dict | None = None) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=LONG_COLUMNS)
+    w = csv.DictWriter(buf, fieldnames=long_columns(target), extrasaction="ignore")
     w.writeheader()
-    for row in long_rows(records):
+    for row in long_rows(records, target, curves):
         w.writerow(row)
     return buf.getvalue()
 
 
-def write_tables(folder: Path, records: list[dict], title: str) -> tuple[Path, Path]:
+def render_rich(records: list[dict], console: Console, title: str, baseline=None, target: float | None = None,
+                curves: dict | None = None) -> None:
+    for scale, p in pivots(records, baseline).items():
+        t = Table(title=f"{title} - {_title(scale)}", title_justify="left")
+        t.add_column("activation")
+        for norm in p["cols"]:
+            t.add_column(norm, justify="right")
+        for act in p["rows"]:
+            t.add_row(act, *(pivot_cell(p["cells"].get((act, n)), p["comparisons"].get((act, n))) for n in p["cols"]))
+        console.print(t)
+        console.print(legend(p, scale), highlight=False)
+    t = Table(title=f"{title}: all cells by validation PPL", title_justify="left")
+    cols = [c for c in long_columns(target) if c not in ("id", "val_loss", "train_loss", "params_non_embedding")]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "status") else "right")
+    for row in long_rows(records, target, curves):
+        t.add_row(*(fmt_cell(row, c) for c in cols))
+    for name, ppl in unigram_reference(records).items():
+        t.add_row("ref", "", f"unigram {name}", "", "", "", _fmt(ppl, "ppl"), *[""] * (len(cols) - 7))
+    console.print(t)
+    if target is not None:
+        console.print(notes(records, target)[-1], highlight=False)
+
+
+def write_tables(folder: Path, records: list[dict], title: str, baseline=None,
+                 target: float | None = None) -> tuple[Path, Path]:
+    """leaderboard.md and leaderboard.csv in ``folder`` (time-to-target read from the curves there)."""
+    curves = load_curves(folder) if target is not None else None
     md, cv = Path(folder) / "leaderboard.md", Path(folder) / "leaderboard.csv"
-    write_text(md, to_markdown(records, title))
-    write_text(cv, to_csv(records))
+    write_text(md, to_markdown(records, title, baseline, target, curves))
+    write_text(cv, to_csv(records, target, curves))
     return md, cv

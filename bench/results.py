@@ -28,6 +28,7 @@ def write_text(path: Path, text: str) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; results are meant to be shared
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -31,7 +31,7 @@ from .results import DONE, cell_dir, merge_curves, read_record, write_json
 for _name in ("lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 for _msg in (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than the logging interval.*",
-             ".*has `__len__` defined.*"):
+             ".*has `__len__` defined.*", ".*exists and is not empty.*"):
     warnings.filterwarnings("ignore", message=_msg)
 
 

@@ -149,13 +149,19 @@ def test_leaderboard_pivot_mean_std_and_order():
             _record("gelu", "pre", 0, 9.0), _record("gelu", "pre+gpas", 0, None, status="diverged")]
     p = pivots(recs)["micro"]
     assert p["rows"] == ["swiglu", "gelu"] and p["cols"] == ["pre", "pre+gpas"]
-    mean, std, n = p["cells"][("swiglu", "pre")]
-    assert (mean, n) == (11.0, 2) and std == pytest.approx(math.sqrt(2))
+    s = p["cells"][("swiglu", "pre")]
+    assert (s.mean, s.n) == (11.0, 2) and s.std == pytest.approx(math.sqrt(2))
+    assert s.half_width == pytest.approx(12.706204736174698 * math.sqrt(2) / math.sqrt(2))  # t(0.975, 1 dof)
+    assert p["cells"][("gelu", "pre")].half_width is None  # one seed: no interval
     assert ("gelu", "pre+gpas") not in p["cells"]
+    assert p["baseline"] == ("swiglu", "pre")  # first row x first column
     rows = long_rows(recs)
     assert [r["val_ppl"] for r in rows] == [9.0, 10.0, 12.0, None] and rows[-1]["status"] == "diverged"
     md = to_markdown(recs, "m")
-    assert "11.000 ± 1.414 (n=2)" in md and "unigram PPL" in md and "30.000" in md
+    assert "| swiglu | 11.000 ± 12.706 (n=2) (base) | - |" in md
+    assert "| gelu | 9.000 (n=1) | - |" in md  # n=1: no interval, and no test possible -> no mark
+    assert "No significance test was possible here" in md and "Welch's t-test" in md
+    assert "unigram PPL" in md and "30.000" in md
     assert to_csv(recs).splitlines()[1].startswith("1,gelu-pre-0")
 
 
@@ -183,5 +189,6 @@ def test_pivot_pools_only_seed_repeats():
         r["config"] = {"seed": seed, "train": {"compile": compiled}, "data": {"tokenizer": "bytes"}}
     c["id"] = "compiled"
     p = pivots([a, b, c])["micro"]
-    assert p["cells"][("swiglu [train.compile=False]", "pre")][2] == 2
-    assert p["cells"][("swiglu [train.compile=True]", "pre")][:1] == (5.0,)
+    assert p["cells"][("swiglu [train.compile=False]", "pre")].n == 2
+    assert p["cells"][("swiglu [train.compile=True]", "pre")].mean == 5.0
+    assert p["cells"][("swiglu [train.compile=True]", "pre")].n == 1

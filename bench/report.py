@@ -1,0 +1,559 @@
+"""`bench report`: one self-contained HTML page per matrix (tables, figures as embedded PNGs,
+probes, scaling fits, provenance), readable offline: no external CSS, JS, fonts or images."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import html
+import io
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError
+from .leaderboard import (COMPARISON_COLUMNS, comparison_rows, fmt_cell, fmt_comparison, fmt_value, legend,
+                          long_columns, long_rows, notes, pivot_cell, pivots, resolve_baseline)
+from .results import load_records, write_text
+from .stats import (POWER_LAW, SATURATING, group_records, load_curves, pareto_front, run_order, scaling_fits,
+                    summarize, tokens_per_step)
+
+DPI = 80
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+# ---- figures ------------------------------------------------------------------------------------
+
+def _figure(w: float, h: float):
+    from matplotlib.figure import Figure  # no pyplot: no global state, always the Agg renderer
+    return Figure(figsize=(w, h), dpi=DPI, layout="constrained")
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _rc():
+    import matplotlib
+    return matplotlib.rc_context({"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7,
+                                  "axes.grid": True, "grid.alpha": 0.3})
+
+
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if 100 <= abs(v) < 1e7 else f"{v:.3g}"
+
+
+def _plain_log(axis, sparse: bool = False) -> None:
+    """Log-scale tick labels as plain numbers ('2.4', '3,000') instead of '2.4x10^0'; ``sparse``
+    labels only the minor ticks at 2x and 5x a power of ten."""
+    from matplotlib.ticker import FuncFormatter
+    axis.set_major_formatter(FuncFormatter(lambda v, _: _num(v)))
+    axis.set_minor_formatter(FuncFormatter(
+        lambda v, _: _num(v) if not sparse or f"{v:.0e}"[0] in "25" else ""))
+
+
+def _styles(records: list[dict]) -> tuple[dict, dict]:
+    """activation -> color, norm -> linestyle (in first-seen order)."""
+    import matplotlib
+    cmap = matplotlib.colormaps["tab10"]
+    records = run_order(records)
+    acts = list(dict.fromkeys(r["activation"] for r in records))
+    norms = list(dict.fromkeys(r["norm"] for r in records))
+    return ({a: cmap(i % 10) for i, a in enumerate(acts)},
+            {n: LINESTYLES[i % len(LINESTYLES)] for i, n in enumerate(norms)})
+
+
+def fig_loss_curves(records: list[dict], curves: dict) -> str | None:
+    """Training and validation loss against tokens, one line per cell: color = activation,
+    linestyle = norm; a row per scale."""
+    recs = [r for r in run_order(records) if curves.get(r["id"])]
+    if not recs:
+        return None
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+    colors, styles = _styles(records)
+    scales = list(dict.fromkeys(r["scale"] for r in recs))
+    with _rc():
+        fig = _figure(9.5, 2.8 * len(scales))
+        axes = fig.subplots(len(scales), 2, squeeze=False)
+        for row, scale in enumerate(scales):
+            seen = set()
+            for r in (r for r in recs if r["scale"] == scale):
+                tps = tokens_per_step(r) or 1
+                key = (r["activation"], r["norm"])
+                label = f"{r['activation']} / {r['norm']}" if key not in seen else None
+                seen.add(key)
+                for ax, col in zip(axes[row], ("train/loss", "val/loss")):
+                    pts = curves[r["id"]].get(col) or []
+                    if pts:
+                        x = [(s + 1) * tps for s, _ in pts]
+                        ax.plot(x, [v for _, v in pts], color=colors[r["activation"]], ls=styles[r["norm"]],
+                                lw=1.1, alpha=0.85, marker="." if col == "val/loss" else None, ms=3, label=label)
+            for ax, name in zip(axes[row], ("training loss", "validation loss")):
+                ax.set_title(f"{scale}: {name}")
+                ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+                ax.xaxis.set_major_locator(MaxNLocator(6))
+                ax.set_xlabel("tokens")
+                ax.set_ylabel("loss (nats/token)")
+            handles, labels = axes[row][1].get_legend_handles_labels()
+            if not handles:
+                handles, labels = axes[row][0].get_legend_handles_labels()
+            if handles:
+                axes[row][1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        return _png(fig)
+
+
+def frontier_points(records: list[dict]) -> list[dict]:
+    """Per group: mean tokens/s and mean val PPL over ok seeds, with their 95% CI half-widths."""
+    pts = []
+    for (scale, row, norm), recs in group_records(records).items():
+        ok = [r for r in recs if r.get("status") == "ok" and (r.get("metrics") or {}).get("val_ppl") is not None
+              and (r.get("metrics") or {}).get("tokens_per_sec")]
+        if not ok:
+            continue
+        s = summarize([r["metrics"]["tokens_per_sec"] for r in ok])
+        q = summarize([r["metrics"]["val_ppl"] for r in ok])
+        pts.append({"scale": scale, "row": row, "norm": norm, "activation": ok[0]["activation"],
+                    "tps": s.mean, "tps_ci": s.half_width, "ppl": q.mean, "ppl_ci": q.half_width, "n": q.n})
+    return pts
+
+
+def fig_frontier(records: list[dict]) -> tuple[str | None, list[dict]]:
+    """Validation PPL against tokens/s per group (95% CI bars), the Pareto front highlighted."""
+    pts = frontier_points(records)
+    if not pts:
+        return None, []
+    front = pareto_front([(p["tps"], p["ppl"]) for p in pts])
+    colors, _ = _styles(records)
+    scales = list(dict.fromkeys(p["scale"] for p in pts))
+    norms = list(dict.fromkeys(p["norm"] for p in pts))
+    with _rc():
+        fig = _figure(7.5, 4.2)
+        ax = fig.add_subplot()
+        fx = [pts[i]["tps"] for i in front]
+        fy = [pts[i]["ppl"] for i in front]
+        ax.step(fx, fy, where="pre", color="0.3", lw=1.2, ls="--", zorder=1, label="Pareto front")
+        ax.scatter(fx, fy, s=160, facecolors="none", edgecolors="crimson", lw=1.5, zorder=3,
+                   label="on the front")
+        for p in pts:
+            m = MARKERS[norms.index(p["norm"]) % len(MARKERS)]
+            ax.errorbar(p["tps"], p["ppl"], xerr=p["tps_ci"], yerr=p["ppl_ci"], fmt=m, ms=6,
+                        color=colors[p["activation"]], ecolor=colors[p["activation"]], elinewidth=0.8, capsize=2,
+                        zorder=2, mec="black" if scales.index(p["scale"]) else None,
+                        mew=0.6)
+            name = p["row"] + " / " + p["norm"] + (f" ({p['scale']})" if len(scales) > 1 else "")
+            ax.annotate(name, (p["tps"], p["ppl"]), textcoords="offset points", xytext=(4, 4), fontsize=6)
+        xs = [p["tps"] for p in pts]
+        if min(xs) > 0 and max(xs) / min(xs) > 10:
+            ax.set_xscale("log")
+            _plain_log(ax.xaxis, sparse=True)
+        ax.set_xlabel("throughput (steady-state tokens/s; higher is cheaper)")
+        ax.set_ylabel("final validation PPL (lower is better)")
+        ax.set_title("cost / quality: mean over seeds, bars = 95% CI; marker = norm")
+        ax.legend(loc="best", frameon=False)
+        return _png(fig), [pts[i] for i in front]
+
+
+def _matrix(values) -> np.ndarray | None:
+    """[[...] per step] -> a float array (steps, columns), trailing dimensions flattened; None if
+    missing, empty or ragged."""
+    if values is None:
+        return None
+    try:
+        a = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim < 2 or a.size == 0:
+        return None
+    return a.reshape(a.shape[0], -1)
+
+
+PROBE_LINES = (("act_var", "activation variance", "layer"), ("grad_norm", "gradient norm", "block"),
+               ("weight_norm", "weight norm", "block"), ("gpas_gate", "GPAS gate", "block"),
+               ("gpas_scale", "GPAS scale", "block"), ("ffn_max_abs", "FFN max |a|", "block"),
+               ("ffn_kurtosis", "FFN kurtosis", "block"))
+
+
+def _layer_lines(ax, steps, a: np.ndarray, title: str, unit: str) -> None:
+    import matplotlib
+    cmap = matplotlib.colormaps["viridis"]
+    k = a.shape[1]
+    for j in range(k):
+        ax.plot(steps[: len(a)], a[:, j], color=cmap(j / max(1, k - 1)), lw=1,
+                label=f"{unit} {j}" if j in (0, k - 1) else None)
+    finite = a[np.isfinite(a)]
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 50:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.legend(frameon=False, loc="upper left")
+
+
+def fig_probe_dynamics(probes: dict) -> str | None:
+    """Per-layer lines over training: activation variance, gradient / weight norms, GPAS gate and
+    scale, FFN max |a| and kurtosis (viridis: first to last layer)."""
+    steps = np.asarray(probes.get("steps") or [], dtype=float)
+    panels = [(key, title, unit, a) for key, title, unit in PROBE_LINES
+              if (a := _matrix(probes.get(key))) is not None]
+    if not panels or not steps.size:
+        return None
+    cols = 4 if len(panels) > 4 else len(panels)
+    rows = math.ceil(len(panels) / cols)
+    with _rc():
+        fig = _figure(2.6 * cols, 2.2 * rows)
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        for ax, (key, title, unit, a) in zip(axes, panels):
+            n = min(len(steps), len(a))
+            _layer_lines(ax, steps[:n], a[:n], title, unit)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        return _png(fig)
+
+
+def fig_probe_structure(probes: dict) -> str | None:
+    """Effective rank per FFN matrix, the layer-cosine heatmap and layer importance."""
+    ranks = probes.get("effective_rank") or {}
+    cos = probes.get("layer_cosine")
+    imp = probes.get("layer_importance")
+    panels = [p for p, ok in (("rank", bool(ranks)), ("cos", cos is not None and len(cos) > 0),
+                              ("imp", imp is not None and len(imp) > 0)) if ok]
+    if not panels:
+        return None
+    widths = {"rank": max(3.0, 0.18 * len(ranks) + 1), "cos": 3.2, "imp": 3.0}
+    with _rc():
+        fig = _figure(sum(widths[p] for p in panels), 2.8)
+        axes = fig.subplots(1, len(panels), squeeze=False, width_ratios=[widths[p] for p in panels])[0]
+        for ax, p in zip(axes, panels):
+            if p == "rank":
+                names = list(ranks)
+                kinds = [n.rsplit(".", 1)[-1] for n in names]
+                palette = {k: f"C{i}" for i, k in enumerate(dict.fromkeys(kinds))}
+                ax.bar(range(len(names)), [float(ranks[n]) for n in names], color=[palette[k] for k in kinds])
+                ax.set_xticks(range(len(names)), [n.replace("blocks.", "").replace(".ffn", "") for n in names],
+                              rotation=90, fontsize=6)
+                ax.set_title("effective rank per FFN matrix")
+                ax.grid(axis="x", visible=False)
+            elif p == "cos":
+                m = np.asarray(cos, dtype=float)
+                im = ax.imshow(m, cmap="magma", vmin=min(0.0, float(np.nanmin(m))), vmax=1.0)
+                ticks = range(0, len(m), max(1, len(m) // 8))
+                ax.set_xticks(ticks)
+                ax.set_yticks(ticks)
+                ax.set_title("layer cosine similarity")
+                ax.set_xlabel("layer")
+                ax.set_ylabel("layer")
+                ax.grid(False)
+                fig.colorbar(im, ax=ax, shrink=0.8)
+            else:
+                vals = [float(v) for v in imp]
+                ax.bar(range(len(vals)), vals, color="C3")
+                ax.set_xticks(range(len(vals)))
+                base = probes.get("base_loss")
+                ax.set_title("layer importance" + (f" (base loss {base:.3f})" if isinstance(base, (int, float))
+                                                    else ""))
+                ax.set_xlabel("block")
+        return _png(fig)
+
+
+def fig_scaling(fits) -> str | None:
+    """Final validation loss against N and against C (log-log) with the fitted curves."""
+    if not fits:
+        return None
+    groups = list(dict.fromkeys(f.group for f in fits))
+    with _rc():
+        fig = _figure(9.0, 3.3)
+        axes = fig.subplots(1, 2)
+        for ax, xname, label in ((axes[0], "N", "non-embedding parameters N"),
+                                 (axes[1], "C", "training compute C = 6 N D (FLOPs)")):
+            for f in (f for f in fits if f.x == xname):
+                c = f"C{groups.index(f.group) % 10}"
+                ax.scatter(f.xs, f.ys, color=c, s=14)
+                grid = np.geomspace(min(f.xs), max(f.xs), 50)
+                ax.plot(grid, f.predict(grid), color=c, lw=1,
+                        label=f"{f.group[0]} / {f.group[1]}: alpha={f.alpha:.3f}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            _plain_log(ax.yaxis)
+            ax.set_xlabel(label)
+            ax.set_ylabel("final validation loss")
+            ax.legend(frameon=False, fontsize=6)
+        return _png(fig)
+
+
+# ---- HTML ---------------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1250px;
+color:#222;padding:0 1em;font-size:14px}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+h3{font-size:1.05em;margin-bottom:.3em}
+table{border-collapse:collapse;margin:.5em 0;font-size:12px}
+th,td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3}td.l,th.l{text-align:left}
+.legend,.note{font-size:12px;color:#555;max-width:1100px}
+.scroll{overflow-x:auto}img{max-width:100%;height:auto;display:block;margin:.4em 0}
+.better{color:#060;font-weight:600}.worse{color:#a00;font-weight:600}.base{background:#eef}
+code{font-size:12px}
+"""
+
+LEFT = {"id", "scale", "activation", "norm", "status", "result", "group", "form", "note", "x", "cell", "key"}
+
+
+def _e(v) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _table(header, rows) -> str:
+    """rows: lists of cell texts or (text, css class) pairs."""
+    out = ['<div class="scroll"><table>', "<tr>" + "".join(
+        f'<th class="l">{_e(h)}</th>' if h in LEFT else f"<th>{_e(h)}</th>" for h in header) + "</tr>"]
+    for row in rows:
+        cells = []
+        for h, c in zip(header, row):
+            text, klass = c if isinstance(c, tuple) else (c, "")
+            klass = (klass + (" l" if h in LEFT else "")).strip()
+            cells.append(f'<td class="{klass}">{_e(text)}</td>' if klass else f"<td>{_e(text)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table></div>")
+    return "\n".join(out)
+
+
+def _img(b64: str | None, alt: str) -> str:
+    if not b64:
+        return f'<p class="note">({_e(alt)}: nothing to plot)</p>'
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _figure_html(alt: str, fn, *args) -> str:
+    """A figure as an <img>, or a note saying why there is none (a figure that fails to draw must
+    not lose the rest of the report)."""
+    try:
+        b64 = fn(*args)
+    except Exception as exc:  # noqa: BLE001
+        return f'<p class="note">({_e(alt)} could not be drawn: {_e(type(exc).__name__)}: {_e(exc)})</p>'
+    return _img(b64, alt)
+
+
+def _pivot_html(records, baseline) -> list[str]:
+    parts = []
+    for scale, p in pivots(records, baseline).items():
+        rows = []
+        for act in p["rows"]:
+            cells = [act]
+            for n in p["cols"]:
+                comp = p["comparisons"].get((act, n))
+                text = pivot_cell(p["cells"].get((act, n)), comp)
+                klass = "" if comp is None else ("base" if comp.is_baseline else
+                                                  {"better": "better", "worse": "worse"}.get(comp.verdict, ""))
+                cells.append((text, klass))
+            rows.append(cells)
+        parts += [f"<h3>{_e(scale)}: final validation PPL (mean ± 95% CI over seeds)</h3>",
+                  _table(["activation", *p["cols"]], rows), f'<p class="legend">{_e(legend(p, scale))}</p>']
+    return parts
+
+
+def _provenance(records: list[dict]) -> list[str]:
+    envs = [r.get("environment") or {} for r in records]
+
+    def common(get):
+        vals = {repr(get(e)) for e in envs}
+        return get(envs[0]) if len(vals) == 1 else None
+
+    parts = ["<h2>Provenance</h2>"]
+    facts = []
+    for name, get in (("device", lambda e: e.get("device")), ("platform", lambda e: e.get("platform")),
+                      ("python", lambda e: e.get("python")), ("torch threads", lambda e: e.get("torch_threads")),
+                      ("cuda", lambda e: e.get("cuda")),
+                      ("git commit", lambda e: (e.get("git") or {}).get("commit")),
+                      ("git dirty", lambda e: (e.get("git") or {}).get("dirty"))):
+        v = common(get)
+        facts.append([name, "varies per cell (see below)" if v is None and len({repr(get(e)) for e in envs}) > 1
+                      else ("-" if v is None else v)])
+    pk = common(lambda e: e.get("packages"))
+    if isinstance(pk, dict):
+        facts.append(["packages", ", ".join(f"{k} {v}" for k, v in pk.items())])
+    else:
+        facts.append(["packages", "varies per cell (see below)"])
+    parts.append(_table(["key", "value"], facts))
+    rows = []
+    for r in records:
+        e = r.get("environment") or {}
+        git = e.get("git") or {}
+        commit = (git.get("commit") or "-")[:12] + (" (dirty)" if git.get("dirty") else "")
+        pkgs = ", ".join(f"{k} {v}" for k, v in (e.get("packages") or {}).items()) if pk is None else "as above"
+        rows.append([r["id"], r.get("config_hash", "-"), r.get("status", "-"), commit, e.get("device", "-"),
+                     r.get("precision", "-"), r.get("started", "-"), fmt_value(r.get("wall_seconds")), pkgs])
+    parts.append(_table(["id", "config hash", "status", "git commit", "device", "precision", "started",
+                         "wall s", "packages"], rows))
+    cmds = {" ".join(map(str, r.get("command") or [])) for r in records} - {""}
+    if cmds:
+        parts.append('<p class="note">Command line(s):</p>' + "".join(
+            f"<pre><code>{_e(c)}</code></pre>" for c in sorted(cmds)))
+    return parts
+
+
+def _probe_section(r: dict) -> list[str]:
+    pr = r.get("probes")
+    parts = [f"<h3>{_e(r['id'])}</h3>"]
+    facts = []
+    if pr.get("loss_spikes") is not None:
+        spikes = pr.get("spike_steps") or []
+        steps = ", ".join(map(str, spikes[:20])) + (" ..." if len(spikes) > 20 else "")
+        facts.append(f"loss spikes: {pr['loss_spikes']}" + (f" (steps {steps})" if spikes else ""))
+    if pr.get("every") is not None:
+        facts.append(f"probed every {pr['every']} steps")
+    if isinstance(pr.get("base_loss"), (int, float)):
+        facts.append(f"base loss {pr['base_loss']:.4f}")
+    if isinstance(pr.get("overhead_seconds"), (int, float)):
+        facts.append(f"probe overhead {pr['overhead_seconds']:.2f} s")
+    if facts:
+        parts.append(f'<p class="note">{_e("; ".join(facts))}</p>')
+    for name, fn in (("per-layer dynamics", fig_probe_dynamics), ("structure", fig_probe_structure)):
+        parts.append(_figure_html(f"{r['id']} probes: {name}", fn, pr))
+    return parts
+
+
+def render_html(records: list[dict], title: str, curves: dict | None = None, baseline=None,
+                target: float | None = None) -> str:
+    """The whole report as one HTML string (figures embedded as base64 PNG data URIs)."""
+    curves = curves or {}
+    baseline = resolve_baseline(baseline)
+    status = Counter(r.get("status") for r in records)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{_e(title)}: benchmark report</title>", f"<style>{CSS}</style></head><body>",
+             f"<h1>{_e(title)}: benchmark report</h1>",
+             f'<p class="note">{len(records)} cells ({", ".join(f"{v} {k}" for k, v in status.items())}); generated '
+             f'{dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}.</p>']
+
+    parts.append("<h2>Leaderboard</h2>")
+    parts += _pivot_html(records, baseline)
+    comps = comparison_rows(records, baseline)
+    if any(c["result"] != "baseline" for c in comps):
+        parts.append("<h3>Significance against the baseline (Welch's t-test on per-seed final validation loss)</h3>")
+        rows = [[fmt_comparison(c, k) if k != "result" else
+                 (c[k], "better" if c[k].startswith("better") else "worse" if c[k].startswith("worse") else "")
+                 for k in COMPARISON_COLUMNS] for c in comps]
+        parts.append(_table(list(COMPARISON_COLUMNS), rows))
+        parts.append('<p class="legend">delta = group - baseline (loss in nats/token, PPL as mean over seeds); '
+                     "t and dof: Welch's statistic and Welch-Satterthwaite degrees of freedom; p two-sided. "
+                     "A group or baseline with fewer than 2 seeds cannot be tested.</p>")
+    cols = long_columns(target)
+    parts.append("<h3>All cells by validation PPL</h3>")
+    parts.append(_table(list(cols), [[fmt_cell(row, c) for c in cols] for row in long_rows(records, target, curves)]))
+    parts += [f'<p class="note">{_e(n)}</p>' for n in notes(records, target)]
+
+    parts.append("<h2>Training curves</h2>")
+    parts.append('<p class="note">One line per cell (every seed); color = activation, linestyle = norm; '
+                 "x = tokens seen.</p>")
+    parts.append(_figure_html("training and validation loss curves", fig_loss_curves, records, curves))
+
+    parts.append("<h2>Cost / quality frontier</h2>")
+    front = []
+
+    def frontier():
+        b64, front[:] = fig_frontier(records)
+        return b64
+    parts.append(_figure_html("validation PPL against tokens/s", frontier))
+    if front:
+        parts.append('<p class="note">On the Pareto front (no other group is both faster and better): ' + _e(
+            "; ".join(f"{p['row']} / {p['norm']} ({p['scale']}): {p['ppl']:.3f} PPL at {p['tps']:,.0f} tok/s"
+                      for p in front)) + "</p>")
+
+    fits = scaling_fits(records)
+    if len({r["scale"] for r in records}) > 1:
+        parts.append("<h2>Scaling</h2>")
+        if fits:
+            rows = [[f"{f.group[0]} / {f.group[1]}", f.x, f.form, f.n_points, f.n_scales,
+                     f"{f.alpha:.4f}" + (f" ± {f.alpha_se:.4f}" if f.alpha_se is not None else ""), f"{f.A:.4g}",
+                     "-" if f.E is None else f"{f.E:.4f}" + (f" ± {f.E_se:.4f}" if f.E_se is not None else ""),
+                     f.note or "-"] for f in fits]
+            header = ["group", "x", "form", "points", "scales", "alpha ± SE", "A", "E ± SE", "note"]
+            parts.append(_table(header, rows))
+            parts.append(f'<p class="legend">N = non-embedding parameters; C = 6 N D (D = training tokens). Every ok '
+                         f"seed is one point. With 4 or more scales the fitted form is {_e(SATURATING)} (nonlinear "
+                         f"least squares); with fewer it is the pure power law {_e(POWER_LAW)} (ordinary least "
+                         "squares on logs). SE: standard error from the fit's covariance matrix.</p>")
+            parts.append(_figure_html("scaling fits", fig_scaling, fits))
+        else:
+            parts.append('<p class="note">No (activation, norm) group finished ok at two or more scales: no fit.</p>')
+
+    probed = [r for r in records if isinstance(r.get("probes"), dict)]
+    if probed:
+        parts.append("<h2>Probes</h2>")
+        parts.append('<p class="note">Per-layer lines go from the first (dark) to the last (yellow) layer.</p>')
+        for r in probed:
+            parts += _probe_section(r)
+
+    parts += _provenance(records)
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# ---- files and the command ----------------------------------------------------------------------
+
+def matrix_folders(folder: Path) -> list[Path]:
+    """The matrix folders under ``folder`` (itself, if it holds cell folders directly)."""
+    folder = Path(folder)
+    return sorted({p.parent.parent for p in folder.glob("**/record.json")})
+
+
+def write_report(folder: Path, out: Path | None = None, baseline=None, target: float | None = None) -> list[Path]:
+    """One report.html per matrix folder under ``folder`` (default: <matrix folder>/report.html);
+    ``out`` names the file when there is exactly one matrix."""
+    mats = {m: recs for m in matrix_folders(folder) if (recs := load_records(m))}
+    if not mats:
+        raise ConfigError(f"no finished cells under {folder} (run `bench run` first)")
+    if out is not None and len(mats) > 1:
+        raise ConfigError(f"--out names one file, but {folder} holds {len(mats)} matrices "
+                          f"({', '.join(m.name for m in mats)}); leave --out out to write one report per matrix")
+    written = []
+    for m, records in mats.items():
+        path = Path(out) if out is not None else m / "report.html"
+        write_text(path, render_html(records, m.name, load_curves(m), baseline, target))
+        written.append(path)
+    return written
+
+
+def cmd_report(args) -> int:
+    from .matrix import load_matrix
+
+    folder = Path(args.target) if args.target and Path(args.target).is_dir() else \
+        Path(args.results) / load_matrix(args.target).name
+    resolve_baseline(args.baseline)  # a malformed value fails before any work
+    for path in write_report(folder, Path(args.out) if args.out else None, args.baseline, args.target_loss):
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+    return 0
+
+
+def add_report_parser(sub) -> argparse.ArgumentParser:
+    """Add `bench report` to the CLI's subparsers."""
+    p = sub.add_parser(
+        "report", help="write a self-contained HTML report (tables, curves, frontier, probes, scaling, provenance)",
+        description="Write one self-contained HTML page per matrix: the leaderboard with 95% confidence "
+                    "intervals over seeds and significance marks (Welch's t-test against a baseline cell), "
+                    "loss curves, the validation PPL vs tokens/s frontier, per-cell probes, scaling fits (when "
+                    "several scales are present) and provenance. Figures are embedded PNGs: the page needs no "
+                    "network.")
+    p.add_argument("target", nargs="?", default=None,
+                   help="a matrix name/YAML, or a results folder: one report per matrix folder under it "
+                        "[default: the default matrix]")
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="the results folder a matrix name is looked up in [default: results]")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="the HTML file to write; only when the target holds one matrix "
+                        "[default: <matrix folder>/report.html]")
+    p.add_argument("--baseline", default=None, metavar="ACT:NORM",
+                   help="the cell group every other group is tested against, e.g. swiglu:pre "
+                        "[default: the first activation x the first norm of each scale]")
+    p.add_argument("--target-loss", type=float, default=None, metavar="X",
+                   help="add the tokens and seconds until the validation loss first reaches X to the cell table "
+                        "[default: none]")
+    p.set_defaults(func=cmd_report)
+    return p
