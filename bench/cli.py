@@ -158,13 +158,16 @@ def cmd_table(args) -> int:
     if not records:
         raise ConfigError(f"no finished cells under {target} (run `bench run` first)")
     title = target.name
+    from .stats import load_curves
+
+    curves = load_curves(target) if args.target_loss is not None else None
     if args.format == "md":
-        print(to_markdown(records, title), end="")
+        print(to_markdown(records, title, args.baseline, args.target_loss, curves), end="")
     elif args.format == "csv":
-        print(to_csv(records), end="")
+        print(to_csv(records, args.target_loss, curves), end="")
     else:
-        render_rich(records, console, title)
-    write_tables(target, records, title)
+        render_rich(records, console, title, args.baseline, args.target_loss, curves)
+    write_tables(target, records, title, args.baseline, args.target_loss)
     return 0
 
 
@@ -234,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", default=None, help="a matrix name/YAML or a results folder [default: default]")
     p.add_argument("--out", default="results", help="results folder a matrix name is looked up in")
     p.add_argument("--format", choices=("rich", "md", "csv"), default="rich", help="output format")
+    p.add_argument("--baseline", default=None, metavar="ACT:NORM",
+                   help="the cell group every other group is tested against (Welch's t-test on final validation "
+                        "loss, p < 0.05), e.g. swiglu:pre [default: first activation x first norm of each scale]")
+    p.add_argument("--target-loss", type=float, default=None, metavar="X",
+                   help="add the tokens and seconds until the validation loss first reaches X to the long table")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("overhead", help="benchmark: harness vs a bare PyTorch loop, same model/data/steps",
@@ -246,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
     add_overrides(p)
     p.set_defaults(func=cmd_overhead)
+
+    from .check import add_check_parser
+    from .report import add_report_parser
+
+    add_report_parser(sub)
+    add_check_parser(sub)
     return parser
 
 

@@ -1,0 +1,196 @@
+"""`bench check`: the committed baseline passes, and plausible bugs injected with monkeypatch fail it.
+
+Each check here trains a handful of nano cells (a second or two each); the full matrix is `bench check`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+
+import pytest
+
+import models
+import models.activations
+import models.gpas
+import models.schemes
+from bench import check
+from bench.check import BASELINE, add_check_parser
+from bench.config import ConfigError, norm_names
+from models import ACTIVATIONS, SCHEMES, UnknownName
+
+SUBSET = ["--activation", "swiglu,polynorm", "--norm", "pre,pre+gpas,deepnorm"]
+SUBSET_CELLS = [f"{a}/{n}" for a in ("swiglu", "polynorm") for n in ("pre", "pre+gpas", "deepnorm")]
+
+
+def bench_check(capsys, *argv: str) -> tuple[int, str]:
+    """Run `bench check ARGV` in-process (as bench.cli does); returns (exit code, output with whitespace collapsed)."""
+    parser = argparse.ArgumentParser(prog="bench")
+    add_check_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["check", "--quiet", *argv])
+    code = args.func(args)
+    captured = capsys.readouterr()
+    return code, " ".join((captured.out + captured.err).split())
+
+
+def regressions(out: str) -> set[str]:
+    """Cells named on the 'failing: swiglu/pre (regression), ...' line."""
+    tail = out.split("failing:", 1)[1] if "failing:" in out else ""
+    return set(re.findall(r"([\w+]+/[\w+]+) \((?:regression|error|new|missing)\)", tail))
+
+
+# ---- the committed baseline ----------------------------------------------------------------------
+
+
+def test_committed_baseline_covers_every_registry_cell():
+    base = json.loads(BASELINE.read_text())
+    expected = [f"{a}/{n}" for a in ACTIVATIONS for n in norm_names()]
+    assert len(expected) == len(ACTIVATIONS) * len(SCHEMES) * 2
+    assert "swiglu/post+gpas" in expected  # the extension is checked too
+    assert [check.cell_name(a, n) for a, n in check.all_cells()] == expected
+    assert list(base["cells"]) == expected
+    assert base["settings"] == check.settings(base["settings"]["steps"])
+    for name, cell in base["cells"].items():
+        assert cell["params"]["built"] == cell["params"]["total"], name
+        assert set(cell["loss"]) >= {"init", "perturbed", "final", "val"}, name
+        assert all(v is not None for v in cell["loss"].values()), name
+
+
+def test_committed_baseline_passes(capsys):
+    code, out = bench_check(capsys, *SUBSET)
+    assert code == 0, out
+    assert "PASS 6 cells checked, 0 regressions" in out
+
+
+def test_single_process_run_matches_workers():
+    """Cells run on one thread each: in-process and forked workers give the same numbers, bit for bit."""
+    data = check.load_data(check.DEFAULT_STEPS)
+    cells = [("swiglu", "pre+gpas"), ("polynorm", "deepnorm")]
+    one = check.run_cells(cells, check.DEFAULT_STEPS, data, jobs=1, show_progress=False)
+    two = check.run_cells(cells, check.DEFAULT_STEPS, data, jobs=2, show_progress=False)
+    assert one == two
+
+
+# ---- injected bugs -------------------------------------------------------------------------------
+
+
+def gpas_without_stop_grad(monkeypatch):
+    def forward(self, x):
+        s = models.gpas.gate_activation(self.gate, self.act, self.beta).to(x.dtype)
+        return x - s * x  # the bug: x instead of x.detach()
+
+    monkeypatch.setattr(models.gpas.GPAS, "forward", forward)
+
+
+def polynorm_l2(monkeypatch):
+    polynorm = models.activations.polynorm
+    monkeypatch.setattr(models.activations, "polynorm",  # the bug: x^i / ||x^i||_2 instead of the RMS form
+                        lambda x, weight, bias, form="rms", eps=1e-6: polynorm(x, weight, bias, "l2", eps))
+
+
+def deepnorm_alpha(monkeypatch):
+    monkeypatch.setattr(models.schemes.DeepNormBlock, "alpha", lambda self: (2 * self.cfg.n_layers) ** 0.5)
+
+
+@pytest.mark.parametrize("inject, broken", [
+    (gpas_without_stop_grad, {"swiglu/pre+gpas", "polynorm/pre+gpas"}),
+    (polynorm_l2, {"polynorm/pre", "polynorm/pre+gpas", "polynorm/deepnorm"}),
+    (deepnorm_alpha, {"swiglu/deepnorm", "polynorm/deepnorm"}),
+], ids=["gpas-without-stop-grad", "polynorm-l2", "deepnorm-alpha-sqrt"])
+def test_injected_bug_fails_the_check(capsys, monkeypatch, inject, broken):
+    inject(monkeypatch)
+    code, out = bench_check(capsys, *SUBSET)
+    assert code == 1, out
+    assert "regression" in out and "6 cells checked" in out
+    assert regressions(out) == broken, out  # exactly the cells the bug touches, each named
+    for name in broken:
+        assert name in out
+
+
+def test_a_cell_that_raises_fails_the_check(capsys, monkeypatch):
+    def boom(self, g, u):
+        raise RuntimeError("boom in powlu")
+
+    monkeypatch.setattr(models.activations.PowLU, "forward", boom)
+    code, out = bench_check(capsys, "--activation", "powlu", "--norm", "pre")
+    assert code == 1
+    assert "powlu/pre" in out and "error" in out and "boom in powlu" in out
+
+
+# ---- new and missing cells, --update ---------------------------------------------------------------
+
+
+def test_new_activation_is_reported_until_update(capsys, monkeypatch, tmp_path):
+    baseline = tmp_path / "check.json"
+    shutil.copy(BASELINE, baseline)
+    monkeypatch.setitem(ACTIVATIONS, "relu_copy", models.activations.ReLU)  # a new registry entry
+    assert ("relu_copy", "pre+gpas") in check.all_cells()
+
+    code, out = bench_check(capsys, "--baseline", str(baseline), "--activation", "relu_copy", "--norm", "pre")
+    assert code == 1
+    assert "relu_copy/pre" in out and "new, not in baseline" in out
+
+    code, out = bench_check(capsys, "--baseline", str(baseline), "--activation", "relu_copy", "--norm", "pre",
+                            "--update")
+    assert code == 0, out
+    cells = json.loads(baseline.read_text())["cells"]
+    assert "relu_copy/pre" in cells and len(cells) == len(json.loads(BASELINE.read_text())["cells"]) + 1
+
+    code, out = bench_check(capsys, "--baseline", str(baseline), "--activation", "relu_copy", "--norm", "pre")
+    assert code == 0, out
+    assert "PASS 1 cells checked, 0 regressions" in out
+
+
+def test_removed_schemes_are_reported_missing_until_update(capsys, monkeypatch, tmp_path):
+    baseline = tmp_path / "check.json"
+    shutil.copy(BASELINE, baseline)
+    for name in [s for s in SCHEMES if s != "pre"]:  # the registry lost schemes the baseline has
+        monkeypatch.delitem(SCHEMES, name)
+    args = ("--baseline", str(baseline), "--activation", "swiglu")
+
+    code, out = bench_check(capsys, *args)
+    assert code == 1
+    assert "swiglu/lns (missing)" in out and "swiglu/post+gpas (missing)" in out
+    assert "2 cells checked, 0 regressions, 10 missing" in out
+
+    assert bench_check(capsys, *args, "--update")[0] == 0
+    cells = json.loads(baseline.read_text())["cells"]
+    assert "swiglu/lns" not in cells and "swiglu/pre" in cells and "gelu/lns" in cells  # other cells kept
+    code, out = bench_check(capsys, *args)
+    assert code == 0, out
+
+
+def test_update_makes_a_fresh_baseline_that_passes(capsys, tmp_path):
+    baseline = tmp_path / "sub" / "fresh.json"
+    args = ("--baseline", str(baseline), "--activation", "gelu", "--norm", "post+gpas")
+    with pytest.raises(ConfigError, match="no baseline"):
+        bench_check(capsys, *args)
+    assert bench_check(capsys, *args, "--update", "--steps", "6")[0] == 0
+    assert json.loads(baseline.read_text())["settings"]["steps"] == 6
+    code, out = bench_check(capsys, *args)  # the steps come from the baseline
+    assert code == 0 and "every loss and gradient norm bitwise equal" in out
+    with pytest.raises(ConfigError, match="other settings.*steps 6 -> 8"):
+        bench_check(capsys, *args, "--steps", "8")
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+
+def test_bad_names_are_one_line_errors_with_the_choices(capsys):
+    with pytest.raises(UnknownName, match="unknown activation 'swigl'. Did you mean 'swiglu'.*Valid choices: relu,"):
+        bench_check(capsys, "--activation", "swiglu,swigl")
+    with pytest.raises(UnknownName, match="unknown norm scheme 'pre\\+gaps'.*Valid choices: pre, pre\\+gpas"):
+        bench_check(capsys, "--norm", "pre+gaps")
+
+
+def test_every_option_is_documented():
+    parser = argparse.ArgumentParser(prog="bench")
+    p = add_check_parser(parser.add_subparsers(dest="command", required=True))
+    options = [a for a in p._actions if a.option_strings and a.dest != "help"]
+    assert {a.option_strings[0] for a in options} >= {"--baseline", "--update", "--activation", "--norm", "--steps",
+                                                      "--verbose"}
+    for a in options:
+        assert a.help and len(a.help) > 10, a.option_strings
+    assert p.get_default("func") is check.cmd_check
