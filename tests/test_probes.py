@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from bench.config import resolve
 from bench.module import LMModule, lm_loss, split_batch
 from bench.probes import Probes, effective_rank, find_spikes, first_loader, kurtosis, layer_cosine, skipped, token_loss
-from conftest import TinyDataModule
+from tiny_data import TinyDataModule
 from models import Transformer
 
 STEPS, EVERY = 12, 5
