@@ -45,7 +45,7 @@ SCALE = "nano"
 RECIPE = "cpu"
 SEED = 0
 DEFAULT_STEPS = 24
-LOGGED_STEPS = (1, 2, 4, 8, 16)  # train loss recorded at these steps (those before the last), besides init and final
+LOGGED_STEPS = (1, 2, 4, 8, 16)  # steps (before the last) whose train loss and gradient norm are recorded
 VAL_ROWS = 64  # held-out rows of block_size + 1 tokens: one fixed validation batch
 PROBE_SEED, PROBE_STD = 1, 0.5  # the perturbed-init probe (see perturbed())
 
@@ -55,7 +55,7 @@ PROBE_SEED, PROBE_STD = 1, 0.5  # the perturbed-init probe (see perturbed())
 MEASURED = ("loss", "grad_norm")
 UNTRAINED = ("init", "perturbed")  # one forward and backward, no update: pure math, no chaotic growth
 # A number passes when |now - baseline| <= abs + rel * |baseline| (docs/check.md: measured noise across
-# CPU instruction sets is at most 1/15 of each, the injected bugs 100x to 20000x over); parameter
+# CPU instruction sets is at most 1/15 of each, the injected bugs 100x to 7500x over); parameter
 # counts must match exactly.
 TOLERANCES = {
     "loss": {"untrained": (2e-5, 2e-5), "trained": (2e-4, 5e-5)},
@@ -582,7 +582,8 @@ def cmd_check(args) -> int:
 
 def _settings_diff(baseline: dict, steps: int) -> str:
     old, new = baseline.get("settings") or {}, settings(steps)
-    parts = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    parts = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
+             if old.get(k) != new.get(k)]
     return ", ".join(parts) or "unknown"
 
 
