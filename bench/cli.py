@@ -12,8 +12,8 @@ from rich.table import Table
 from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEME_DOCS, SCHEMES, UnknownName, count_params
 from models.activations import describe
 
-from .config import ConfigError, all_fields, recipes, scales
-from .matrix import MATRIX_DIR, expand, load_matrix
+from .run.config import ConfigError, all_fields, recipes, scales
+from .run.matrix import MATRIX_DIR, expand, load_matrix
 
 # Tables are wide: give logs and pipes (80 columns by default) room for a full leaderboard row.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -41,7 +41,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("matrix", nargs="?", default=None,
-                   help=f"matrix name in {MATRIX_DIR.relative_to(MATRIX_DIR.parent.parent)}/ or a YAML path "
+                   help=f"matrix name in {MATRIX_DIR.relative_to(MATRIX_DIR.parents[1])}/ or a YAML path "
                         "[default: default]")
     p.add_argument("--scale", help="comma-separated scales; replaces the matrix's scale axis")
     p.add_argument("--activation", help="comma-separated activations; replaces the activation axis")
@@ -129,8 +129,8 @@ def cmd_plan(args) -> int:
 def cmd_run(args) -> int:
     from pathlib import Path
 
-    from .leaderboard import render_rich, write_tables
-    from .runner import RunOptions, run_matrix
+    from .results.leaderboard import render_rich, write_tables
+    from .run.runner import RunOptions, run_matrix
 
     matrix, cells = cells_from(args)  # the whole matrix is validated before anything trains
     opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
@@ -149,8 +149,8 @@ def cmd_run(args) -> int:
 def cmd_table(args) -> int:
     from pathlib import Path
 
-    from .leaderboard import render_rich, to_csv, to_markdown, write_tables
-    from .results import load_records
+    from .results.leaderboard import render_rich, to_csv, to_markdown, write_tables
+    from .results.records import load_records
 
     target = Path(args.target) if args.target and Path(args.target).is_dir() else Path(args.out) / (
         load_matrix(args.target).name)
@@ -158,7 +158,7 @@ def cmd_table(args) -> int:
     if not records:
         raise ConfigError(f"no finished cells under {target} (run `bench run` first)")
     title = target.name
-    from .stats import load_curves
+    from .results.stats import load_curves
 
     curves = load_curves(target) if args.target_loss is not None else None
     if args.format == "md":
@@ -174,9 +174,9 @@ def cmd_table(args) -> int:
 # ---- bench overhead ----------------------------------------------------------------------------
 
 def cmd_overhead(args) -> int:
-    from .config import resolve
-    from .matrix import Cell, cell_id
-    from .overhead import measure
+    from .run.config import resolve
+    from .run.matrix import Cell, cell_id
+    from .run.overhead import measure
 
     settings = {"scale": args.scale or "micro", "activation": args.activation or "swiglu",
                 "norm": args.norm or "pre", "train.max_steps": args.steps}
@@ -255,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_overrides(p)
     p.set_defaults(func=cmd_overhead)
 
-    from .check import add_check_parser
-    from .report import add_report_parser
+    from .run.check import add_check_parser
+    from .results.report import add_report_parser
 
     add_report_parser(sub)
     add_check_parser(sub)

@@ -16,9 +16,9 @@ import models
 import models.activations
 import models.gpas
 import models.schemes
-from bench import check
-from bench.check import BASELINE, add_check_parser
-from bench.config import ConfigError, norm_names
+from bench.run import check
+from bench.run.check import BASELINE, add_check_parser
+from bench.run.config import ConfigError, norm_names
 from models import ACTIVATIONS, SCHEMES, UnknownName
 
 SUBSET = ["--activation", "swiglu,polynorm", "--norm", "pre,pre+gpas,deepnorm"]

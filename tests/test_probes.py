@@ -1,4 +1,4 @@
-"""The probes callback (bench/probes.py): each measurement against an independent computation, and
+"""The probes callback (bench/run/probes.py): each measurement against an independent computation, and
 a short nano training run with GPAS through a Lightning Trainer."""
 
 import io
@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.config import resolve
-from bench.module import LMModule, lm_loss, split_batch
-from bench.probes import Probes, effective_rank, find_spikes, first_loader, kurtosis, layer_cosine, skipped, token_loss
+from bench.run.config import resolve
+from bench.run.module import LMModule, lm_loss, split_batch
+from bench.run.probes import Probes, effective_rank, find_spikes, first_loader, kurtosis, layer_cosine, skipped, token_loss
 from tiny_data import TinyDataModule
 from models import Transformer
 

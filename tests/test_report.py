@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import ConfigError
-from bench.report import add_report_parser, render_html, write_report
+from bench.run.config import ConfigError
+from bench.results.report import add_report_parser, render_html, write_report
 
 SCALES = {"nano": 10_000, "micro": 80_000}  # non-embedding parameters
 ACTS = ("swiglu", "powlu")

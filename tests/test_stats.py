@@ -1,4 +1,4 @@
-"""bench.stats: confidence intervals, Welch's test, time-to-target, scaling fits, the Pareto front,
+"""bench.results.stats: confidence intervals, Welch's test, time-to-target, scaling fits, the Pareto front,
 and the leaderboard's use of them (against scipy and hand computations)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bench.config import ConfigError
-from bench.leaderboard import comparison_rows, long_rows, pivots, to_csv, to_markdown
-from bench.stats import (POWER_LAW, SATURATING, compare_to_baseline, fit_power_law, fit_saturating, parse_baseline,
+from bench.run.config import ConfigError
+from bench.results.leaderboard import comparison_rows, long_rows, pivots, to_csv, to_markdown
+from bench.results.stats import (POWER_LAW, SATURATING, compare_to_baseline, fit_power_law, fit_saturating, parse_baseline,
                          parse_curve, pareto_front, scaling_fits, summarize, time_to_target, welch_test)
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.callbacks import flops_per_batch, steady_state
-from bench.config import resolve
-from bench.leaderboard import long_rows, pivots, to_csv, to_markdown
-from bench.matrix import Cell, cell_id
-from bench.module import LMModule, cosine_with_warmup, lm_loss, param_groups
-from bench.runner import RunOptions, train_cell
+from bench.run.callbacks import flops_per_batch, steady_state
+from bench.run.config import resolve
+from bench.results.leaderboard import long_rows, pivots, to_csv, to_markdown
+from bench.run.matrix import Cell, cell_id
+from bench.run.module import LMModule, cosine_with_warmup, lm_loss, param_groups
+from bench.run.runner import RunOptions, train_cell
 from models import Transformer, count_params
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .config import ConfigError
-from .results import write_text
+from ..errors import ConfigError
+from .records import write_text
 from .stats import (MARK_LEGEND, Comparison, Summary, baseline_groups, cell_order, compare_to_baseline,
                     final_val_ppl, group_records, load_curves, parse_baseline, row_labels, summarize,
                     time_to_target)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError
+from ..errors import ConfigError
 from .leaderboard import (COMPARISON_COLUMNS, comparison_rows, fmt_cell, fmt_comparison, fmt_value, legend,
                           long_columns, long_rows, notes, pivot_cell, pivots, resolve_baseline)
-from .results import load_records, write_text
+from .records import load_records, write_text
 from .stats import (POWER_LAW, SATURATING, group_records, load_curves, pareto_front, run_order, scaling_fits,
                     summarize, tokens_per_step)
 
@@ -522,7 +522,7 @@ def write_report(folder: Path, out: Path | None = None, baseline=None, target: f
 
 
 def cmd_report(args) -> int:
-    from .matrix import load_matrix
+    from ..run.matrix import load_matrix
 
     folder = Path(args.target) if args.target and Path(args.target).is_dir() else \
         Path(args.results) / load_matrix(args.target).name

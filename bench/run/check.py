@@ -35,7 +35,7 @@ from rich.console import Console
 from models import ACTIVATIONS, Transformer, check_choice, count_params
 
 from .config import CONFIGS, ConfigError, check_norm, norm_names, resolve
-from .results import write_text
+from ..results.records import write_text
 
 BASELINE = CONFIGS / "baselines" / "check-nano.json"
 FORMAT = 1

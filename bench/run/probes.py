@@ -29,7 +29,7 @@ around each sample); ``overhead_train_seconds`` is the part inside the training 
 Measured overhead (default CPU run: micro scale, swiglu, 4 layers, d=128, batch 16 x 128, 150
 steps, probe_every=50, so 4 samples at steps 0, 50, 100, 149), with the command
 
-    LITDATA_DISABLE_VERSION_CHECK=1 python -m bench.probes --steps 150 --every 50
+    LITDATA_DISABLE_VERSION_CHECK=1 python -m bench.run.overhead --steps 150 --every 50
 
 on the 2-core CPU box while other jobs kept its load at ~7 (so absolute times are ~3x slow):
 - OMP_NUM_THREADS=1: 0.38 s/step; probes inside training 0.64 s = 1.1% of the train time (0.16 s
@@ -340,52 +340,3 @@ class Probes(L.Callback):
             "overhead_train_seconds": self.overhead["train"],
             "overhead_end_seconds": self.overhead["end"],
         }
-
-
-# ---------------------------------------------------------------- measured overhead
-
-
-def measure_overhead(scale: str = "micro", steps: int = 150, every: int = 50, **settings) -> dict:
-    """Train one cell of ``scale`` on its real data with Probes(every) and report the probes' time
-    against the train time (CellMetrics' clock, validation excluded; no validation is run)."""
-    from .callbacks import CellMetrics
-    from .config import resolve
-    from .module import LMModule
-    from .runner import DataCache
-
-    cfg = resolve({"scale": scale, "train.max_steps": steps, "train.probe_every": every, **settings})
-    dm = DataCache().get(cfg)
-    cfg.model.vocab_size = dm.vocab_size
-    t = cfg.train
-    L.seed_everything(cfg.seed, verbose=False)
-    metrics = CellMetrics(t.batch_size * cfg.model.block_size, t.batch_size, t.throughput_warmup)
-    probes = Probes.from_config(cfg, dm)
-    trainer = L.Trainer(accelerator=t.accelerator, devices=1, precision=t.precision, max_steps=steps,
-                        limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False,
-                        callbacks=[metrics] + ([probes] if probes else []))
-    trainer.fit(LMModule(cfg), datamodule=dm)
-    res = probes.result() if probes else {"overhead_train_seconds": 0.0, "overhead_end_seconds": 0.0, "steps": []}
-    train = metrics.result["train_seconds"]
-    without = train - res["overhead_train_seconds"]  # the probes ran inside the train clock
-    return {"scale": scale, "steps": steps, "every": every, "samples": len(res["steps"]),
-            "train_seconds": train, "seconds_per_step": without / steps,
-            "probe_train_seconds": res["overhead_train_seconds"],
-            "probe_fraction_of_train": res["overhead_train_seconds"] / without,
-            "end_analyses_seconds": res["overhead_end_seconds"]}
-
-
-if __name__ == "__main__":
-    import argparse
-    import json
-    import os
-    import warnings
-
-    os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")
-    warnings.filterwarnings("ignore")
-    parser = argparse.ArgumentParser(description="Measure the probes' overhead on one training run.")
-    parser.add_argument("--scale", default="micro")
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--every", type=int, default=50)
-    args = parser.parse_args()
-    print(json.dumps(measure_overhead(args.scale, args.steps, args.every), indent=2))

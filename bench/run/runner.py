@@ -25,7 +25,7 @@ from .callbacks import CellMetrics, Diverged, LiveProgress
 from .matrix import Cell
 from .module import LMModule
 from .probes import Probes
-from .results import DONE, cell_dir, merge_curves, read_record, write_json
+from ..results.records import DONE, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
 for _name in ("lightning.pytorch", "lightning.fabric"):

@@ -24,12 +24,10 @@ import yaml
 
 from models import GPAS_EXTENSIONS, SCHEMES, TransformerConfig, check_choice
 
-ROOT = Path(__file__).resolve().parent.parent
+from ..errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
-
-
-class ConfigError(ValueError):
-    """A bad setting: the message is one line a user can act on."""
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Reading results: records on disk, statistics, leaderboards, the HTML report."""

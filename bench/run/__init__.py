@@ -1,0 +1,1 @@
+"""Running cells: config, matrix expansion, the runner, the LightningModule, callbacks, probes."""
