@@ -326,7 +326,7 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
             records.append(rec)
         else:
             if why:
-                console.print(f"{cell.id}: {why}; training it again", highlight=False)
+                console.print(f"{cell.id}: {why}", highlight=False)
             todo.append(cell)
     if not todo:
         console.print(f"[green]all {len(cells)} cells of {matrix_name} are done[/] (use --force to retrain)")
@@ -374,7 +374,9 @@ def _done_record(opts: RunOptions, matrix_name: str, cell: Cell) -> tuple[Record
         return None, None
     rec, problem = read_record(path)
     if problem is not None:
-        return None, f"unreadable record ({problem})"
+        if problem.startswith("status 'running'"):
+            return None, "its last run did not finish (resuming it)"
+        return None, f"its record cannot be used ({problem}); training it again"
     if opts.force or rec.status not in DONE:
         return None, None
     return rec, None
