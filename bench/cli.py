@@ -256,8 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_overhead)
 
     from .run.check import add_check_parser
+    from .run.sweep import add_sweep_parser
     from .results.report import add_report_parser
 
+    add_sweep_parser(sub)
     add_report_parser(sub)
     add_check_parser(sub)
     return parser
