@@ -143,7 +143,11 @@ def test_effect_sizes_by_hand():
     assert cohens_dz(A, B) == pytest.approx(d.mean() / d.std(ddof=1))
     sp = math.sqrt((np.var(A, ddof=1) * 4 + np.var(B, ddof=1) * 4) / 8)
     assert hedges_g(A, B) == pytest.approx((1 - 3 / (4 * 10 - 9)) * (np.mean(A) - np.mean(B)) / sp)
-    assert cohens_dz([1, 2], [0, 1]) is None and paired_t([1, 2], [0, 1]) is None  # constant differences
+    # constant differences: d_z undefined; t infinite with p = 0, as scipy says
+    assert cohens_dz([1, 2], [0, 1]) is None
+    ref = sps.ttest_rel([1, 2], [0, 1])
+    assert paired_t([1, 2], [0, 1]).t == ref.statistic == math.inf and paired_t([1, 2], [0, 1]).p == ref.pvalue == 0
+    assert paired_t([1, 2], [1, 2]) is None
 
 
 def test_bootstrap_ci_is_deterministic_and_brackets_the_mean():
@@ -227,3 +231,42 @@ def test_lr_non_monotone_and_single_lr_groups():
             record("b", lr=1e-3, loss=3.0)]  # b has one LR: not a curve
     (c,) = lr_curves(recs)
     assert c.group == ("a", "pre") and c.frontier == 3e-2 and c.non_monotone
+
+
+def test_real_nano_sweep_marks_a_huge_lr_diverged(tmp_path, capsys):
+    """`bench sweep` through the ordinary runner: a sane LR trains, a huge one diverges (non-finite
+    loss), and the frontier is the sane one. Nano scale, 6 steps."""
+    from bench.cli import main
+    from bench.results.records import load_records
+
+    argv = ["sweep", "--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--seed", "0",
+            "--lr-grid", "3e-3,1e6", "--train.max_steps", "6", "--train.val_every", "3", "--train.warmup_steps", "1",
+            "--train.probe_every", "0", "--train.val_tokens", "1024", "--train.throughput_warmup", "1",
+            "--data.ood_corpus", "none", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    recs = load_records(tmp_path / "default-lr")
+    by_lr = {r["config"]["train"]["lr"]: r for r in recs}
+    assert set(by_lr) == {3e-3, 1e6}
+    assert by_lr[3e-3]["status"] == "ok" and by_lr[1e6]["status"] == "diverged"
+    assert all("-lr" in r["id"] for r in recs)
+    (c,) = lr_curves(recs)
+    assert c.frontier == 3e-3 and c.diverged == [1e6] and c.best.lr == 3e-3
+    assert c.sensitivity == pytest.approx((c.l0 - c.best.value) / 2)
+    out = capsys.readouterr().out
+    assert "learning-rate robustness" in out and "Wortsman" in out
+    # a rerun trains nothing: resume applies to the sweep's cells as to `bench run`
+    assert main(argv) == 0
+    assert "all 2 cells of default-lr are done" in capsys.readouterr().out
+
+
+def test_lr_grid_defaults_and_errors():
+    from bench.errors import ConfigError
+    from bench.run.sweep import lr_grid, parse_grid
+
+    g = lr_grid(3e-3)
+    assert len(g) == 7 and g[0] == pytest.approx(3e-4) and g[-1] == pytest.approx(3e-2) and 3e-3 in g
+    assert np.allclose(np.diff(np.log10(g)), 1 / 3, atol=0.01)  # log-spaced: 7 points over 2 decades
+    assert parse_grid("1e-2, 1e-3") == [1e-3, 1e-2]
+    for bad in ("1e-3", "1e-3,abc", "1e-3,-1"):
+        with pytest.raises(ConfigError, match="lr-grid"):
+            parse_grid(bad)

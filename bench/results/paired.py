@@ -46,14 +46,16 @@ class Test:
 
 
 def paired_t(a, b) -> Test | None:
-    """Two-sided paired t-test of a[i] - b[i]; None with < 2 pairs or zero variance of the differences."""
+    """Two-sided paired t-test of a[i] - b[i]; None with < 2 pairs or all differences 0. Every pair
+    differing by the same nonzero amount gives t = +-inf, p = 0, as scipy's ttest_rel does."""
     d = np.asarray(a, float) - np.asarray(b, float)
     n = len(d)
     if n < 2:
         return None
     sd = float(np.std(d, ddof=1))
     if sd == 0:
-        return None
+        mean = float(np.mean(d))
+        return None if mean == 0 else Test(PAIRED, math.copysign(math.inf, mean), n - 1, 0.0)
     t = float(np.mean(d)) / (sd / math.sqrt(n))
     return Test(PAIRED, t, n - 1, float(2 * sps.t.sf(abs(t), n - 1)))
 
@@ -207,7 +209,7 @@ def compare(records, baseline=None, alpha: float = ALPHA) -> dict[tuple[str, str
             a, b = [mine[s] for s in shared], [theirs[s] for s in shared]
             test, effect, ci = paired_t(a, b), cohens_dz(a, b), bootstrap_ci(a, b, paired=True)
             n, nb, diff = len(shared), len(shared), statistics.fmean(x - y for x, y in zip(a, b))
-            note = "" if test else "no test (the per-seed differences are all equal)"
+            note = "" if test else "no test (every per-seed difference is 0)"
         else:
             a, b = list(mine.values()), list(theirs.values())
             test, effect, ci = welch_t(a, b), hedges_g(a, b), bootstrap_ci(a, b, paired=False)
