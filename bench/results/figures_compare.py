@@ -33,7 +33,7 @@ def _palette(names):
 
 def _by(records, *keys) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = {}
-    for r in run_order([as_dict(r) for r in records]):
+    for r in map(as_dict, run_order(records)):
         out.setdefault(tuple(r[k] for k in keys), []).append(r)
     return out
 
@@ -52,7 +52,7 @@ def _final(pr: dict, key: str):
 
 
 def _order(records, key):
-    return list(dict.fromkeys(as_dict(r)[key] for r in run_order([as_dict(r) for r in records])))
+    return list(dict.fromkeys(as_dict(r)[key] for r in run_order(records)))
 
 
 def fig_act_var_by_scheme(records) -> str | None:
@@ -204,6 +204,7 @@ def fig_loss_bands(records, curves: dict, column: str = "val/loss") -> str | Non
     records = [as_dict(r) for r in records]
     lines = {}
     for (scale, row, norm), recs in group_records(records).items():
+        recs = [as_dict(r) for r in recs]
         pts = [dict(curves[r["id"]][column]) for r in recs if r.get("status") == "ok"
                and column in (curves.get(r["id"]) or {})]
         if not pts:

@@ -106,7 +106,7 @@ def lr_curves(records) -> list[LRCurve]:
     records = [as_dict(r) for r in records]
     labels = lr_labels(records)
     by: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in run_order(records):
+    for r in map(as_dict, run_order(records)):
         lr = record_lr(r)
         if lr is not None:
             by[(r["scale"], labels[r["id"]], r["norm"])][lr].append(r)

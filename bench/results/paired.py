@@ -184,7 +184,7 @@ class Paired:
 
 
 def _losses_by_seed(recs) -> dict[int, float]:
-    return {r["seed"]: v for r in recs if (v := final_val_loss(r)) is not None}
+    return {r["seed"]: v for r in map(as_dict, recs) if (v := final_val_loss(r)) is not None}
 
 
 def compare(records, baseline=None, alpha: float = ALPHA) -> dict[tuple[str, str, str], Paired]:

@@ -150,7 +150,7 @@ def curves_by_group(records, curves: dict) -> dict[tuple[str, str, str], list[Ce
     """(scale, row label, norm) -> the validation curves of its ok cells."""
     out = {}
     for key, recs in group_records([as_dict(r) for r in records]).items():
-        out[key] = [c for r in recs if (c := cell_curve(r, curves.get(r["id"]))) is not None]
+        out[key] = [c for r in map(as_dict, recs) if (c := cell_curve(r, curves.get(r["id"]))) is not None]
     return out
 
 
