@@ -285,6 +285,7 @@ def fig_ranks(disagreements, axes_order=("steps", "flops", "seconds")) -> str | 
     dis = [d for d in disagreements if any(any(v is not None for v in r.values()) for r in d.ranks.values())]
     if not dis:
         return None
+    from matplotlib.ticker import MaxNLocator
     with rc():
         fig = figure(4.2 * len(dis) + 1.5, 0.28 * max(len(d.ranks) for d in dis) + 1.8)
         axs = fig.subplots(1, len(dis), squeeze=False)[0]
@@ -296,6 +297,7 @@ def fig_ranks(disagreements, axes_order=("steps", "flops", "seconds")) -> str | 
                         lw=2.0 if g in d.changed else 0.8, label=" / ".join(g))
             ax.set_xticks(range(len(axes_order)), ["equal steps", "equal FLOPs", "equal time"])
             ax.invert_yaxis()
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel("rank (1 = lowest loss)")
             ax.set_title(f"{d.scale}: rank per view (thick = changes)")
         axs[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=6)
