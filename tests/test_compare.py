@@ -13,7 +13,7 @@ from bench.results.lr import lr_curves, lr_rows
 from bench.results.paired import (PAIRED, WELCH, bootstrap_ci, cohens_dz, compare, hedges_g, holm, paired_t,
                                   seed_noise, welch_t)
 from bench.results.stats import parse_curve
-from bench.results.views import (cell_curve, disagreements, interpolate, parse_budget, three_views, view)
+from bench.results.views import (cell_curve, cumulative, disagreements, interpolate, parse_budget, three_views, view)
 
 
 def record(act, seed=0, loss=3.0, status="ok", steps=200, fpb=1e9, train_seconds=200.0, norm="pre", lr=3e-3,
@@ -90,6 +90,11 @@ def test_explicit_budget_and_nothing_extrapolated(two_cells):
     assert by["slow"].loss == pytest.approx(slow(150)) and by["slow"].rank == 1
     v = view(recs, curves, "steps", 10)  # before the first validation (40 steps)
     assert all(g.loss is None for g in v.groups)
+
+
+def test_time_stamps_made_cumulative_across_a_resume():
+    assert cumulative([1.0, 2.0, 0.5, 1.5]) == [1.0, 2.0, 2.5, 3.5]
+    assert cumulative([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
 
 
 def test_interpolation_is_linear_in_log_x():
@@ -244,11 +249,12 @@ def test_real_nano_sweep_marks_a_huge_lr_diverged(tmp_path, capsys):
             "--train.probe_every", "0", "--train.val_tokens", "1024", "--train.throughput_warmup", "1",
             "--data.ood_corpus", "none", "--out", str(tmp_path), "--quiet"]
     assert main(argv) == 0
-    recs = load_records(tmp_path / "default-lr")
-    by_lr = {r["config"]["train"]["lr"]: r for r in recs}
+    recs, problems = load_records(tmp_path / "default-lr")
+    assert not problems
+    by_lr = {r.config["train"]["lr"]: r for r in recs}
     assert set(by_lr) == {3e-3, 1e6}
-    assert by_lr[3e-3]["status"] == "ok" and by_lr[1e6]["status"] == "diverged"
-    assert all("-lr" in r["id"] for r in recs)
+    assert by_lr[3e-3].status == "ok" and by_lr[1e6].status == "diverged"
+    assert all("-lr" in r.id for r in recs)
     (c,) = lr_curves(recs)
     assert c.frontier == 3e-3 and c.diverged == [1e6] and c.best.lr == 3e-3
     assert c.sensitivity == pytest.approx((c.l0 - c.best.value) / 2)

@@ -100,13 +100,27 @@ def cell_curve(record, curve: dict | None, column: str = "val/loss") -> CellCurv
     tcol = next((c for c in (TIME_COLUMN, *TIME_COLUMNS) if c in curve), None)
     seconds, estimated = None, False
     if tcol is not None:
-        stamps = dict(curve[tcol])
+        seconds = cumulative([v for _, v in curve[tcol]])
+        stamps = dict(zip((s for s, _ in curve[tcol]), seconds))
         seconds = [stamps.get(by_step[s][0]) for s in steps]
         if any(v is None for v in seconds):
             seconds = None
     if seconds is None and m.get("train_seconds") and total:
         seconds, estimated = [float(m["train_seconds"]) * s / total for s in steps], True
     return CellCurve(r["id"], [float(s) for s in steps], flops, seconds, loss, estimated)
+
+
+def cumulative(stamps: list[float]) -> list[float]:
+    """Training-seconds stamps made cumulative across resumes: a resumed run's clock restarts at 0,
+    so after a drop the last stamp before it is added to the rest (time lost to the interruption
+    itself is not counted)."""
+    out, offset, last = [], 0.0, None
+    for v in stamps:
+        if last is not None and v < last:
+            offset += last
+        out.append(v + offset)
+        last = v
+    return out
 
 
 def interpolate(xs: list[float], ys: list[float], x: float) -> float | None:

@@ -71,9 +71,12 @@ def sweep_cells(cells: list[Cell], grid: list[float] | None = None, points: int 
 
 
 def cmd_sweep(args) -> int:
-    from ..cli import cells_from, console, err_console, split_list
-    from ..results.lr import LR_COLUMNS, LR_LEGEND, lr_curves, lr_rows
-    from ..results.leaderboard import fmt_value
+    from rich.table import Table
+
+    from ..cli import cells_from, console, err_console, report_problems, split_list
+    from ..results.lr import LR_COLUMNS, LR_LEGEND
+    from ..results.compare_tables import lr_table
+    from ..results.records import load_records
     from .runner import RunOptions, run_matrix
 
     matrix, cells = cells_from(args)
@@ -81,24 +84,24 @@ def cmd_sweep(args) -> int:
     cells = sweep_cells(cells, grid, args.lr_points, args.lr_decades)
     name = matrix.name + SUFFIX
     opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
-                      quiet=args.quiet, ckpt_every=args.ckpt_every)
+                      quiet=args.quiet, ckpt_every=args.ckpt_every, wait=args.wait, stale_after=args.stale_after)
     lrs = sorted({c.config.train.lr for c in cells})
     console.print(f"{name}: {len(cells)} cells = {len(cells) // max(1, len(lrs))} x {len(lrs)} learning rates "
                   f"({', '.join(f'{v:.3g}' for v in lrs)})", highlight=False)
-    records = run_matrix(name, cells, opts, console)
-    from rich.table import Table
-
+    ran = run_matrix(name, cells, opts, console)
+    records, problems = load_records(opts.out / name)  # the whole sweep folder: earlier grids count too
+    report_problems(problems)
+    ids = {c.id for c in cells}
+    rows, _ = lr_table([r for r in records if r.id in ids] or ran)
     t = Table(title=f"{name}: learning-rate robustness", title_justify="left")
     for c in LR_COLUMNS:
         t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "diverged_at", "note") else "right")
-    for row in lr_rows(lr_curves(records)):
-        t.add_row(*(f"{row[c]:.3g}" if c in ("best_lr", "frontier_lr") and row[c] is not None
-                    else f"{row[c]:.4f}" if c in ("best_loss", "sensitivity") and row[c] is not None
-                    else fmt_value(row[c]) for c in LR_COLUMNS))
+    for row in rows:
+        t.add_row(*row)
     console.print(t)
     console.print(LR_LEGEND, highlight=False, markup=False)
     console.print(f"`bench report {opts.out / name}` draws final loss against LR per cell.", highlight=False)
-    bad = [r["id"] for r in records if r["status"] not in ("ok", "diverged")]
+    bad = [r.id for r in ran if r.status not in ("ok", "diverged")]  # a diverged LR is a result here
     if bad:
         err_console.print(f"[red]{len(bad)} cell(s) failed:[/] {', '.join(bad)}")
     return 1 if bad else 0
@@ -127,6 +130,10 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--ckpt-every", type=int, default=100,
                    help="save a resumable checkpoint every N optimizer steps (0 = never)")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for cells another run is training (claimed in their folder) instead of skipping them")
+    p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
+                   help="a claim whose heartbeat is older than this is taken over (its run died)")
     add_overrides(p)
     p.set_defaults(func=cmd_sweep)
     return p
