@@ -128,10 +128,13 @@ def markdown_table(header, rows) -> list[str]:
 def markdown_sections(records, curves: dict | None, baseline=None,
                       at: tuple[str, float | None] | None = None) -> list[str]:
     """The paired statistics, the views (all three ranked, or the one ``at`` names) and the LR table, as markdown."""
-    lines = ["## Paired statistics against the baseline (final validation loss)", "",
-             *markdown_table(PAIRED_COLUMNS, paired_table(records, baseline)), "", PAIRED_LEGEND, ""]
-    if (w := few_seed_warning(records, baseline)):
-        lines += [w, ""]
+    lines = []
+    rows = paired_table(records, baseline)
+    if any(r[-1] != "baseline" for r in rows):
+        lines += ["## Paired statistics against the baseline (final validation loss)", "",
+                  *markdown_table(PAIRED_COLUMNS, rows), "", PAIRED_LEGEND, ""]
+        if (w := few_seed_warning(records, baseline)):
+            lines += [w, ""]
     if curves:
         views = views_for(records, curves, at)
         if at:
@@ -163,8 +166,10 @@ def render_rich(records, curves: dict | None, console, title: str, baseline=None
         for n in notes:
             console.print(n, highlight=False, markup=False)
 
-    show("paired statistics against the baseline", PAIRED_COLUMNS, paired_table(records, baseline),
-         [PAIRED_LEGEND] + ([w] if (w := few_seed_warning(records, baseline)) else []))
+    rows = paired_table(records, baseline)
+    if any(r[-1] != "baseline" for r in rows):
+        show("paired statistics against the baseline", PAIRED_COLUMNS, rows,
+             [PAIRED_LEGEND] + ([w] if (w := few_seed_warning(records, baseline)) else []))
     if curves:
         views = views_for(records, curves, at)
         if at:

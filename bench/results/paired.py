@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from .stats import ALPHA, baseline_groups, final_val_loss, group_records
+from .stats import ALPHA, baseline_groups, final_val_loss, group_records, parse_baseline
 from .views import as_dict
 
 BOOTSTRAP = 10_000
@@ -132,6 +132,7 @@ def seed_noise(records, baseline=None) -> dict[str, float | None]:
     records = [as_dict(r) for r in records]
     groups = group_records(records)
     out = {}
+    baseline = parse_baseline(baseline) if isinstance(baseline, str) else baseline
     for scale, base in baseline_groups(records, baseline).items():
         losses = [v for r in groups.get((scale, *base), []) if (v := final_val_loss(r)) is not None] if base else []
         out[scale] = statistics.stdev(losses) if len(losses) >= 2 else None
@@ -189,8 +190,10 @@ def _losses_by_seed(recs) -> dict[int, float]:
 
 def compare(records, baseline=None, alpha: float = ALPHA) -> dict[tuple[str, str, str], Paired]:
     """(scale, row label, norm) -> Paired comparison with the scale's baseline group, Holm-adjusted
-    over every test of the matrix."""
+    over every test of the matrix. ``baseline``: None (each scale's first row x first column),
+    (act, norm) or 'ACT:NORM'."""
     records = [as_dict(r) for r in records]
+    baseline = parse_baseline(baseline) if isinstance(baseline, str) else baseline
     groups = group_records(records)
     bases = baseline_groups(records, baseline)
     noise = seed_noise(records, baseline)
