@@ -6,7 +6,7 @@ from __future__ import annotations
 from . import figures_compare as F
 from .compare_tables import (PAIRED_COLUMNS, RANK_COLUMNS, VIEW_COLUMNS, VIEWS_LEGEND, few_seed_warning,
                              lr_table, paired_table, rank_table, view_table, views_for)
-from .html import figure_html, note, table
+from .html import e, figure_html, img, note, table
 from .lr import LR_COLUMNS, LR_LEGEND
 from .paired import LEGEND as PAIRED_LEGEND
 from .views import AXES, AXIS_TITLES, disagreements
@@ -55,6 +55,7 @@ def figures_section(records, curves: dict) -> list[str]:
     """The figures that compare cells (mean over seeds)."""
     parts = ["<h2>Comparisons across cells</h2>",
              note("Seed repeats are averaged. Per-cell probe figures are further down, collapsed.")]
+    empty = []
     for title, fn, args in (
             ("Validation loss with seed bands", F.fig_loss_bands, (records, curves)),
             ("Per-layer activation variance at the end of training, by scheme (GPAS Fig. 1/5)",
@@ -62,5 +63,15 @@ def figures_section(records, curves: dict) -> list[str]:
             ("GPAS gate trajectories by scheme", F.fig_gpas_gates, (records,)),
             ("Effective rank per FFN matrix, by activation (PolyCom Fig. 6)", F.fig_effective_rank, (records,)),
             ("Layer cosine similarity, side by side (PolyCom Fig. 7)", F.fig_layer_cosine, (records,))):
-        parts += [f"<h3>{title}</h3>", figure_html(title, fn, *args)]
+        try:
+            b64 = fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a figure that fails to draw must not lose the report
+            parts += [f"<h3>{e(title)}</h3>", note(f"({title} could not be drawn: {type(exc).__name__}: {exc})")]
+            continue
+        if b64 is None:
+            empty.append(title)
+        else:
+            parts += [f"<h3>{e(title)}</h3>", img(b64, title)]
+    if empty:
+        parts.append(note("Nothing to plot (no probes or curves in these records) for: " + "; ".join(empty) + "."))
     return parts
