@@ -276,3 +276,56 @@ def test_lr_grid_defaults_and_errors():
     for bad in ("1e-3", "1e-3,abc", "1e-3,-1"):
         with pytest.raises(ConfigError, match="lr-grid"):
             parse_grid(bad)
+
+
+def test_real_nano_matrix_table_and_report_show_every_comparison(tmp_path, capsys):
+    """A real 3-seed nano matrix (2 activations x pre+gpas x 3 seeds, 8 steps, validated every 2): `bench
+    table --at` ranks it three ways with paired statistics, and `bench report` renders every comparison
+    figure; every embedded image decodes as a PNG."""
+    import base64
+    import io
+    import re
+    from html.parser import HTMLParser
+
+    from PIL import Image
+
+    from bench.cli import main
+
+    common = ["--scale", "nano", "--activation", "swiglu,gelu", "--norm", "pre+gpas", "--seed", "0,1,2",
+              "--train.max_steps", "8", "--train.val_every", "2", "--train.warmup_steps", "1",
+              "--train.probe_every", "4", "--train.val_tokens", "1024", "--train.throughput_warmup", "1",
+              "--data.ood_corpus", "none"]
+    assert main(["run", *common, "--out", str(tmp_path), "--quiet"]) == 0
+    capsys.readouterr()
+    folder = tmp_path / "default"
+    assert main(["table", str(folder), "--format", "md", "--at", "seconds"]) == 0
+    md = capsys.readouterr().out
+    assert "## Paired statistics against the baseline" in md and "paired t (t=" in md and "p_holm" in md
+    assert "## Ranking at equal time (training seconds)" in md
+    assert "## Rankings at equal steps, equal compute and equal time" in md
+    assert re.search(r"\| nano \| (swiglu|gelu) \| pre\+gpas \| [12] \| [12] \| [12] \|", md)
+    assert "estimated" not in md  # the seconds come from the logged time column
+    assert main(["table", str(folder), "--at", "tokens=5"]) == 2  # one clear line, exit 2
+    assert "valid axes: steps, flops, seconds" in capsys.readouterr().err
+
+    assert main(["report", str(folder)]) == 0
+    text = (folder / "report.html").read_text()
+    links = []
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            links.extend(v for k, v in attrs if k == "src")
+
+    Links().feed(text)
+    pngs = [base64.b64decode(v.split(",", 1)[1]) for v in links if v.startswith("data:image/png;base64,")]
+    # loss curves and frontier, the six comparison figures, two probe figures per cell
+    assert len(pngs) == len(links) and len(pngs) == 2 + 6 + 2 * 6
+    for data in pngs:
+        im = Image.open(io.BytesIO(data))
+        im.verify()
+        assert im.format == "PNG"
+    for heading in ("Paired statistics against the baseline", "Equal steps, equal compute, equal time",
+                    "Per-layer activation variance at the end of training", "GPAS gate trajectories by scheme",
+                    "Effective rank per FFN matrix", "Layer cosine similarity", "Validation loss with seed bands"):
+        assert heading in text, heading
+    assert text.count("<details>") == 6 and "nothing to plot" not in text.lower()
