@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from matplotlib.ticker import MaxNLocator
+
 from .plotting import figure, png, rc
 from .stats import group_records, run_order, tokens_per_step
 from .views import as_dict
@@ -74,6 +76,7 @@ def fig_act_var_by_scheme(records) -> str | None:
                     if s == scale and a == act:
                         ax.plot(range(len(m)), m, marker=".", color=colors[norm], label=norm)
                 ax.set_yscale("log")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 ax.set_title(f"{scale}: {act}")
                 ax.set_xlabel("layer (0 = embedding)")
                 if j == 0:
@@ -157,6 +160,7 @@ def fig_effective_rank(records) -> str | None:
                     ax.plot(layers, [per_layer[k] for k in layers], marker="o", ms=3, color=colors[act],
                             ls=LINESTYLES[norms.index(norm) % len(LINESTYLES)], label=f"{act} / {norm}")
                 ax.set_title(f"{scale}: {kind}")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 ax.set_xlabel("layer")
                 if j == 0:
                     ax.set_ylabel("effective rank")
@@ -285,7 +289,6 @@ def fig_ranks(disagreements, axes_order=("steps", "flops", "seconds")) -> str | 
     dis = [d for d in disagreements if any(any(v is not None for v in r.values()) for r in d.ranks.values())]
     if not dis:
         return None
-    from matplotlib.ticker import MaxNLocator
     with rc():
         fig = figure(4.2 * len(dis) + 1.5, 0.28 * max(len(d.ranks) for d in dis) + 1.8)
         axs = fig.subplots(1, len(dis), squeeze=False)[0]
