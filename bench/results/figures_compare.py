@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from matplotlib.ticker import MaxNLocator
-
 from .plotting import figure, png, rc
 from .stats import group_records, run_order, tokens_per_step
 from .views import as_dict
@@ -66,6 +64,7 @@ def fig_act_var_by_scheme(records) -> str | None:
     scales = list(dict.fromkeys(k[0] for k in groups))
     acts = [a for a in _order(records, "activation") if any(k[1] == a for k in groups)][:MAX_PANELS]
     colors = _palette(_order(records, "norm"))
+    from matplotlib.ticker import MaxNLocator
     with rc():
         fig = figure(2.6 * len(acts) + 1.2, 2.4 * len(scales))
         axes = fig.subplots(len(scales), len(acts), squeeze=False)
@@ -149,6 +148,7 @@ def fig_effective_rank(records) -> str | None:
     kinds = [k for k in ("gate", "up", "down") if any(d[1] == k for d in data)]
     colors = _palette(_order(records, "activation"))
     norms = _order(records, "norm")
+    from matplotlib.ticker import MaxNLocator
     with rc():
         fig = figure(2.8 * len(kinds) + 1.6, 2.4 * len(scales))
         axes = fig.subplots(len(scales), len(kinds), squeeze=False)
@@ -289,6 +289,7 @@ def fig_ranks(disagreements, axes_order=("steps", "flops", "seconds")) -> str | 
     dis = [d for d in disagreements if any(any(v is not None for v in r.values()) for r in d.ranks.values())]
     if not dis:
         return None
+    from matplotlib.ticker import MaxNLocator
     with rc():
         fig = figure(4.2 * len(dis) + 1.5, 0.28 * max(len(d.ranks) for d in dis) + 1.8)
         axs = fig.subplots(1, len(dis), squeeze=False)[0]
