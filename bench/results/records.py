@@ -234,7 +234,9 @@ def load_records(folder: Path) -> tuple[list[Record], list[Problem]]:
 
 def merge_curves(folder: Path) -> None:
     """After a resume: the curve parts saved before each resume, then the new metrics.csv, as one
-    metrics.csv (rows of a part past the step it was resumed from are dropped: they were redone)."""
+    metrics.csv, byte-identical to an uninterrupted run's. A part's rows from the step the next
+    part resumed training at are dropped (redone), and so is an old row the next part logged again
+    (same step, same columns: e.g. the final validation, redone after a kill)."""
     folder = Path(folder)
     parts = sorted(folder.glob("metrics.part-*.csv")) + [folder / "metrics.csv"]
     rows, names = [], []
@@ -245,18 +247,23 @@ def merge_curves(folder: Path) -> None:
             reader = csv.DictReader(f)
             names += [k for k in reader.fieldnames or [] if k not in names]
             new = [r for r in reader if _step(r) is not None]  # a row cut by a kill has no usable step
-        if new and rows:  # drop old rows the resumed run repeated
-            first = min(_step(r) for r in new)
-            rows = [r for r in rows if _step(r) < first]
-        rows += new
+        trained = [_step(r) for r in new if r.get("train/loss")]
+        if trained:
+            rows = [r for r in rows if _step(r) < min(trained)]
+        again = {_signature(r) for r in new}
+        rows = [r for r in rows if _signature(r) not in again] + new
     buf = io.StringIO()
-    # sorted, as Lightning's CSVLogger orders its columns: byte-identical to an uninterrupted run
+    # sorted, as Lightning's CSVLogger orders its columns
     writer = csv.DictWriter(buf, fieldnames=sorted(n for n in names if n), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_text(folder / "metrics.csv", buf.getvalue())
     for part in parts[:-1]:
         part.unlink(missing_ok=True)
+
+
+def _signature(row: dict) -> tuple:
+    return _step(row), tuple(sorted(k for k, v in row.items() if k and v not in (None, "")))
 
 
 def _step(row: dict) -> int | None:

@@ -7,6 +7,7 @@ import os
 import zipfile
 from pathlib import Path
 
+import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -84,3 +85,49 @@ def find_resume(ckpt_dir: Path, warn) -> Path | None:
         os.replace(path, aside)
         warn(f"damaged checkpoint {path} set aside as {aside.name} ({why})")
     return None
+
+
+class PeriodicCheckpoint(L.Callback):
+    """``latest.ckpt`` every ``every`` optimizer steps, at the last step, and at the step boundary
+    where Lightning stopped on SIGTERM. At a step that also validates, the save waits for the end of
+    that validation: a checkpoint taken before it would resume past it and lose its curve row."""
+
+    def __init__(self, path, every: int, val_every: int):
+        self.path, self.every, self.val_every = Path(path), every, val_every
+        self.saved_step: int | None = None  # the step of the last save
+        self.interrupt_step: int | None = None  # set when saved because of a signal
+        self._pending = False
+
+    def _save(self, trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self.saved_step, self._pending = trainer.global_step, False
+
+    def _validates(self, step: int) -> bool:
+        return self.val_every > 0 and step % self.val_every == 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if trainer.fit_loop.epoch_loop._should_accumulate() or step == self.saved_step:
+            return  # between the micro-batches of one step
+        if trainer.received_sigterm:  # Lightning raises SIGTERMException right after this batch
+            if not self._validates(step) or step >= trainer.max_steps:
+                self._save(trainer)
+                self.interrupt_step = step
+            return
+        if step % self.every == 0 or step >= trainer.max_steps:
+            if self._validates(step):
+                self._pending = True
+            else:
+                self._save(trainer)
+
+    def on_validation_end(self, trainer, pl_module):
+        if self._pending and trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._save(trainer)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._pending:  # the expected validation did not run: save now, before this batch's work
+            self._save(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        if self._pending or self.saved_step != trainer.global_step:
+            self._save(trainer)  # the final checkpoint: what follows is redone from it, not retrained

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from rich.console import Console
@@ -29,11 +28,11 @@ from ..errors import ConfigError
 from ..launch.claims import STALE_AFTER, acquire, holder, wait_for
 from ..faults import pause_point
 from .callbacks import CellMetrics, Diverged, LiveProgress
-from .checkpoints import LATEST, AtomicCheckpointIO, find_resume
+from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
 from .matrix import Cell
 from .module import LMModule
 from .probes import Probes
-from .signals import Interrupted, SaveOnInterrupt, StopRequest
+from .signals import Interrupted, StopRequest
 from ..results.records import DONE, Record, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
@@ -159,10 +158,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     tokens_per_batch = t.batch_size * cfg.model.block_size
     metrics_cb = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum)
     callbacks = [metrics_cb, PausePoints()]
-    saver = SaveOnInterrupt(ckpt_dir / LATEST)
-    if opts.ckpt_every > 0:  # model, optimizer, schedule and the data loader's position
-        callbacks.append(ModelCheckpoint(ckpt_dir, filename="latest", every_n_train_steps=opts.ckpt_every,
-                                         save_top_k=1, enable_version_counter=False))
+    saver = PeriodicCheckpoint(ckpt_dir / LATEST, opts.ckpt_every, t.val_every)
     task = None
     if progress is not None:
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
@@ -179,7 +175,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
-        if opts.ckpt_every > 0:
+        if opts.ckpt_every > 0:  # model, optimizer, schedule, the data loader's position, callbacks' state
             callbacks.append(saver)  # last: the state it saves includes every other callback's step
         if t.compile:
             module.model.compile()
@@ -188,7 +184,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
             val_check_interval=t.val_every * t.grad_accum, check_val_every_n_epoch=None,
             num_sanity_val_steps=0, log_every_n_steps=t.log_every, deterministic=t.deterministic,
             logger=build_loggers(opts.loggers, folder), callbacks=callbacks, enable_progress_bar=False,
-            enable_model_summary=False, enable_checkpointing=opts.ckpt_every > 0, default_root_dir=folder,
+            enable_model_summary=False, enable_checkpointing=False, default_root_dir=folder,
             plugins=[AtomicCheckpointIO()])
         if resume is not None:
             record["resumed_from"] = str(resume)
@@ -197,8 +193,6 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         if resume is not None:
             record["resumed_from_step"] = metrics_cb.start_step if metrics_cb.start_step is not None \
                 else trainer.global_step
-        if opts.ckpt_every > 0 and metrics_cb.start_step is not None and trainer.global_step % opts.ckpt_every:
-            trainer.save_checkpoint(ckpt_dir / LATEST)  # the final one: what follows is redone, not retrained
         pause_point("final-checkpoint")
         # phase 2, final validation: final metrics always come from the last step
         if module.validated_at != trainer.global_step:
@@ -217,7 +211,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         record["status"] = "ok"
     except SIGTERMException:
         record.update(status="interrupted", error="interrupted by a signal", interrupted_step=trainer.global_step,
-                      checkpoint_step=saver.saved_step)
+                      checkpoint_step=saver.interrupt_step)
     except Diverged as e:
         record.update(status="diverged", error=str(e), diverged_step=e.step,
                       metrics={**metrics_cb.result, "steps": e.step})
@@ -273,7 +267,7 @@ class PausePoints(L.Callback):
     """The kill tests' fault-injection points inside the loops (see bench/faults.py)."""
 
     def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step >= 3:
+        if trainer.global_step == 4:
             pause_point("train")
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
@@ -332,7 +326,7 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
             records.append(rec)
         else:
             if why:
-                console.print(f"{cell.id}: {why}; training it again", highlight=False)
+                console.print(f"{cell.id}: {why}", highlight=False)
             todo.append(cell)
     if not todo:
         console.print(f"[green]all {len(cells)} cells of {matrix_name} are done[/] (use --force to retrain)")
@@ -380,7 +374,9 @@ def _done_record(opts: RunOptions, matrix_name: str, cell: Cell) -> tuple[Record
         return None, None
     rec, problem = read_record(path)
     if problem is not None:
-        return None, f"unreadable record ({problem})"
+        if problem.startswith("status 'running'"):
+            return None, "its last run did not finish (resuming it)"
+        return None, f"its record cannot be used ({problem}); training it again"
     if opts.force or rec.status not in DONE:
         return None, None
     return rec, None

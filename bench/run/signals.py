@@ -5,14 +5,12 @@ training loop raises ``SIGTERMException`` at the end of the current batch (and e
 between batches). We add three things: SIGINT takes the same path (the handler re-sends SIGTERM to
 this process instead of raising KeyboardInterrupt mid-step; a second Ctrl-C raises at once), the
 first signal received is remembered for the exit status (128 + signum, as shells use), and
-``SaveOnInterrupt`` writes a checkpoint before the loop unwinds."""
+``checkpoints.PeriodicCheckpoint`` writes a checkpoint before the loop unwinds."""
 
 from __future__ import annotations
 
 import os
 import signal
-
-import lightning as L
 
 from ..errors import Interrupted  # noqa: F401 - raised by run_matrix, re-exported here
 
@@ -45,19 +43,3 @@ class StopRequest:
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum else ""
-
-
-class SaveOnInterrupt(L.Callback):
-    """Once Lightning has received SIGTERM, save a resumable checkpoint at the end of the current
-    batch, the same point ModelCheckpoint saves at (Lightning then raises SIGTERMException). Not with
-    gradient accumulation, where the batch may end between micro-batches of one step: the last
-    periodic checkpoint stands then. Register it after every other callback whose state is saved."""
-
-    def __init__(self, path):
-        self.path = path
-        self.saved_step: int | None = None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.received_sigterm and self.saved_step is None and trainer.accumulate_grad_batches == 1:
-            trainer.save_checkpoint(self.path)
-            self.saved_step = trainer.global_step
