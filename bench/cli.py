@@ -177,14 +177,17 @@ def cmd_table(args) -> int:
     title = target.name
     from .results.stats import load_curves
 
-    curves = load_curves(target) if args.target_loss is not None else None
+    from .results.leaderboard import resolve_at
+
+    at = resolve_at(args.at)  # a malformed --at fails before any output
+    curves = load_curves(target)  # the equal steps / compute / time views read the validation curves
     if args.format == "md":
-        print(to_markdown(records, title, args.baseline, args.target_loss, curves), end="")
+        print(to_markdown(records, title, args.baseline, args.target_loss, curves, at), end="")
     elif args.format == "csv":
         print(to_csv(records, args.target_loss, curves), end="")
     else:
-        render_rich(records, console, title, args.baseline, args.target_loss, curves)
-    write_tables(target, records, title, args.baseline, args.target_loss, console=err_console)
+        render_rich(records, console, title, args.baseline, args.target_loss, curves, at)
+    write_tables(target, records, title, args.baseline, args.target_loss, console=err_console, at=at)
     return 0
 
 
@@ -260,10 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="results folder a matrix name is looked up in")
     p.add_argument("--format", choices=("rich", "md", "csv"), default="rich", help="output format")
     p.add_argument("--baseline", default=None, metavar="ACT:NORM",
-                   help="the cell group every other group is tested against (Welch's t-test on final validation "
-                        "loss, p < 0.05), e.g. swiglu:pre [default: first activation x first norm of each scale]")
+                   help="the cell group every other group is tested against (paired t-test on per-seed final "
+                        "validation loss, Welch's for groups without shared seeds, Holm-corrected, p < 0.05), e.g. "
+                        "swiglu:pre [default: first activation x first norm of each scale]")
     p.add_argument("--target-loss", type=float, default=None, metavar="X",
                    help="add the tokens and seconds until the validation loss first reaches X to the long table")
+    p.add_argument("--at", default=None, metavar="AXIS=BUDGET",
+                   help="rank the cells by validation loss at a matched budget: flops=X (training FLOPs), seconds=Y "
+                        "(training seconds on the cell's device) or steps=Z, interpolated between validation points; "
+                        "the axis alone (e.g. --at seconds) uses the largest budget every cell reached. The rankings "
+                        "at equal steps / FLOPs / time are always shown when curves exist")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("overhead", help="benchmark: harness vs a bare PyTorch loop, same model/data/steps",
@@ -278,8 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_overhead)
 
     from .run.check import add_check_parser
+    from .run.sweep import add_sweep_parser
     from .results.report import add_report_parser
 
+    add_sweep_parser(sub)
     add_report_parser(sub)
     add_check_parser(sub)
     return parser

@@ -82,6 +82,11 @@ class CellMetrics(L.Callback):
             self.train_time += time.perf_counter() - self._t
             self._t = None
 
+    def on_validation_epoch_end(self, trainer, pl_module):
+        # training seconds so far (clock stopped at on_validation_start), beside each validation point:
+        # the x of the equal-time view (bench/results/views.py)
+        pl_module.log("time/train_seconds", float(self.train_time))
+
     def on_validation_end(self, trainer, pl_module):
         if trainer.training or trainer.state.fn == "fit":
             self._t = time.perf_counter()
