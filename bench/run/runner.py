@@ -24,7 +24,8 @@ from models import count_params
 from .callbacks import CellMetrics, Diverged, LiveProgress
 from .matrix import Cell
 from .module import LMModule
-from .probes import Probes
+from .probes import Probes, registered_probes
+from ..plugins import provenance
 from ..results.records import DONE, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
@@ -107,7 +108,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
                    "intermediate_size": counts.intermediate_size, "deviation": counts.deviation},
         "data": {"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
                  "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl()},
-        "command": sys.argv, "started": now(),
+        "command": sys.argv, "started": now(), "plugins": provenance(cfg),
     }
     if resume is not None and (folder / "metrics.csv").exists():  # Lightning's CSVLogger would start anew
         n = len(list(folder.glob("metrics.part-*.csv"))) + 1
@@ -125,13 +126,15 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
         callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
     wall = time.perf_counter()
-    probes = None
+    probes, extra_probes = None, {}
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         module = LMModule(cfg)
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
+        extra_probes = registered_probes(cfg, dm)  # plugins' probes (bench.run.probes.register_probe)
+        callbacks += extra_probes.values()
         if t.compile:
             module.model.compile()
         trainer = L.Trainer(
@@ -163,6 +166,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     if probes is not None:  # also after a divergence: the history up to it
         record["probes"] = probes.result()
+    if extra_probes:
+        record["extra_probes"] = {name: cb.result() for name, cb in extra_probes.items()}
     record["wall_seconds"] = time.perf_counter() - wall
     record["ended"] = now()
     from .system import environment
