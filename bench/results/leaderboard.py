@@ -18,13 +18,13 @@ from .stats import (MARK_LEGEND, Comparison, Summary, baseline_groups, cell_orde
                     final_val_ppl, group_records, load_curves, parse_baseline, row_labels, summarize,
                     time_to_target)
 
-__all__ = ["LONG_COLUMNS", "long_columns", "long_rows", "row_labels", "pivots", "pivot_cell", "legend",
+__all__ = ["LONG_COLUMNS", "plugin_mark", "long_columns", "long_rows", "row_labels", "pivots", "pivot_cell", "legend",
            "comparison_rows", "COMPARISON_COLUMNS", "fmt_cell", "fmt_value", "fmt_comparison", "FORMATS",
            "unigram_reference", "notes", "to_markdown", "to_csv", "render_rich", "write_tables", "resolve_baseline"]
 
 LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "seed", "status", "val_ppl", "ood_ppl", "val_loss",
                 "train_loss", "tokens_per_sec", "mfu", "peak_memory_mb", "params", "params_non_embedding",
-                "wall_seconds")
+                "wall_seconds", "plugin")
 TARGET_COLUMNS = ("tokens_to_target", "seconds_to_target")
 
 
@@ -56,7 +56,7 @@ def long_rows(records: list[dict], target: float | None = None, curves: dict | N
             "tokens_per_sec": m.get("tokens_per_sec"), "mfu": m.get("mfu"),
             "peak_memory_mb": m["peak_memory_bytes"] / 2**20 if m.get("peak_memory_bytes") else None,
             "params": r["params"]["total"], "params_non_embedding": r["params"]["non_embedding"],
-            "wall_seconds": r.get("wall_seconds"),
+            "wall_seconds": r.get("wall_seconds"), "plugin": plugin_mark(r),
         }
         if target is not None:
             curve = (curves or {}).get(r["id"])
@@ -69,6 +69,12 @@ def long_rows(records: list[dict], target: float | None = None, curves: dict | N
     for i, row in enumerate(rows, 1):
         row["rank"] = i
     return rows
+
+
+def plugin_mark(record: dict) -> str | None:
+    """'name@sha256[:8]' of each plugin part the cell used (record['plugins']['parts']), None for built-ins."""
+    parts = ((record.get("plugins") or {}).get("parts") or {}).values()
+    return ", ".join(f"{p['name']}@{str(p.get('sha256'))[:8]}" for p in parts) or None
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -207,8 +213,11 @@ def fmt_cell(row: dict, col: str) -> str:
 
 
 def notes(records: list[dict], target: float | None = None) -> list[str]:
-    """Footnotes: unigram reference PPL, MFU and memory bases, how time-to-target is measured."""
+    """Footnotes: unigram reference PPL, MFU and memory bases, how time-to-target is measured, plugins."""
     lines = []
+    if any(plugin_mark(r) for r in records):
+        lines.append("plugin: the cell uses parts registered by a plugin (name@source sha256); each record's "
+                     "'plugins' lists the modules loaded, their versions and how they were loaded.")
     for name, ppl in unigram_reference(records).items():
         lines.append(f"Reference: unigram PPL of the validation text under tokenizer {name}: {ppl:.3f} "
                      "(what a model that learned nothing but token frequencies scores).")
@@ -276,7 +285,9 @@ def render_rich(records: list[dict], console: Console, title: str, baseline=None
         console.print(t)
         console.print(legend(p, scale), highlight=False)
     t = Table(title=f"{title}: all cells by validation PPL", title_justify="left")
-    cols = [c for c in long_columns(target) if c not in ("id", "val_loss", "train_loss", "params_non_embedding")]
+    hidden = ("id", "val_loss", "train_loss", "params_non_embedding") + (
+        () if any(plugin_mark(r) for r in records) else ("plugin",))
+    cols = [c for c in long_columns(target) if c not in hidden]
     for c in cols:
         t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "status") else "right")
     for row in long_rows(records, target, curves):
