@@ -539,6 +539,10 @@ def cmd_check(args) -> int:
         raise ConfigError(f"--steps must be at least 2, got {args.steps}")
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    plugin_cells = [cell_name(*c) for c in select_cells(activations, norms, None, True) if uses_plugin(*c)]
+    if plugin_cells and args.baseline is None and (activations or norms):
+        raise ConfigError(f"{plugin_cells[0]} uses a plugin part: plugin cells are checked against your own "
+                          f"baseline file, e.g. `bench check --baseline my-check.json --update` (docs/plugins.md)")
     path = Path(args.baseline) if args.baseline else BASELINE
     baseline = read_baseline(path)
     steps = args.steps if args.steps is not None else (baseline or {}).get("settings", {}).get("steps", DEFAULT_STEPS)
@@ -554,10 +558,6 @@ def cmd_check(args) -> int:
                               f"--update` (without --activation/--norm): every cell changes")
 
     cells = select_cells(activations, norms, baseline, args.baseline is not None)
-    plugin_cells = [cell_name(*c) for c in cells if uses_plugin(*c)]
-    if plugin_cells and args.baseline is None:
-        raise ConfigError(f"{plugin_cells[0]} uses a plugin part: plugin cells are checked against your own "
-                          f"baseline file, e.g. `bench check --baseline my-check.json --update` (docs/plugins.md)")
     # the command line's order of names is the user's; the registries' order is the report's
     start = time.perf_counter()
     data = load_data(steps)

@@ -1,4 +1,4 @@
-"""A worked plugin: a gated squared ReLU activation and a ReZero-on-Pre-LN scheme.
+"""A worked plugin: a gated squared ReLU activation, a ReZero-on-Pre-LN scheme and a probe of its alphas.
 
 Load it without touching the harness (docs/plugins.md):
 
@@ -8,10 +8,12 @@ Load it without touching the harness (docs/plugins.md):
 
 from __future__ import annotations
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import register_probe
 from models import PreBlock, register_activation, register_scheme
 
 
@@ -42,3 +44,21 @@ class ReZeroPreBlock(PreBlock):
     def reset_parameters(self):
         super().reset_parameters()  # the base scheme's init (scaled_out_proj)
         nn.init.zeros_(self.rezero_alpha)
+
+
+@register_probe("rezero_alpha")
+class ReZeroAlpha(L.Callback):
+    """Each layer's ReZero alphas (attention, FFN) at the end of training: how far each sub-layer opened."""
+
+    def __init__(self):
+        self.alpha: list[list[float]] = []
+
+    @classmethod
+    def from_config(cls, cfg, dm):
+        return cls() if cfg.model.scheme == "rezero_pre" else None  # None: not this cell
+
+    def on_train_end(self, trainer, pl_module):
+        self.alpha = [b.rezero_alpha.detach().float().tolist() for b in pl_module.model.blocks]
+
+    def result(self) -> dict:  # JSON-able: stored in the record under extra_probes["rezero_alpha"]
+        return {"alpha": self.alpha}
