@@ -72,8 +72,11 @@ def _import(spec: str, base: Path | None):
         if not path.is_file():
             raise ConfigError(f"plugin {spec!r}: file not found: {path}")
         name = path.stem
-        if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path.resolve()):
-            return sys.modules[name]
+        if name in sys.modules:
+            if getattr(sys.modules[name], "__file__", None) == str(path.resolve()):
+                return sys.modules[name]
+            raise ConfigError(f"plugin {spec!r}: a module named {name!r} is already imported "
+                              f"({getattr(sys.modules[name], '__file__', None) or 'built in'}); rename the file")
         module_spec = importlib.util.spec_from_file_location(name, path.resolve())
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module  # so that pickling and dataclasses see it

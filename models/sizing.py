@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .ffn import build_activation
-from .registry import ACTIVATIONS, SCHEMES
+from .registry import ACTIVATIONS, NORMS, SCHEMES
 
 
 def activation_params(cfg) -> int:
@@ -79,7 +79,8 @@ def count_params(cfg) -> ParamCounts:
     kv = cfg.kv_heads * cfg.head_dim
     attention = L * (2 * d * d + 2 * d * kv)
     ffn = L * ((3 if gated else 2) * d * h + activation_params(cfg))
-    per_norm = d if cfg.norm_layer == "rmsnorm" else 2 * d
+    with torch.device("meta"):  # rmsnorm d (gain), layernorm 2 d (gain, bias), a registered one its own
+        per_norm = sum(p.numel() for p in NORMS[cfg.norm_layer](d, cfg.norm_eps).parameters())
     n_norms, scheme_own = scheme_params(cfg)
     norms = (n_norms + 1) * per_norm  # + final norm
     gpas = L if cfg.gpas else 0

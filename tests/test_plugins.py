@@ -127,6 +127,43 @@ def test_registered_parts_build_and_count_like_builtins():
     torch.testing.assert_close(act(g, u), torch.relu(g) ** 2 * u)
 
 
+class ScaleNorm(torch.nn.Module):
+    """g * x / ||x|| * sqrt(d): one learned scalar (Nguyen & Salazar 2019)"""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.g = torch.nn.Parameter(torch.empty(()))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        torch.nn.init.ones_(self.g)
+
+    def forward(self, x):
+        return self.g * x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps)
+
+
+def test_registered_norm_layer_is_counted_and_planned(capsys):
+    from models import register_norm
+
+    register_norm("scalenorm", ScaleNorm)
+    assert plugins.smoke_test("norm layer", "scalenorm") is None
+    cfg = TransformerConfig(vocab_size=64, d_model=32, n_layers=3, n_heads=4, ref_intermediate_size=88,
+                            norm_layer="scalenorm", scheme="sandwich")
+    built = sum(p.numel() for p in Transformer(cfg).parameters())
+    assert count_params(cfg).total == built == 2 * 64 * 32 + 3 * (4 * 32 * 32 + 3 * 32 * 88 + 4) + 1
+    (cell,) = plan(capsys, "plan", "--scale", "nano", "--activation", "swiglu", "--norm", "pre",
+                   "--model.norm_layer", "scalenorm")
+    assert cell["params"] == count_params(resolve_nano("scalenorm")).total
+    assert cell["id"] != plan(capsys, "plan", "--scale", "nano", "--activation", "swiglu", "--norm", "pre")[0]["id"]
+
+
+def resolve_nano(norm_layer: str):
+    from bench.run.config import resolve
+
+    return resolve({"scale": "nano", "activation": "swiglu", "norm": "pre", "model.norm_layer": norm_layer})
+
+
 def test_no_import_circle_in_models():
     """Every `from .x import` in models/ (function bodies included) forms an acyclic graph, and
     registry.py imports no other module of the package."""
