@@ -154,7 +154,7 @@ def test_registered_norm_layer_is_counted_and_planned(capsys):
     assert count_params(cfg).total == built == 2 * 64 * 32 + 3 * (4 * 32 * 32 + 3 * 32 * 88 + 4) + 1
     (cell,) = plan(capsys, "plan", "--scale", "nano", "--activation", "swiglu", "--norm", "pre",
                    "--model.norm_layer", "scalenorm")
-    assert cell["params"] == count_params(resolve_nano("scalenorm")).total
+    assert cell["params"] == count_params(resolve_nano("scalenorm").model).total
     assert cell["id"] != plan(capsys, "plan", "--scale", "nano", "--activation", "swiglu", "--norm", "pre")[0]["id"]
 
 
