@@ -24,7 +24,7 @@ import bench.plugins as plugins
 from bench import cli
 from bench.run.matrix import expand, load_matrix
 from models import (ACTIVATIONS, GPAS_EXTENSIONS, NORMS, SCHEMES, RegistrationError, Transformer, TransformerConfig,
-                    count_params, register_activation, register_scheme)
+                    count_params, register_activation)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "plugin"
@@ -405,7 +405,8 @@ def test_run_records_provenance_and_the_leaderboard_marks_plugin_cells(capsys, t
     plug, builtin = recs["relu2_glu"], recs["swiglu"]
     assert plug["status"] == builtin["status"] == "ok"
     assert set(plug["plugins"]["parts"]) == {"activation", "scheme"}
-    assert plug["plugins"]["loaded"][0]["module"] == "my_ext" and plug["plugins"]["loaded"][0]["how"].startswith("matrix")
+    loaded = plug["plugins"]["loaded"][0]
+    assert loaded["module"] == "my_ext" and loaded["how"].startswith("matrix")
     assert builtin["plugins"]["parts"] == {}
     alpha = plug["extra_probes"]["rezero_alpha"]["alpha"]
     assert len(alpha) == 4 and all(len(a) == 2 for a in alpha) and any(v != 0 for a in alpha for v in a)  # trained
