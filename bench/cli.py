@@ -9,8 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEME_DOCS, SCHEMES, UnknownName, count_params
-from models.activations import describe
+from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEMES, UnknownName, count_params
 
 from .errors import Interrupted
 from .run.config import ConfigError, all_fields, recipes, scales
@@ -63,11 +62,17 @@ def cells_from(args: argparse.Namespace):
 
 # ---- bench list --------------------------------------------------------------------------------
 
+def _doc(registry, name: str) -> str:
+    """The one-line description; a plugin part says which module registered it."""
+    part = registry.part(name)
+    return part.doc if part.builtin else f"{part.doc} [plugin {part.source.rsplit('.', 1)[0]}]"
+
+
 def registries() -> dict[str, dict[str, str]]:
     return {
-        "activations": {n: ("gated: " if c.gated else "") + describe(c) for n, c in ACTIVATIONS.items()},
-        "schemes": {n: SCHEME_DOCS[n] for n in SCHEMES},
-        "norm_layers": {n: describe(c) for n, c in NORMS.items()},
+        "activations": {n: ("gated: " if c.gated else "") + _doc(ACTIVATIONS, n) for n, c in ACTIVATIONS.items()},
+        "schemes": {n: _doc(SCHEMES, n) for n in SCHEMES},
+        "norm_layers": {n: _doc(NORMS, n) for n in NORMS},
         "gpas_gate_acts": dict(GATE_ACTS),
         "gpas_positions": dict(POSITIONS),
         "scales": {n: s.get("description", "") for n, s in scales().items()},
@@ -223,6 +228,10 @@ def cmd_overhead(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench", description="Benchmark FFN activations and normalization schemes for LLMs.")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE (a dotted name or a .py path) first: it registers its own activations, "
+                             "schemes, norms or probes (repeatable; see docs/plugins.md). Installed packages' "
+                             "'llm_arch_bench.plugins' entry points and $BENCH_PLUGINS are loaded too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="the registries: activations, schemes, scales, recipes, matrices")
@@ -299,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from .plugins import export_env, load_entry_points, load_env, load_plugins
+
+        load_entry_points()  # before any matrix or name is checked: plugins add names
+        load_env()
+        load_plugins(args.plugin, "flag")
+        export_env(args.plugin)  # worker processes started from here load them too
         return args.func(args)
     except (ConfigError, UnknownName) as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)

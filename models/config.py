@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .activations import ACTIVATIONS, CLIP_VARIANTS
+from .activations import CLIP_VARIANTS
 from .gpas import GATE_ACTS, POSITIONS
 from .names import check_choice
-from .norms import NORMS
+from .registry import ACTIVATIONS, NORMS, SCHEMES
 
 
 @dataclass
@@ -47,11 +47,11 @@ class TransformerConfig:
     powlu_m: float = 3.0
     """powlu: exponent parameter m, 0 < m < 10."""
     norm_layer: str = "rmsnorm"
-    """Normalization layer: 'rmsnorm' or 'layernorm' (both computed in fp32)."""
+    """Normalization layer: 'rmsnorm' or 'layernorm' (both computed in fp32), or a registered one."""
     norm_eps: float = 1e-6
     """Epsilon of every normalization layer."""
     scheme: str = "pre"
-    """Residual/normalization scheme: pre, post, sandwich, deepnorm, mixln, lns (models.SCHEMES)."""
+    """Residual/normalization scheme: pre, post, sandwich, deepnorm, mixln, lns or a registered one (models.SCHEMES)."""
     gpas: bool = False
     """Add GPAS (gradient-preserving activation scaling) to the scheme."""
     gpas_act: str = "silu"
@@ -110,8 +110,6 @@ class TransformerConfig:
 
     def validate(self) -> None:
         """One clear error per impossible setting, before anything is built."""
-        from .schemes import SCHEMES  # schemes import this module
-
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("scheme", self.scheme, SCHEMES)
         check_choice("norm layer", self.norm_layer, NORMS)

@@ -25,7 +25,7 @@ from .attention import Attention
 from .config import TransformerConfig
 from .ffn import build_ffn
 from .gpas import GPAS
-from .norms import NORMS
+from .registry import GPAS_EXTENSIONS, NORMS, SCHEME_DOCS, SCHEMES, register_scheme  # noqa: F401 (re-exported)
 from .sizing import intermediate_size
 
 
@@ -143,23 +143,12 @@ def mixln_block(cfg: TransformerConfig, layer: int) -> Block:
     return PostBlock(cfg, layer) if layer <= n_post else PreBlock(cfg, layer)
 
 
-SCHEMES: dict[str, object] = {
-    "pre": PreBlock,
-    "post": PostBlock,
-    "sandwich": SandwichBlock,
-    "deepnorm": DeepNormBlock,
-    "mixln": mixln_block,
-    "lns": LNSBlock,
-}
-
-SCHEME_DOCS = {
-    "pre": "Pre-LN: x + f(N(x))",
-    "post": "Post-LN: N(x + f(x)); +gpas is an extension (not in the paper): N(G(x) + f(x))",
-    "sandwich": "Sandwich-LN: x + N2(f(N1(x)))",
-    "deepnorm": "DeepNorm: N(alpha x + f(x)), alpha=(2L)^(1/4), beta-scaled xavier init",
-    "mixln": "Mix-LN: first floor(L/4) layers post-LN, the rest pre-LN",
-    "lns": "LayerNorm scaling: x + f(N(x)/sqrt(l))",
-}
-
-# Schemes whose +gpas form is not from the GPAS paper.
-GPAS_EXTENSIONS = {"post"}
+for _name, _block, _doc in (
+    ("pre", PreBlock, "Pre-LN: x + f(N(x))"),
+    ("post", PostBlock, "Post-LN: N(x + f(x)); +gpas is an extension (not in the paper): N(G(x) + f(x))"),
+    ("sandwich", SandwichBlock, "Sandwich-LN: x + N2(f(N1(x)))"),
+    ("deepnorm", DeepNormBlock, "DeepNorm: N(alpha x + f(x)), alpha=(2L)^(1/4), beta-scaled xavier init"),
+    ("mixln", mixln_block, "Mix-LN: first floor(L/4) layers post-LN, the rest pre-LN"),
+    ("lns", LNSBlock, "LayerNorm scaling: x + f(N(x)/sqrt(l))"),
+):
+    register_scheme(_name, _block, doc=_doc, gpas_extension=_name == "post")

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .activations import ACTIVATIONS
+from .ffn import build_activation
+from .registry import ACTIVATIONS, NORMS, SCHEMES
 
 
 def activation_params(cfg) -> int:
     """Learned scalars inside one FFN's activation (0 for most)."""
-    from .ffn import build_activation
-
     with torch.device("meta"):
         act = build_activation(cfg.activation, **cfg.activation_options())
     return sum(p.numel() for p in act.parameters())
@@ -36,6 +35,19 @@ def matched_intermediate_size(cfg) -> int:
 
 def intermediate_size(cfg) -> int:
     return cfg.intermediate_size or matched_intermediate_size(cfg)
+
+
+def scheme_params(cfg) -> tuple[int, int]:
+    """(norm layers, the scheme's own learned scalars) over all L blocks, read from the blocks built
+    on the meta device (no memory): a registered scheme's extra norms or scalars (ReZero's alpha) count."""
+    n_norms = own = 0
+    with torch.device("meta"):
+        for layer in range(1, cfg.n_layers + 1):
+            block = SCHEMES[cfg.scheme](cfg, layer)
+            n_norms += len(getattr(block, "norms", ()))
+            own += sum(p.numel() for n, p in block.named_parameters()
+                       if n.split(".")[0] not in ("attn", "ffn", "norms", "gpas"))
+    return n_norms, own
 
 
 @dataclass(frozen=True)
@@ -61,19 +73,18 @@ class ParamCounts:
 
 def count_params(cfg) -> ParamCounts:
     """Exact counts from the formula (tests check them against a built model)."""
-    from .schemes import SandwichBlock
-
     d, L, V = cfg.d_model, cfg.n_layers, cfg.vocab_size
     h = intermediate_size(cfg)
     gated = ACTIVATIONS[cfg.activation].gated
     kv = cfg.kv_heads * cfg.head_dim
     attention = L * (2 * d * d + 2 * d * kv)
     ffn = L * ((3 if gated else 2) * d * h + activation_params(cfg))
-    per_norm = d if cfg.norm_layer == "rmsnorm" else 2 * d
-    norms_per_layer = SandwichBlock.n_norms if cfg.scheme == "sandwich" else 2
-    norms = (L * norms_per_layer + 1) * per_norm  # + final norm
+    with torch.device("meta"):  # rmsnorm d (gain), layernorm 2 d (gain, bias), a registered one its own
+        per_norm = sum(p.numel() for p in NORMS[cfg.norm_layer](d, cfg.norm_eps).parameters())
+    n_norms, scheme_own = scheme_params(cfg)
+    norms = (n_norms + 1) * per_norm  # + final norm
     gpas = L if cfg.gpas else 0
     embedding = V * d * (1 if cfg.tie_embeddings else 2)
-    total = attention + ffn + norms + gpas + embedding
+    total = attention + ffn + norms + gpas + embedding + scheme_own
     ref_total = total - ffn + L * 3 * d * cfg.ref_intermediate_size
     return ParamCounts(total, embedding, ffn, attention, norms, gpas, h, ref_total)

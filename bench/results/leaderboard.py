@@ -26,13 +26,13 @@ MARK_LEGEND = ("* / †: final validation loss significantly lower / higher than
                "significant, or fewer than 2 seeds in a group (no test possible). Cells: mean validation PPL ± "
                "95% CI half-width (Student t, n-1 dof) (n seeds).")
 
-__all__ = ["LONG_COLUMNS", "long_columns", "long_rows", "row_labels", "pivots", "pivot_cell", "legend",
+__all__ = ["LONG_COLUMNS", "plugin_mark", "long_columns", "long_rows", "row_labels", "pivots", "pivot_cell", "legend",
            "comparison_rows", "COMPARISON_COLUMNS", "fmt_cell", "fmt_value", "fmt_comparison", "FORMATS",
            "unigram_reference", "notes", "to_markdown", "to_csv", "render_rich", "write_tables", "resolve_baseline"]
 
 LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "seed", "status", "val_ppl", "ood_ppl", "val_loss",
                 "train_loss", "tokens_per_sec", "mfu", "peak_memory_mb", "params", "params_non_embedding",
-                "wall_seconds")
+                "wall_seconds", "plugin")
 TARGET_COLUMNS = ("tokens_to_target", "seconds_to_target")
 
 
@@ -65,7 +65,7 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
             "peak_memory_mb": m.peak_memory_bytes / 2**20 if m.peak_memory_bytes else None,
             "params": r.params.total if r.params else None,
             "params_non_embedding": r.params.non_embedding if r.params else None,
-            "wall_seconds": r.wall_seconds,
+            "wall_seconds": r.wall_seconds, "plugin": plugin_mark(r),
         }
         if target is not None:
             curve = (curves or {}).get(r.id)
@@ -78,6 +78,12 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
     for i, row in enumerate(rows, 1):
         row["rank"] = i
     return rows
+
+
+def plugin_mark(record: Record) -> str | None:
+    """'name@sha256[:8]' of each plugin part the cell used (record.plugins['parts']), None for built-ins."""
+    parts = (as_record(record).plugins.get("parts") or {}).values()
+    return ", ".join(f"{p['name']}@{str(p.get('sha256'))[:8]}" for p in parts) or None
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -239,8 +245,11 @@ def fmt_cell(row: dict, col: str) -> str:
 
 
 def notes(records: list[Record], target: float | None = None) -> list[str]:
-    """Footnotes: unigram reference PPL, MFU and memory bases, how time-to-target is measured."""
+    """Footnotes: unigram reference PPL, MFU and memory bases, how time-to-target is measured, plugins."""
     lines = []
+    if any(plugin_mark(r) for r in records):
+        lines.append("plugin: the cell uses parts registered by a plugin (name@source sha256); each record's "
+                     "'plugins' lists the modules loaded, their versions and how they were loaded.")
     for name, ppl in unigram_reference(records).items():
         lines.append(f"Reference: unigram PPL of the validation text under tokenizer {name}: {ppl:.3f} "
                      "(what a model that learned nothing but token frequencies scores).")
@@ -307,7 +316,9 @@ def render_rich(records: list[Record], console: Console, title: str, baseline=No
         console.print(legend(p, scale), highlight=False)
     compare_tables.render_rich(records, curves, console, title, baseline, resolve_at(at))
     t = Table(title=f"{title}: all cells by validation PPL", title_justify="left")
-    cols = [c for c in long_columns(target) if c not in ("id", "val_loss", "train_loss", "params_non_embedding")]
+    hidden = ("id", "val_loss", "train_loss", "params_non_embedding") + (
+        () if any(plugin_mark(r) for r in records) else ("plugin",))
+    cols = [c for c in long_columns(target) if c not in hidden]
     for c in cols:
         t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "status") else "right")
     for row in long_rows(records, target, curves):

@@ -10,7 +10,8 @@ batch after training, and compares them with the committed baseline
 (configs/baselines/check-nano.json): counts exactly, the rest within TOLERANCES.
 
 The cell list comes from the registries, so a new activation or scheme is checked automatically
-(and fails as 'new, not in baseline' until ``bench check --update``). See docs/check.md.
+(and fails as 'new, not in baseline' until ``bench check --update``). See docs/check.md. Parts
+registered by a plugin are checked against the user's own ``--baseline FILE`` (docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from models import ACTIVATIONS, Transformer, check_choice, count_params
+from models import ACTIVATIONS, SCHEMES, Transformer, check_choice, count_params
 
 from .config import CONFIGS, ConfigError, check_norm, norm_names, resolve
 from ..results.records import write_text
@@ -78,6 +79,26 @@ def cell_name(activation: str, norm: str) -> str:
 def all_cells() -> list[tuple[str, str]]:
     """Every (activation, norm) from the registries, in registry order: post+gpas included."""
     return [(a, n) for a in ACTIVATIONS for n in norm_names()]
+
+
+def uses_plugin(activation: str, norm: str) -> bool:
+    """The cell uses a part registered by a plugin (checked against the user's own --baseline file)."""
+    return not (ACTIVATIONS.part(activation).builtin and SCHEMES.part(norm.split("+")[0]).builtin)
+
+
+def select_cells(activations, norms, baseline: dict | None, own_baseline: bool) -> list[tuple[str, str]]:
+    """The cells a check runs. Named ones when --activation/--norm are given; otherwise against the
+    committed baseline every built-in cell, against a user's --baseline FILE the cells it holds plus
+    every cell that uses a plugin part (every cell when no plugin is loaded)."""
+    cells = all_cells()
+    if activations or norms:
+        return [(a, n) for a, n in cells if (not activations or a in activations) and (not norms or n in norms)]
+    if not own_baseline:
+        return [c for c in cells if not uses_plugin(*c)]
+    if not any(uses_plugin(*c) for c in cells):
+        return cells
+    held = set((baseline or {}).get("cells", {}))
+    return [c for c in cells if uses_plugin(*c) or cell_name(*c) in held]
 
 
 def warmup_for(steps: int) -> int:
@@ -518,6 +539,10 @@ def cmd_check(args) -> int:
         raise ConfigError(f"--steps must be at least 2, got {args.steps}")
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    plugin_cells = [cell_name(*c) for c in select_cells(activations, norms, None, True) if uses_plugin(*c)]
+    if plugin_cells and args.baseline is None and (activations or norms):
+        raise ConfigError(f"{plugin_cells[0]} uses a plugin part: plugin cells are checked against your own "
+                          f"baseline file, e.g. `bench check --baseline my-check.json --update` (docs/plugins.md)")
     path = Path(args.baseline) if args.baseline else BASELINE
     baseline = read_baseline(path)
     steps = args.steps if args.steps is not None else (baseline or {}).get("settings", {}).get("steps", DEFAULT_STEPS)
@@ -532,7 +557,7 @@ def cmd_check(args) -> int:
             raise ConfigError(f"new settings ({_settings_diff(baseline, steps)}) need a full `bench check "
                               f"--update` (without --activation/--norm): every cell changes")
 
-    cells = [(a, n) for a, n in all_cells() if (not activations or a in activations) and (not norms or n in norms)]
+    cells = select_cells(activations, norms, baseline, args.baseline is not None)
     # the command line's order of names is the user's; the registries' order is the report's
     start = time.perf_counter()
     data = load_data(steps)

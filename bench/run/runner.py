@@ -31,8 +31,9 @@ from .callbacks import CellMetrics, Diverged, LiveProgress
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
 from .matrix import Cell
 from .module import LMModule
-from .probes import Probes
+from .probes import Probes, registered_probes
 from .signals import Interrupted, RelayEarlySignal, StopRequest
+from ..plugins import provenance
 from ..results.records import DONE, Record, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
@@ -153,7 +154,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
                    "intermediate_size": counts.intermediate_size, "deviation": counts.deviation},
         "data": {"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
                  "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl()},
-        "command": sys.argv, "started": now(),
+        "command": sys.argv, "started": now(), "plugins": provenance(cfg),
     }
     t = cfg.train
     tokens_per_batch = t.batch_size * cfg.model.block_size
@@ -165,7 +166,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
         callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
     wall = time.perf_counter()
-    probes, trainer, user_error = None, None, None
+    probes, trainer, user_error, extra_probes = None, None, None, {}
     try:
         if resume is not None and (folder / "metrics.csv").exists():  # Lightning's CSVLogger would start anew
             n = len(list(folder.glob("metrics.part-*.csv"))) + 1
@@ -176,6 +177,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
+        extra_probes = registered_probes(cfg, dm)  # plugins' probes (bench.run.probes.register_probe)
+        callbacks += extra_probes.values()
         if opts.ckpt_every > 0:  # model, optimizer, schedule, the data loader's position, callbacks' state
             callbacks.append(saver)  # last: the state it saves includes every other callback's step
         if t.compile:
@@ -230,6 +233,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     if probes is not None:  # also after a divergence: the history up to it
         record["probes"] = probes.result()
+    if extra_probes:
+        record["extra_probes"] = {name: cb.result() for name, cb in extra_probes.items()}
     record["wall_seconds"] = time.perf_counter() - wall
     record["ended"] = now()
     device = trainer.strategy.root_device if trainer is not None else _root_device(cfg)
