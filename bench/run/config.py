@@ -133,6 +133,9 @@ class RunConfig:
         for path in NON_SEMANTIC:
             section, name = path.split(".")
             d[section].pop(name)
+        if d["model"]["ffn"] == "dense":  # MoE options build nothing then: dense hashes (and cell ids) stay as before
+            for name in [k for k in d["model"] if k == "ffn" or k.startswith("moe_")]:
+                d["model"].pop(name)
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
