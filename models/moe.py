@@ -60,17 +60,18 @@ def load_balancing_loss(probs: torch.Tensor, idx: torch.Tensor, n_experts: int) 
 
 
 def router_z_loss(logits: torch.Tensor) -> torch.Tensor:
-    """mean_t (logsumexp_i logits_ti)^2, in fp32."""
-    return torch.logsumexp(logits.float(), dim=-1).square().mean()
+    """mean_t (logsumexp_i logits_ti)^2, in fp32 (or fp64)."""
+    return torch.logsumexp(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1).square().mean()
 
 
 def route(logits: torch.Tensor, top_k: int, softmax: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(probs (T, E) fp32, weights (T, k) fp32, idx (T, k)) for softmax 'before' or 'after' top-k."""
-    probs = logits.float().softmax(-1)
+    """(probs (T, E), weights (T, k), idx (T, k)) for softmax 'before' or 'after' top-k; fp32 at least."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # upcast bf16; never downcast fp64
+    probs = logits.softmax(-1)
     if softmax == "before":
         weights, idx = probs.topk(top_k, dim=-1)
     else:
-        top, idx = logits.float().topk(top_k, dim=-1)
+        top, idx = logits.topk(top_k, dim=-1)
         weights = top.softmax(-1)
     return probs, weights, idx
 
@@ -122,7 +123,8 @@ class MoE(nn.Module):
         logits = self.router(x)
         probs, weights, idx = route(logits, self.top_k, self.softmax)
         if x.device.type == "meta":  # FLOP counting: balanced dispatch, T k rows through one expert
-            y = self.experts[0](x.repeat(self.top_k, 1)).view(self.top_k, *x.shape).sum(0)
+            ys = self.experts[0](x.repeat(self.top_k, 1)).view(self.top_k, *x.shape)
+            y = (ys * weights.t().unsqueeze(-1).to(ys.dtype)).sum(0)  # the router's gradient path, as in training
         else:
             self.aux = {"lb": load_balancing_loss(probs, idx, self.n_experts), "z": router_z_loss(logits)}
             y = self.dispatch(x, weights, idx)

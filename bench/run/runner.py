@@ -24,6 +24,7 @@ from models import count_params
 from .callbacks import CellMetrics, Diverged, LiveProgress
 from .matrix import Cell
 from .module import LMModule
+from .moe_probes import MoEProbes
 from .probes import Probes
 from ..results.records import DONE, cell_dir, merge_curves, read_record, write_json
 
@@ -104,7 +105,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         "axes": dict(cell.axes), "activation": cfg.model.activation, "norm": cfg.norm, "scale": cfg.scale,
         "seed": cfg.seed, "config": cfg.to_dict(),
         "params": {"total": counts.total, "non_embedding": counts.non_embedding, "ffn": counts.ffn,
-                   "intermediate_size": counts.intermediate_size, "deviation": counts.deviation},
+                   "intermediate_size": counts.intermediate_size, "deviation": counts.deviation,
+                   "active": counts.active, "expert_ffn": counts.expert_ffn},
         "data": {"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
                  "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl()},
         "command": sys.argv, "started": now(),
@@ -125,13 +127,16 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
         callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
     wall = time.perf_counter()
-    probes = None
+    probes = moe_probes = None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         module = LMModule(cfg)
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
+        moe_probes = MoEProbes.from_config(cfg)  # None for a dense model
+        if moe_probes is not None:
+            callbacks.append(moe_probes)
         if t.compile:
             module.model.compile()
         trainer = L.Trainer(
@@ -163,6 +168,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     if probes is not None:  # also after a divergence: the history up to it
         record["probes"] = probes.result()
+    if moe_probes is not None:
+        record["moe"] = moe_probes.result()
     record["wall_seconds"] = time.perf_counter() - wall
     record["ended"] = now()
     from .system import environment
