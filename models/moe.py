@@ -212,3 +212,11 @@ def build_block_ffn(cfg) -> nn.Module:
         return build_ffn(cfg.activation, cfg.d_model, h, **cfg.activation_options())
 
     return make() if cfg.ffn == "dense" else MoE(cfg.d_model, make, **cfg.moe_options())
+
+
+def weighted_router_loss(layers: list[MoE], cfg) -> tuple[torch.Tensor | int, dict[str, torch.Tensor]]:
+    """(moe_lb_weight * L_LB + moe_z_weight * L_Z, the unweighted losses) of the last forward; (0, {}) if dense."""
+    aux = router_losses(layers)
+    if not aux:
+        return 0, aux
+    return cfg.moe_lb_weight * aux["lb"] + cfg.moe_z_weight * aux["z"], aux

@@ -11,7 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from models import Transformer
-from models.moe import moe_layers, router_losses
+from models.moe import moe_layers, weighted_router_loss
 
 from .config import RunConfig
 
@@ -71,9 +71,9 @@ class LMModule(L.LightningModule):
         self.last_train_loss = loss.detach()
         self.log("train/loss", self.last_train_loss, prog_bar=True)
         if self.moe:  # router losses (models/moe.py), logged apart from the LM loss
-            aux = router_losses(self.moe)
+            router, aux = weighted_router_loss(self.moe, self.cfg.model)
             self.log_dict({f"train/moe_{k}_loss": v.detach() for k, v in aux.items()})
-            loss = loss + self.cfg.model.moe_lb_weight * aux["lb"] + self.cfg.model.moe_z_weight * aux["z"]
+            loss = loss + router
         return loss
 
     def on_validation_epoch_start(self):
