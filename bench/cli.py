@@ -56,8 +56,11 @@ def cells_from(args: argparse.Namespace):
         if not all(s.lstrip("-").isdigit() for s in only["seed"]):
             raise ConfigError(f"--seed takes comma-separated integers, got {args.seed!r}")
         only["seed"] = [int(s) for s in only["seed"]]
+    overrides = overrides_from(args)
+    if "," in str(overrides.get("model.ffn") or ""):  # --model.ffn moe,dense: an axis, not one value
+        only["model.ffn"] = split_list(overrides.pop("model.ffn"))
     matrix = load_matrix(args.matrix)
-    return matrix, expand(matrix, overrides_from(args), only)
+    return matrix, expand(matrix, overrides, only)
 
 
 # ---- bench list --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ConfigError
 from .leaderboard import (COMPARISON_COLUMNS, comparison_rows, fmt_cell, fmt_comparison, fmt_value, legend,
                           long_columns, long_rows, notes, pivot_cell, pivots, resolve_baseline)
+from .moe_report import moe_section
 from .records import load_records, write_text
 from .stats import (POWER_LAW, SATURATING, group_records, load_curves, pareto_front, run_order, scaling_fits,
                     summarize, tokens_per_step)
@@ -490,6 +491,8 @@ def render_html(records: list[dict], title: str, curves: dict | None = None, bas
         parts.append('<p class="note">Per-layer lines go from the first (dark) to the last (yellow) layer.</p>')
         for r in probed:
             parts += _probe_section(r)
+
+    parts += moe_section(records)  # MoE cells only: expert-load heatmaps, routing statistics
 
     parts += _provenance(records)
     parts.append("</body></html>")
