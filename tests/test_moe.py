@@ -240,3 +240,8 @@ def test_a_moe_cell_trains_and_records_its_routing(tmp_path, tiny_dm):
     header = (tmp_path / "t" / cell.id / "metrics.csv").read_text().splitlines()[0]
     assert "train/moe_lb_loss" in header and "train/moe_z_loss" in header
     json.dumps(rec)
+    from bench.results.report import render_html
+
+    page = render_html([rec], "t")
+    assert "Mixture of experts: routing" in page and page.count("expert load per layer") == 1
+    assert page.count("data:image/png;base64") >= 2 and "not drawn" not in page

@@ -21,7 +21,7 @@ def _png(fig) -> str:
 
 
 def _img(b64: str, alt: str) -> str:
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"></figure>'
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
 def fig_expert_load(moe: dict) -> str | None:
