@@ -88,9 +88,9 @@ def grouped_available(x: torch.Tensor, d: int, h: int) -> bool:
 class MoE(nn.Module):
     """Top-k routed FFN experts (+ always-on shared experts); see the module docstring.
 
-    After each forward: ``aux`` holds this layer's 'lb' and 'z' losses (with grad), ``stats`` the
-    detached routing statistics: 'load' (E,) assignments per expert (kept and dropped), 'dropped'
-    (assignments over capacity), 'entropy' (mean router entropy in nats), 'assignments' (T k).
+    After each training-mode forward: ``aux`` holds this layer's 'lb' and 'z' losses (with grad),
+    ``stats`` the detached routing statistics: 'load' (E,) assignments per expert (kept and dropped),
+    'dropped' (assignments over capacity), 'entropy' (mean router entropy in nats), 'assignments' (T k).
     """
 
     def __init__(self, d_model: int, make_expert: Callable[[], FFN], n_experts: int, top_k: int,
@@ -126,17 +126,19 @@ class MoE(nn.Module):
             ys = self.experts[0](x.repeat(self.top_k, 1)).view(self.top_k, *x.shape)
             y = (ys * weights.t().unsqueeze(-1).to(ys.dtype)).sum(0)  # the router's gradient path, as in training
         else:
-            self.aux = {"lb": load_balancing_loss(probs, idx, self.n_experts), "z": router_z_loss(logits)}
-            y = self.dispatch(x, weights, idx)
-            with torch.no_grad():
-                entropy = -torch.special.xlogy(probs, probs).sum(-1).mean()
-            self.stats.update(entropy=entropy, assignments=torch.tensor(idx.numel()))
+            y, stats = self.dispatch(x, weights, idx)
+            if self.training:  # eval forwards (validation, probes) leave the training step's values alone
+                self.aux = {"lb": load_balancing_loss(probs, idx, self.n_experts), "z": router_z_loss(logits)}
+                with torch.no_grad():
+                    stats["entropy"] = -torch.special.xlogy(probs, probs).sum(-1).mean()
+                self.stats = stats
         for expert in self.shared:
             y = y + expert(x)
         return y.view(shape)
 
-    def dispatch(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """sum_j w_tj FFN_{idx_tj}(x_t) with the assignments grouped by expert (sort, gather, scatter)."""
+    def dispatch(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """sum_j w_tj FFN_{idx_tj}(x_t) with the assignments grouped by expert (sort, gather, scatter),
+        and the load statistics."""
         T, k, E = x.shape[0], self.top_k, self.n_experts
         flat = idx.flatten()  # assignment a = t * k + j
         order = flat.argsort(stable=True)  # by expert, token order kept within an expert
@@ -148,7 +150,7 @@ class MoE(nn.Module):
             pos = torch.arange(order.numel(), device=x.device) - starts[flat[order]]
             order = order[pos < cap]
             kept = counts.clamp(max=cap)
-        self.stats = {"load": counts.detach(), "dropped": (counts - kept).sum().detach()}
+        stats = {"load": counts.detach(), "dropped": (counts - kept).sum().detach(), "assignments": flat.numel()}
         xs = x[order // k]  # (M, d): each kept assignment's token, grouped by expert
         if self.training and (self.grouped == "on" or (self.grouped == "auto" and grouped_available(
                 x, x.shape[-1], self.experts[0].up.out_features))):
@@ -159,7 +161,7 @@ class MoE(nn.Module):
         slot = torch.full((T * k,), ys.shape[0], dtype=torch.long, device=x.device)
         slot[order] = torch.arange(ys.shape[0], device=x.device)
         ys = torch.cat([ys, ys.new_zeros(1, ys.shape[1])])[slot].view(T, k, -1)
-        return (ys * weights.unsqueeze(-1).to(ys.dtype)).sum(1).to(x.dtype)
+        return (ys * weights.unsqueeze(-1).to(ys.dtype)).sum(1).to(x.dtype), stats
 
     def grouped_experts(self, xs: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
         """Every expert's FFN as one grouped product per projection (stacked weights), same math as the loop."""

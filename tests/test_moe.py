@@ -245,3 +245,24 @@ def test_a_moe_cell_trains_and_records_its_routing(tmp_path, tiny_dm):
     page = render_html([rec], "t")
     assert "Mixture of experts: routing" in page and page.count("expert load per layer") == 1
     assert page.count("data:image/png;base64") >= 2 and "not drawn" not in page
+
+
+def test_eval_forwards_leave_the_training_routing_statistics_alone():
+    moe = make_moe("swiglu")
+    moe(torch.randn(10, 16))
+    stats, aux = moe.stats, moe.aux
+    moe.eval()
+    moe(torch.randn(30, 16))  # a validation or probe forward
+    assert moe.stats is stats and moe.aux is aux and int(stats["load"].sum()) == 20
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the fast grouped_mm kernel needs CUDA SM80+ (no GPU here)")
+def test_cuda_bf16_grouped_path_matches_the_loop():
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("grouped_mm needs SM80+")
+    x = torch.randn(4, 64, 64, device="cuda", dtype=torch.bfloat16)
+    outs = []
+    for mode in ("off", "auto"):
+        moe = make_moe("swiglu", d=64, h=128, E=8, k=2, grouped=mode).cuda().to(torch.bfloat16).train()
+        outs.append(moe(x).float())
+    torch.testing.assert_close(outs[1], outs[0], rtol=2e-2, atol=2e-2)
