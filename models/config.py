@@ -181,9 +181,11 @@ class TransformerConfig:
         if self.moe_shared_experts < 0:
             raise ValueError(f"moe_shared_experts must be >= 0, got {self.moe_shared_experts}")
         if self.moe_capacity_factor is not None and not self.moe_capacity_factor > 0:
-            raise ValueError(f"moe_capacity_factor must be > 0 (or None for no dropping), got {self.moe_capacity_factor}")
+            raise ValueError(f"moe_capacity_factor must be > 0 (or None for no dropping), "
+                             f"got {self.moe_capacity_factor}")
         if self.moe_lb_weight < 0 or self.moe_z_weight < 0:
-            raise ValueError(f"moe_lb_weight and moe_z_weight must be >= 0, got {self.moe_lb_weight}, {self.moe_z_weight}")
+            raise ValueError(f"moe_lb_weight and moe_z_weight must be >= 0, "
+                             f"got {self.moe_lb_weight}, {self.moe_z_weight}")
         for name in ("moe_ref_intermediate_size", "moe_intermediate_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive (or None), got {getattr(self, name)}")

@@ -10,7 +10,9 @@ batch after training, and compares them with the committed baseline
 (configs/baselines/check-nano.json): counts exactly, the rest within TOLERANCES.
 
 The cell list comes from the registries, so a new activation or scheme is checked automatically
-(and fails as 'new, not in baseline' until ``bench check --update``). See docs/check.md.
+(and fails as 'new, not in baseline' until ``bench check --update``). Six mixture-of-experts cells
+('swiglu/pre@moe': swiglu, polynorm, powlu x pre, pre+gpas at the ``nano-moe`` scale, same data)
+follow; ``--ffn dense|moe`` selects either kind. See docs/check.md and docs/moe.md.
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def warmup_for(steps: int) -> int:
 
 def cell_config(activation: str, norm: str, steps: int, ffn: str = "dense"):
     """The resolved RunConfig of one check cell (nano or nano-moe scale, cpu recipe, fixed seed)."""
-    return resolve({"scale": SCALE if ffn == "dense" else MOE_SCALE, "recipe": RECIPE, "seed": SEED, "activation": activation, "norm": norm,
+    return resolve({"scale": SCALE if ffn == "dense" else MOE_SCALE, "recipe": RECIPE, "seed": SEED,
+                    "activation": activation, "norm": norm,
                     "data.corpus": "bundled", "data.tokenizer": "bytes",
                     "train.max_steps": steps, "train.warmup_steps": warmup_for(steps)})
 

@@ -4,7 +4,7 @@ Sampled at the same optimizer steps as the other probes (train.probe_every, the 
 the last), from the routing of the last TRAINING micro-batch before the sample (each MoE layer
 keeps its detached ``stats``; nothing is recomputed and nothing is read back between samples):
 - load: per layer, the fraction of the T k routing assignments each expert received (sums to 1;
-  uniform = 1/E), before any capacity drop; and its max/mean ratio (1 = perfectly balanced, E/k...
+  uniform = 1/E), before any capacity drop; and its max/mean ratio (1 = perfectly balanced, E / k
   at worst);
 - router entropy: per layer, the mean over tokens of -sum_i p_i log p_i of the full softmax (nats;
   log E = uniform);
