@@ -39,7 +39,7 @@ def fig_expert_load(moe: dict) -> str | None:
     rows = math.ceil(n_layers / cols)
     uniform = 1.0 / n_experts
     norm = TwoSlopeNorm(vcenter=uniform, vmin=0.0, vmax=max(float(load.max()), 2 * uniform))
-    fig = Figure(figsize=(2.8 * cols + 0.8, 0.12 * n_experts * rows + 1.2 * rows), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(2.8 * cols + 1.0, rows * max(2.0, 0.12 * n_experts + 1.0)), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     im = None
     for layer, ax in enumerate(axes):
@@ -52,7 +52,7 @@ def fig_expert_load(moe: dict) -> str | None:
         ax.set_title(f"layer {layer + 1}", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel("expert", fontsize=8)
-    fig.colorbar(im, ax=list(axes[:n_layers]), shrink=0.8, label=f"load fraction (uniform = 1/{n_experts})")
+    fig.colorbar(im, ax=list(axes[:n_layers]), shrink=0.8, label=f"load (uniform 1/{n_experts})")
     return _png(fig)
 
 
