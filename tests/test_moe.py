@@ -266,3 +266,19 @@ def test_cuda_bf16_grouped_path_matches_the_loop():
         moe = make_moe("swiglu", d=64, h=128, E=8, k=2, grouped=mode).cuda().to(torch.bfloat16).train()
         outs.append(moe(x).float())
     torch.testing.assert_close(outs[1], outs[0], rtol=2e-2, atol=2e-2)
+
+
+def test_plan_shows_polycom_moe_sizes_and_the_ffn_axis(capsys):
+    from bench.cli import main
+
+    assert main(["plan", "--scale", "polycom-moe", "--recipe", "polycom-moe", "--activation", "swiglu,polynorm",
+                 "--norm", "pre", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["cells"]
+    assert [r["intermediate_size"] for r in rows] == [1024, 1536]
+    assert all(round(r["params"] / 1e9, 1) == 6.9 and round(r["params_active"] / 1e9, 1) == 1.3 for r in rows)
+    assert all(abs(r["deviation"]) < 1e-5 and r["params_expert_ffn"] > 0 for r in rows)
+    assert main(["plan", "--scale", "micro-moe", "--activation", "swiglu", "--norm", "pre",
+                 "--model.ffn", "moe,dense", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["cells"]
+    assert [r["ffn"] for r in rows] == ["moe", "dense"] and rows[0]["params_active"] < rows[0]["params"]
+    assert rows[1]["params_active"] == rows[1]["params"]
