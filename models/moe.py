@@ -142,14 +142,17 @@ class MoE(nn.Module):
         T, k, E = x.shape[0], self.top_k, self.n_experts
         flat = idx.flatten()  # assignment a = t * k + j
         order = flat.argsort(stable=True)  # by expert, token order kept within an expert
+        slot = order.argsort()  # inverse permutation: the row of ys that holds assignment a
         counts = torch.bincount(flat, minlength=E)
         cap = self.capacity(T)
         kept = counts
         if cap is not None:  # position of each sorted assignment within its expert's queue
             starts = counts.cumsum(0) - counts
-            pos = torch.arange(order.numel(), device=x.device) - starts[flat[order]]
-            order = order[pos < cap]
+            keep = torch.arange(order.numel(), device=x.device) - starts[flat[order]] < cap
+            order = order[keep]
             kept = counts.clamp(max=cap)
+            # a kept assignment's row among the kept ones; a dropped one points at the zero row (index M)
+            slot = torch.where(keep[slot], keep.cumsum(0)[slot] - 1, order.numel())
         stats = {"load": counts.detach(), "dropped": (counts - kept).sum().detach(), "assignments": flat.numel()}
         xs = x[order // k]  # (M, d): each kept assignment's token, grouped by expert
         if self.training and (self.grouped == "on" or (self.grouped == "auto" and grouped_available(
@@ -157,9 +160,7 @@ class MoE(nn.Module):
             ys = self.grouped_experts(xs, kept)
         else:
             ys = torch.cat([expert(chunk) for expert, chunk in zip(self.experts, xs.split(kept.tolist()))])
-        # back to (T, k) slots: slot a holds its expert's output, or the zero row if it was dropped
-        slot = torch.full((T * k,), ys.shape[0], dtype=torch.long, device=x.device)
-        slot[order] = torch.arange(ys.shape[0], device=x.device)
+        # back to (T, k) slots by gathers only (sorts and gathers: deterministic on CUDA, no atomics)
         ys = torch.cat([ys, ys.new_zeros(1, ys.shape[1])])[slot].view(T, k, -1)
         return (ys * weights.unsqueeze(-1).to(ys.dtype)).sum(1).to(x.dtype), stats
 
