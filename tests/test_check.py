@@ -150,7 +150,7 @@ def test_removed_schemes_are_reported_missing_until_update(capsys, monkeypatch, 
     shutil.copy(BASELINE, baseline)
     for name in [s for s in SCHEMES if s != "pre"]:  # the registry lost schemes the baseline has
         monkeypatch.delitem(SCHEMES, name)
-    args = ("--baseline", str(baseline), "--activation", "swiglu")
+    args = ("--baseline", str(baseline), "--activation", "swiglu", "--ffn", "dense")
 
     code, out = bench_check(capsys, *args)
     assert code == 1
