@@ -56,8 +56,11 @@ def cells_from(args: argparse.Namespace):
         if not all(s.lstrip("-").isdigit() for s in only["seed"]):
             raise ConfigError(f"--seed takes comma-separated integers, got {args.seed!r}")
         only["seed"] = [int(s) for s in only["seed"]]
+    overrides = overrides_from(args)
+    if "," in str(overrides.get("model.ffn") or ""):  # --model.ffn moe,dense: an axis, not one value
+        only["model.ffn"] = split_list(overrides.pop("model.ffn"))
     matrix = load_matrix(args.matrix)
-    return matrix, expand(matrix, overrides_from(args), only)
+    return matrix, expand(matrix, overrides, only)
 
 
 # ---- bench list --------------------------------------------------------------------------------
@@ -109,6 +112,7 @@ def plan_rows(cells) -> list[dict]:
             "scale": cell.config.scale, "seed": cell.config.seed, "intermediate_size": c.intermediate_size,
             "params": c.total, "params_non_embedding": c.non_embedding, "params_ffn": c.ffn,
             "reference_params": c.reference_total, "deviation": c.deviation,
+            "ffn": cell.config.model.ffn, "params_active": c.active, "params_expert_ffn": c.expert_ffn,
         })
     return rows
 
@@ -120,11 +124,15 @@ def cmd_plan(args) -> int:
         print(json.dumps({"matrix": matrix.name, "cells": rows}, indent=2))
         return 0
     t = Table(title=f"{matrix.name}: {len(rows)} cells (dry run, nothing trained)", title_justify="left")
-    for col in ("id", "activation", "norm", "scale", "seed", "h", "params", "non-emb", "ffn", "vs ref"):
-        t.add_column(col, justify="right" if col in ("h", "params", "non-emb", "ffn", "vs ref", "seed") else "left")
+    moe = any(r["ffn"] == "moe" for r in rows)  # MoE: h is per expert; active = what one token uses
+    cols = ("id", "activation", "norm", "scale", "seed", "h", "params") + (("active", "per expert") if moe else ()) \
+        + ("non-emb", "ffn", "vs ref")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("id", "activation", "norm", "scale") else "right")
     for r in rows:
+        extra = (f"{r['params_active']:,}", f"{r['params_expert_ffn']:,}" if r["ffn"] == "moe" else "-") if moe else ()
         t.add_row(r["id"], r["activation"], r["norm"], r["scale"], str(r["seed"]), str(r["intermediate_size"]),
-                  f"{r['params']:,}", f"{r['params_non_embedding']:,}", f"{r['params_ffn']:,}",
+                  f"{r['params']:,}", *extra, f"{r['params_non_embedding']:,}", f"{r['params_ffn']:,}",
                   f"{r['deviation']:+.4%}")
     console.print(t)
     return 0

@@ -19,6 +19,7 @@ from .leaderboard import (fmt_cell, fmt_value, legend, long_columns, long_rows, 
 from .plotting import figure as _figure, png as _png, rc as _rc
 from .records import Record, as_record, load_records, write_text
 from .report_compare import figures_section, lr_section, paired_section, views_section
+from .moe_report import moe_section
 from .stats import (POWER_LAW, SATURATING, group_records, load_curves, pareto_front, run_order, scaling_fits,
                     summarize, tokens_per_step)
 
@@ -418,6 +419,8 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
                      "(dark) to the last (yellow) layer.</p>")
         for r in probed:
             parts += details(f"{r.id} ({r.status})", _probe_section(r))
+
+    parts += moe_section(records)  # MoE cells only: expert-load heatmaps, routing statistics
 
     parts += _provenance(records)
     parts.append("</body></html>")

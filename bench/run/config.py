@@ -134,6 +134,9 @@ class RunConfig:
         for path in NON_SEMANTIC:
             section, name = path.split(".")
             d[section].pop(name)
+        if d["model"]["ffn"] == "dense":  # MoE options build nothing then: dense hashes (and cell ids) stay as before
+            for name in [k for k in d["model"] if k == "ffn" or k.startswith("moe_")]:
+                d["model"].pop(name)
         parts = plugin_parts(self.model)
         if parts:  # changing a plugin's code makes a new cell
             d["plugins"] = {kind: p["sha256"] for kind, p in parts.items()}

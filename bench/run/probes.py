@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from models.registry import Registry
+from models.moe import ffn_modules
 
 from .module import lm_loss, split_batch
 
@@ -154,13 +155,19 @@ def probe_forward(model, x: torch.Tensor, context=contextlib.nullcontext) -> dic
         a = args[0].detach()
         ffn_stats.append(torch.stack([a.abs().max().float(), kurtosis(a)]))
 
-    hooks = [block.ffn.down.register_forward_pre_hook(record) for block in model.blocks]
+    from .moe_probes import PooledMoments, expert_hooks  # an MoE's experts are pooled per layer
+
+    pooled = [None if hasattr(block.ffn, "down") else PooledMoments() for block in model.blocks]
+    hooks = [block.ffn.down.register_forward_pre_hook(record) for block in model.blocks if hasattr(block.ffn, "down")]
+    hooks += [h for block, p in zip(model.blocks, pooled) if p is not None for h in expert_hooks(block.ffn, p)]
     try:
         with torch.no_grad(), context():
             logits, hidden = model.forward(x, return_hidden=True)
     finally:
         for h in hooks:
             h.remove()
+    if any(p is not None for p in pooled):
+        ffn_stats = [p.result().to(x.device) for p in pooled]
     return {"logits": logits, "hidden": hidden, "ffn": torch.stack(ffn_stats)}  # ffn: (L, 2)
 
 
@@ -308,9 +315,10 @@ class Probes(L.Callback):
         was_training = model.training
         model.eval()
         try:
-            ranks = {f"{i}.{name}": effective_rank(getattr(block.ffn, name).weight)
-                     for i, block in enumerate(model.blocks, start=1)
-                     for name in ("gate", "up", "down") if hasattr(block.ffn, name)}
+            ranks = {f"{i}.{name}": sum(per) / len(per)  # an MoE: the mean over its expert FFNs
+                     for i, block in enumerate(model.blocks, start=1) for name in ("gate", "up", "down")
+                     if (per := [effective_rank(getattr(f, name).weight) for f in ffn_modules(block.ffn)
+                                 if hasattr(f, name)])}
             hidden = probe_forward(model, self.x.to(device), context)["hidden"]
             cosine = layer_cosine(hidden).tolist()
             batches = self._importance_batches(device)

@@ -31,6 +31,7 @@ from .callbacks import CellMetrics, Diverged, LiveProgress
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
 from .matrix import Cell
 from .module import LMModule
+from .moe_probes import MoEProbes
 from .probes import Probes, registered_probes
 from .signals import Interrupted, RelayEarlySignal, StopRequest
 from ..plugins import provenance
@@ -151,7 +152,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         "axes": dict(cell.axes), "activation": cfg.model.activation, "norm": cfg.norm, "scale": cfg.scale,
         "seed": cfg.seed, "config": cfg.to_dict(),
         "params": {"total": counts.total, "non_embedding": counts.non_embedding, "ffn": counts.ffn,
-                   "intermediate_size": counts.intermediate_size, "deviation": counts.deviation},
+                   "intermediate_size": counts.intermediate_size, "deviation": counts.deviation,
+                   "active": counts.active, "expert_ffn": counts.expert_ffn},
         "data": {"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
                  "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl()},
         "command": sys.argv, "started": now(), "plugins": provenance(cfg),
@@ -166,7 +168,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
         callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
     wall = time.perf_counter()
-    probes, trainer, user_error, extra_probes = None, None, None, {}
+    probes, trainer, user_error, extra_probes, moe_probes = None, None, None, {}, None
     try:
         if resume is not None and (folder / "metrics.csv").exists():  # Lightning's CSVLogger would start anew
             n = len(list(folder.glob("metrics.part-*.csv"))) + 1
@@ -177,6 +179,9 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
+        moe_probes = MoEProbes.from_config(cfg)  # None for a dense model
+        if moe_probes is not None:
+            callbacks.append(moe_probes)
         extra_probes = registered_probes(cfg, dm)  # plugins' probes (bench.run.probes.register_probe)
         callbacks += extra_probes.values()
         if opts.ckpt_every > 0:  # model, optimizer, schedule, the data loader's position, callbacks' state
@@ -235,6 +240,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         record["probes"] = probes.result()
     if extra_probes:
         record["extra_probes"] = {name: cb.result() for name, cb in extra_probes.items()}
+    if moe_probes is not None:
+        record["moe"] = moe_probes.result()
     record["wall_seconds"] = time.perf_counter() - wall
     record["ended"] = now()
     device = trainer.strategy.root_device if trainer is not None else _root_device(cfg)
