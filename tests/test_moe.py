@@ -226,8 +226,8 @@ def test_a_moe_cell_trains_and_records_its_routing(tmp_path, tiny_dm):
                    "train.log_every": 1, "train.probe_every": 2, "model.moe_capacity_factor": 1.0})
     cell = Cell(cell_id(cfg, {}), cfg, ())
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
-    assert rec["status"] == "ok", rec.get("traceback")
-    moe = rec["moe"]
+    assert rec.status == "ok", rec.traceback
+    moe = rec.moe
     assert moe["steps"] == [0, 2, 4, 5]
     L, E = cfg.model.n_layers, cfg.model.moe_experts
     for load in moe["load"]:
@@ -235,11 +235,11 @@ def test_a_moe_cell_trains_and_records_its_routing(tmp_path, tiny_dm):
     assert all(1.0 <= r <= E / cfg.model.moe_top_k + 1e-6 for s in moe["load_max_over_mean"] for r in s)
     assert all(0 <= h <= math.log(E) + 1e-6 for s in moe["router_entropy"] for h in s)
     assert all(0 <= f < 1 for s in moe["dropped_fraction"] for f in s)
-    assert rec["metrics"]["flops_basis"].startswith("active")
-    assert rec["params"]["active"] < rec["params"]["total"]
+    assert rec.metrics.flops_basis.startswith("active")
+    assert rec.params.active < rec.params.total
     header = (tmp_path / "t" / cell.id / "metrics.csv").read_text().splitlines()[0]
     assert "train/moe_lb_loss" in header and "train/moe_z_loss" in header
-    json.dumps(rec)
+    json.dumps(rec.to_dict())
     from bench.results.report import render_html
 
     page = render_html([rec], "t")

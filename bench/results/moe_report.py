@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .records import Record, as_record
+
 DPI = 80
 
 
@@ -83,16 +85,16 @@ def fig_routing_lines(moe: dict) -> str | None:
     return _png(fig)
 
 
-def _summary(rec: dict) -> str:
-    moe = rec["moe"]
-    m = rec.get("config", {}).get("model", {})
+def _summary(rec: Record) -> str:
+    moe = rec.moe
+    m = rec.config.get("model", {})
     facts = [f"{m.get('moe_experts')} experts, top-{m.get('moe_top_k')}, "
              f"{m.get('moe_shared_experts', 0)} shared, softmax {m.get('moe_softmax')} top-k",
              f"capacity factor {moe.get('capacity_factor')}" if moe.get("capacity_factor") is not None
              else "dropless"]
-    p = rec.get("params") or {}
-    if p.get("active"):
-        facts.append(f"{p['active']:,} active of {p.get('total', 0):,} parameters")
+    p = rec.params
+    if p is not None and p.active:
+        facts.append(f"{p.active:,} active of {p.total:,} parameters")
     last = {k: moe[k][-1] for k in ("load_max_over_mean", "router_entropy", "lb_loss", "z_loss", "dropped_fraction")
             if moe.get(k)}
     if last:
@@ -105,9 +107,9 @@ def _summary(rec: dict) -> str:
     return "; ".join(facts)
 
 
-def moe_section(records: list[dict]) -> list[str]:
+def moe_section(records: list[Record]) -> list[str]:
     """HTML parts for every record with routing statistics (none: no section)."""
-    cells = [r for r in records if isinstance(r.get("moe"), dict) and r["moe"].get("steps")]
+    cells = [r for r in map(as_record, records) if r.moe and r.moe.get("steps")]
     if not cells:
         return []
     parts = ["<h2>Mixture of experts: routing</h2>",
@@ -117,15 +119,15 @@ def moe_section(records: list[dict]) -> list[str]:
              "the probes is the mean over a layer's experts; FFN max |a| and kurtosis pool all its experts "
              "(docs/moe.md).</p>"]
     for r in cells:
-        parts.append(f"<h3>{html.escape(r['id'])}</h3>")
+        parts.append(f"<h3>{html.escape(r.id)}</h3>")
         parts.append(f'<p class="note">{html.escape(_summary(r))}</p>')
         for fn, alt in ((fig_expert_load, "expert load per layer"), (fig_routing_lines, "routing statistics")):
             try:
-                b64 = fn(r["moe"])
+                b64 = fn(r.moe)
             except Exception as e:  # noqa: BLE001 - one bad figure must not lose the report
                 parts.append(f'<p class="note">{alt}: not drawn ({html.escape(type(e).__name__)}: '
                              f"{html.escape(str(e))})</p>")
                 continue
             if b64:
-                parts.append(_img(b64, f"{r['id']}: {alt}"))
+                parts.append(_img(b64, f"{r.id}: {alt}"))
     return parts

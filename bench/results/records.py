@@ -65,6 +65,7 @@ class Metrics:
     flops_per_batch: float | None = None
     peak_flops: float | None = None
     mfu_basis: str | None = None
+    flops_basis: str | None = None  # what flops_per_batch counts (MoE: active FLOPs)
     peak_memory_bytes: float | None = None
     peak_memory_basis: str | None = None
     train_seconds: float | None = None
@@ -106,6 +107,8 @@ class Params:
     ffn: int | None = None
     intermediate_size: int | None = None
     deviation: float | None = None
+    active: int | None = None  # MoE: parameters one token uses (k routed + shared experts, router)
+    expert_ffn: int | None = None  # MoE: one expert's FFN parameters
     extra: dict = field(default_factory=dict)
 
 
@@ -132,6 +135,7 @@ class Record:
     environment: dict = field(default_factory=dict)
     precision: str | None = None  # as run: Lightning may substitute (16-mixed on CPU runs bf16-mixed)
     device: str | None = None
+    moe: dict | None = None  # routing statistics over training (bench/run/moe_probes.py), MoE cells only
     plugins: dict = field(default_factory=dict)  # plugin modules loaded and the plugin parts used (bench/plugins.py)
     command: list = field(default_factory=list)
     started: str | None = None
@@ -157,7 +161,7 @@ class Record:
         for k, typ in (("id", str), ("scale", str), ("activation", str), ("norm", str), ("seed", int)):
             if not isinstance(d[k], typ) or isinstance(d[k], bool):
                 raise RecordError(f"{k} is {d[k]!r}, not a {typ.__name__}")
-        for k in ("config", "axes", "data", "environment", "plugins"):
+        for k in ("config", "axes", "data", "environment", "plugins", "moe"):
             if d.get(k) is not None and not isinstance(d[k], dict):
                 raise RecordError(f"{k} is not an object")
         params = d.get("params")
