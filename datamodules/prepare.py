@@ -164,14 +164,14 @@ class TokenizeFile:
         dtype = token_dtype(tok.vocab_size)
         counts = np.zeros(tok.vocab_size, dtype=np.int64)
         val, stats = [], dict.fromkeys(COUNTS, 0)
-        sha, last = hashlib.sha256(), time.monotonic()
+        sha, last, size = hashlib.sha256(), time.monotonic(), os.path.getsize(path)
         with open(path, "rb") as f:  # the source's fingerprint: its raw bytes
             for block in iter(lambda: f.read(1 << 20), b""):
                 sha.update(block)
         for texts, flags in _batches(iter_texts(Path(path)), name, self.val_fraction):
             for ids, held_out, text in zip(tok.encode_batch(texts), flags, texts):
                 seq = np.append(ids.astype(dtype, copy=False), np.asarray(tok.eos_id, dtype=dtype))
-                stats["bytes"] += len(text)
+                stats["bytes"] = min(size, stats["bytes"] + len(text))  # input read, for the progress bar
                 if held_out:
                     val.append(seq)
                     stats["val_documents"] += 1
@@ -191,6 +191,7 @@ class TokenizeFile:
         np.save(work / f"val-{i}.npy", np.concatenate(val) if val else np.zeros(0, dtype=dtype))
         np.save(work / f"val-{i}.len.npy", lengths)
         np.save(work / f"counts-{i}.npy", counts)
+        stats["bytes"] = size
         _write_json(work / f"progress-{i}.json", stats)
         _write_json(work / f"stats-{i}.json", {**stats, "name": name, "sha256": sha.hexdigest()})
 

@@ -106,7 +106,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         "params": {"total": counts.total, "non_embedding": counts.non_embedding, "ffn": counts.ffn,
                    "intermediate_size": counts.intermediate_size, "deviation": counts.deviation},
         "data": {"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
-                 "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl()},
+                 "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl(),
+                 "eval": list(getattr(dm, "val_names", ["val", "ood"]))},
         "command": sys.argv, "started": now(),
     }
     if resume is not None and (folder / "metrics.csv").exists():  # Lightning's CSVLogger would start anew
@@ -128,7 +129,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     probes = None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        module = LMModule(cfg)
+        module = LMModule(cfg, getattr(dm, "val_names", None))
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
