@@ -19,7 +19,8 @@ GPU_RECORDS = Path(__file__).resolve().parents[2] / "results" / "gpu" / "gpu-71m
 
 
 def cmd_prepare(args) -> int:
-    from datamodules import CorpusError, TokenizerError, prepare
+    from datamodules import CorpusError, TokenizerError
+    from datamodules.prepare import prepare
 
     if args.truncate is not None and args.packing:
         raise ConfigError("--packing and --truncate exclude each other (packing is the default)")
