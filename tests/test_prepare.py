@@ -360,3 +360,35 @@ def test_bad_prepared_input_is_one_line_and_nothing_trains(tmp_path, sources, pa
     assert 0 < meta["splits"]["val"]["tokens"] < 65
     one_line_error(capsys, [*args, "--data.corpus", str(small)], "fewer than one row")
     assert not out.exists()  # nothing trained, nothing written
+
+
+def test_loader_speed_is_compared_with_the_committed_gpu_record(packed, tmp_path, capsys):
+    from bench import cli
+    from bench.data.cli import GPU_RECORDS, gpu_tokens_per_sec
+
+    records = [json.loads(p.read_text()) for p in GPU_RECORDS.glob("*/record.json")]
+    best = max((r for r in records if r["status"] == "ok"), key=lambda r: r["metrics"]["tokens_per_sec"])
+    tps, what = gpu_tokens_per_sec()
+    assert tps == best["metrics"]["tokens_per_sec"] and best["id"] in what and "H100" in what
+    assert cli.main(["data", "speed", str(packed), "--workers", "1", "--seq-len", "16", "--batch-size", "4",
+                     "--batches", "5", "--warmup", "1", "--cache-dir", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["workers"] for r in out["loader"]] == [0, 1] and out["gpu_tokens_per_sec"] == tps
+    assert all(r["tokens_per_sec"] > 0 and r["ratio_to_gpu"] == r["tokens_per_sec"] / tps for r in out["loader"])
+
+
+def test_eval_domains_become_leaderboard_columns():
+    from bench.results.leaderboard import long_columns, long_rows, to_csv
+
+    def rec(i, ppl):
+        return {"id": f"c{i}", "scale": "nano", "activation": "swiglu", "norm": "pre", "seed": i, "status": "ok",
+                "params": {"total": 1, "non_embedding": 1}, "data": {"eval": ["val", "books", "wiki"]},
+                "metrics": {"val_ppl": 3.0 + i, "val_loss": 1.0, "books_ppl": ppl, "wiki_ppl": 2 * ppl}}
+
+    records = [rec(0, 5.0), rec(1, 7.0)]
+    cols = long_columns(None, records)
+    assert cols[cols.index("ood_ppl") + 1: cols.index("ood_ppl") + 3] == ("books_ppl", "wiki_ppl")
+    assert [r["books_ppl"] for r in long_rows(records)] == [5.0, 7.0]
+    header, first, _ = to_csv(records).strip().splitlines()
+    assert "books_ppl" in header.split(",") and "10.0" in first.split(",")
+    assert long_columns() == long_columns(None, [])  # records without eval domains: today's columns
