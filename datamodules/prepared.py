@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
+import secrets
 from functools import cache
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class PreparedCorpus:
         self.uri, self.meta, self.storage_options = uri.rstrip("/"), meta, dict(storage_options or {})
         self.cache_dir, self.max_cache_size = cache_dir, max_cache_size
         self._tokenizer: Tokenizer | None = None
+        self._has_index: dict[str, bool] = {}
 
     @staticmethod
     def open(spec: str, storage_options: dict | None = None, cache_dir: str | Path = ".cache",
@@ -116,10 +118,12 @@ class PreparedCorpus:
                                   f"one row of seq_len + 1 = {seq_len + 1}")
 
     def has_index(self, split: str) -> bool:
-        try:
-            return self.fetch(f"{split}/index.json", refresh=True).is_file()
-        except CorpusError:
-            return False
+        if split not in self._has_index:  # once per process: every cell of a matrix is checked
+            try:
+                self._has_index[split] = self.fetch(f"{split}/index.json", refresh=True).is_file()
+            except CorpusError:
+                self._has_index[split] = False
+        return self._has_index[split]
 
     # -- reading --
 
@@ -153,21 +157,21 @@ class PreparedCorpus:
 
 def _fetch(uri: str, name: str, local: Path, storage_options: dict, refresh: bool) -> Path:
     dest = local / name
-    if not is_remote(uri):
-        return dest
-    if dest.exists() and not refresh:
+    if not is_remote(uri) or (dest.exists() and not refresh):
         return dest
     from litdata.streaming.downloader import get_downloader
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.unlink(missing_ok=True)
+    # a name of our own, then an atomic rename: DDP ranks fetch the same file at the same time
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        get_downloader(uri, str(local), [], storage_options).download_file(f"{uri}/{name}", str(dest))
+        get_downloader(uri, str(local), [], storage_options).download_file(f"{uri}/{name}", str(tmp))
     except Exception as e:  # noqa: BLE001 - every client raises its own types; the message is what matters
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CorpusError(f"cannot read {uri}/{name}: {first}") from None
-    if not dest.is_file():
+    if not tmp.is_file():
         raise CorpusError(f"cannot read {uri}/{name}: not found")
+    os.replace(tmp, dest)
     return dest
 
 
@@ -182,7 +186,6 @@ def _open(spec: str, options: str, cache_dir: str, max_cache_size: str) -> Prepa
                               "(its tokenizer is unknown): prepare the corpus with `bench data prepare`")
         path = Path(uri) / "meta.json"
     else:
-        shutil.rmtree(probe.local / "meta.json", ignore_errors=True)
         try:
             path = probe.fetch("meta.json", refresh=True)
         except CorpusError as e:

@@ -392,3 +392,36 @@ def test_eval_domains_become_leaderboard_columns():
     header, first, _ = to_csv(records).strip().splitlines()
     assert "books_ppl" in header.split(",") and "10.0" in first.split(",")
     assert long_columns() == long_columns(None, [])  # records without eval domains: today's columns
+
+
+@pytest.mark.slow
+def test_a_cell_on_a_prepared_dataset_resumes_exactly_after_kill_9(tmp_path, packed):
+    import csv
+    import signal
+
+    args = [*RUN, "--train.max_steps", "20", "--train.val_every", "10", "--train.log_every", "1", "--ckpt-every",
+            "5", "--data.corpus", str(packed), "--data.tokenizer", "dataset", "--data.ood_corpus", "none",
+            "--data.cache_dir", str(tmp_path / "c")]
+
+    def losses(out):
+        (path,) = out.glob("default/*/record.json")
+        with open(path.parent / "metrics.csv") as f:
+            curve = {int(r["step"]): r["train/loss"] for r in csv.DictReader(f) if r.get("train/loss")}
+        return curve, json.loads(path.read_text())
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *args, "--out", str(killed)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 300
+    while not list(killed.glob("default/*/checkpoints/latest.ckpt")) and time.time() < deadline:
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert bench("run", *args, "--out", str(killed)).returncode == 0
+    straight = tmp_path / "straight"
+    assert bench("run", *args, "--out", str(straight)).returncode == 0
+    (resumed, rec), (ref, ref_rec) = losses(killed), losses(straight)
+    assert rec["resumed_from_step"] >= 5 and sorted(resumed) == list(range(20))
+    assert resumed == ref and rec["metrics"]["val_loss"] == ref_rec["metrics"]["val_loss"]
