@@ -296,20 +296,23 @@ RUN = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--train.ma
 
 
 @pytest.mark.slow
-def test_bench_run_streams_from_s3_with_the_records_of_the_local_folder(tmp_path, sources, s3):
+def test_bench_run_streams_from_s3_with_the_records_of_the_local_folder(tmp_path, sources, s3, monkeypatch, capsys):
+    from bench import cli
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(k, ENV[k])
     ds = tmp_path / "ds"
-    r = bench("data", "prepare", str(sources[0]), "--out", str(ds), "--workers", "2", "--val-fraction", "0.1")
-    assert r.returncode == 0, r.stderr
-    assert "train" in r.stdout and (ds / "meta.json").exists()
+    assert cli.main(["data", "prepare", str(sources[0]), "--out", str(ds), "--workers", "2", "--val-fraction",
+                     "0.1"]) == 0
+    assert "wrote" in capsys.readouterr().out and (ds / "meta.json").exists()
     upload(s3, ds, "corpora", "plays/v1")
-    common = [*RUN, "--data.tokenizer", "dataset", "--data.eval", "bible=kjv", "--data.ood_corpus", "none"]
-    local = bench("run", *common, "--data.corpus", str(ds), "--out", str(tmp_path / "local"),
-                  "--data.cache_dir", str(tmp_path / "c1"))
-    assert local.returncode == 0, local.stderr
-    remote = bench("run", *common, "--data.corpus", "s3://corpora/plays/v1", "--data.storage_options",
-                   f"endpoint_url={s3}", "--data.max_cache_size", "1GB", "--out", str(tmp_path / "remote"),
-                   "--data.cache_dir", str(tmp_path / "c2"))
-    assert remote.returncode == 0, remote.stderr
+    other = tmp_path / "other.jsonl"  # a second domain: text the training split never saw
+    other.write_text("".join(json.dumps({"text": t}) + "\n" for t in paragraphs(30, offset=400)))
+    common = [*RUN, "--data.tokenizer", "dataset", "--data.eval", f"bible={other}", "--data.ood_corpus", "none",
+              "--data.cache_dir", str(tmp_path / "c")]
+    assert cli.main(["run", *common, "--data.corpus", str(ds), "--out", str(tmp_path / "local")]) == 0
+    assert cli.main(["run", *common, "--data.corpus", "s3://corpora/plays/v1", "--data.storage_options",
+                     f"endpoint_url={s3}", "--data.max_cache_size", "1GB", "--out", str(tmp_path / "remote")]) == 0
     (lp,), (rp,) = (list((tmp_path / k).glob("default/*/record.json")) for k in ("local", "remote"))
     lrec, rrec = json.loads(lp.read_text()), json.loads(rp.read_text())
     assert lrec["status"] == rrec["status"] == "ok"
@@ -317,7 +320,7 @@ def test_bench_run_streams_from_s3_with_the_records_of_the_local_folder(tmp_path
         assert lrec["metrics"][key] == rrec["metrics"][key], key
     assert lrec["data"]["corpus_fingerprint"] == rrec["data"]["corpus_fingerprint"]
     assert lrec["data"]["eval"] == ["val", "bible"]
-    assert list((tmp_path / "c2" / "streams").glob("*/train/**/p0*.bin"))  # chunks came through the local cache
+    assert list((tmp_path / "c" / "streams").glob("*/train/**/p0*.bin"))  # chunks came through the local cache
     board = (tmp_path / "remote" / "default" / "leaderboard.csv").read_text().splitlines()[0].split(",")
     assert "bible_ppl" in board
 
