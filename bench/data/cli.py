@@ -75,13 +75,16 @@ def gpu_tokens_per_sec(folder: Path = GPU_RECORDS) -> tuple[float, str] | None:
 
 def cmd_speed(args) -> int:
     from bench.run.config import DataConfig
-    from datamodules import CorpusError, TextDataModule
+    from datamodules import CorpusError, PreparedCorpus, TextDataModule, is_prepared
     from datamodules.speed import loader_speed
 
-    cfg = DataConfig(corpus=args.dataset, tokenizer="dataset", ood_corpus=None, cache_dir=args.cache_dir)
+    if not is_prepared(args.dataset):
+        raise ConfigError(f"{args.dataset} is not a dataset written by `bench data prepare` (no meta.json)")
     try:
+        packing = PreparedCorpus.open(args.dataset, {}, args.cache_dir).packing
+        cfg = DataConfig(corpus=args.dataset, tokenizer="dataset", ood_corpus=None, cache_dir=args.cache_dir,
+                         packing=packing)
         dm = TextDataModule(cfg, seq_len=args.seq_len, batch_size=args.batch_size, val_tokens=args.seq_len)
-        cfg.packing = dm.prepared.packing if dm.prepared else True
     except (CorpusError, ValueError) as e:
         raise ConfigError(str(e)) from None
     ref = gpu_tokens_per_sec(Path(args.gpu_records))
