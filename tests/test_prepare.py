@@ -428,3 +428,35 @@ def test_a_cell_on_a_prepared_dataset_resumes_exactly_after_kill_9(tmp_path, pac
     (resumed, rec), (ref, ref_rec) = losses(killed), losses(straight)
     assert rec["resumed_from_step"] >= 5 and sorted(resumed) == list(range(20))
     assert resumed == ref and rec["metrics"]["val_loss"] == ref_rec["metrics"]["val_loss"]
+
+
+@pytest.mark.slow
+def test_bench_data_prepare_killed_with_sigkill_resumes(tmp_path):
+    import signal
+
+    src = tmp_path / "src"
+    src.mkdir()
+    texts = paragraphs(400)
+    for f in range(5):  # ~0.5 MB per file: each part takes a moment
+        (src / f"f{f}.jsonl").write_text("".join(json.dumps({"text": t * 8}) + "\n" for t in texts[f::5]))
+    cmd = ["data", "prepare", str(src), "--val-fraction", "0.1", "--files-per-part", "1", "--quiet"]
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *cmd, "--out", str(out)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / ".work" / "part-00001.json").exists() and time.time() < deadline:
+        assert proc.poll() is None, "prepare ended before its second part"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if (out / "meta.json").exists():
+        pytest.skip("the preparation finished before the kill landed (machine too fast for this corpus)")
+    done = sorted(p.name for p in (out / ".work").glob("part-*.json"))
+    assert "part-00000.json" in done and "part-00004.json" not in done
+    assert bench(*cmd, "--out", str(out)).returncode == 0
+    ref = tmp_path / "ref"
+    prepare(str(src), "bytes", ref, val_fraction=0.1, files_per_part=1)
+    a, b = json.loads((out / "meta.json").read_text()), json.loads((ref / "meta.json").read_text())
+    assert a["splits"] == b["splits"] and a["fingerprint"] == b["fingerprint"]
+    for split in ("train", "val"):
+        assert np.array_equal(stream_tokens(out, split), stream_tokens(ref, split))
