@@ -303,11 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_overrides(p)
     p.set_defaults(func=cmd_overhead)
 
+    from .data.cli import add_data_parser
     from .run.check import add_check_parser
     from .run.sweep import add_sweep_parser
     from .results.report import add_report_parser
 
     add_sweep_parser(sub)
+    add_data_parser(sub)
     add_report_parser(sub)
     add_check_parser(sub)
     return parser

@@ -110,8 +110,8 @@ def _emit(item):
     return item
 
 
-def _optimize(items: list[np.ndarray], output_dir: Path) -> None:
-    """litdata.optimize, one worker, with three of its process-wide side effects contained:
+def _optimize(items: list, output_dir: Path, fn=_emit, workers: int = 1) -> None:
+    """litdata.optimize of fn over items (one worker unless told), with three of its process-wide side effects contained:
     - it starts workers with 'spawn' (~7 s of imports per call on 2 cores): use 'fork';
     - it installs a SIGINT handler that calls os._exit(0) and never removes it (Ctrl-C in a later
       training would exit with status 0): the previous handler is put back;
@@ -128,8 +128,8 @@ def _optimize(items: list[np.ndarray], output_dir: Path) -> None:
         # tokenizers warns in a forked child after using its thread pool unless this is set
         TOKENIZERS_PARALLELISM=os.environ.get("TOKENIZERS_PARALLELISM", "false")):
         try:
-            optimize(fn=_emit, inputs=items, output_dir=str(output_dir), chunk_bytes=CHUNK_BYTES,
-                     item_loader=TokensLoader(), num_workers=1, reorder_files=False, keep_data_ordered=True,
+            optimize(fn=fn, inputs=items, output_dir=str(output_dir), chunk_bytes=CHUNK_BYTES,
+                     item_loader=TokensLoader(), num_workers=workers, reorder_files=False, keep_data_ordered=True,
                      start_method="fork" if fork else None, verbose=False)
         finally:
             if in_main:

@@ -46,6 +46,9 @@ def check_corpus(spec: str) -> None:
                               "files or folders)")
         if path.is_file() and not _kind(path):
             raise CorpusError(f"unsupported corpus file (want .txt, .jsonl, .parquet): {part}")
+        if path.is_dir() and not any(p.is_file() and _kind(p) for p in path.rglob("*")):
+            raise CorpusError(f"{part} holds no .txt, .jsonl or .parquet files and no meta.json of a dataset "
+                              "prepared by `bench data prepare`")
 
 
 def load_corpus(spec: str) -> list[Document]:

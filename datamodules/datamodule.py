@@ -6,9 +6,15 @@ the inputs shifted by one, -100 where there is nothing to predict (truncation-mo
 - train_dataloader: a StreamingDataLoader over the training split, shuffled by litdata from
   ``seed`` (each new iterator is a new epoch with a new order, so it never runs dry under
   ``max_steps``). Every call builds a fresh loader: two fits with one seed see the same batches.
-- val_dataloader: the in-domain validation rows, plus the out-of-domain rows as a second loader
-  when ``ood_corpus`` is set. Each holds val_tokens // seq_len rows (fewer if the split is
-  smaller) spread evenly over its split, read once into memory; fixed order.
+- val_dataloader: one loader per name in ``val_names``: the in-domain validation rows ('val'),
+  the out-of-domain text ('ood', when ``ood_corpus`` is set), then every ``data.eval`` domain.
+  Each holds val_tokens // seq_len rows (fewer if the split is smaller) spread evenly over its
+  split, read once into memory; fixed order.
+
+The training corpus is either documents (tokenized here into cached chunks) or a dataset
+prepared by `bench data prepare` (prepared.py), streamed from its folder or object storage; its
+validation split is the dataset's own. An eval domain is a corpus spec (every document of it) or a
+prepared dataset (its validation split).
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from .chunks import build_chunks, pad_id, read_meta, token_dtype
-from .corpus import Document, fingerprint, load_corpus, split_documents
+from .corpus import CorpusError, Document, check_corpus, fingerprint, load_corpus, split_documents
+from .prepared import PreparedCorpus, is_prepared
 from .tokenizers import Tokenizer, build_tokenizer
+
+RESERVED = ("train", "val", "ood")
 
 IGNORE = -100
 
@@ -55,6 +64,42 @@ def unigram_ppl(train_counts, targets) -> float:
     return float(np.exp(-logp[t].mean()))
 
 
+def open_prepared(cfg, spec: str) -> PreparedCorpus:
+    return PreparedCorpus.open(spec, cfg.storage_options, cfg.cache_dir, cfg.max_cache_size)
+
+
+def check_data(cfg, seq_len: int) -> None:
+    """Every corpus of a DataConfig can be read and pairs with its tokenizer; one line otherwise
+    (CorpusError). Prepared datasets are opened (their meta.json fetched) and checked for a
+    tokenizer mismatch and a missing or too small validation split."""
+    for name in cfg.eval:
+        if name in RESERVED or not name.replace("_", "").replace("-", "").isalnum():
+            raise CorpusError(f"data.eval name {name!r} must be letters, digits, '_' or '-' and not one of "
+                              f"{', '.join(RESERVED)}")
+    main = open_prepared(cfg, cfg.corpus) if is_prepared(cfg.corpus) else None
+    if main is not None and main.packing != cfg.packing:
+        raise CorpusError(f"{cfg.corpus} was prepared with " + ("packing" if main.packing else
+                          f"--truncate {main.meta['seq_len']}") + f", but the cell sets data.packing={cfg.packing} "
+                          "(prepare it again, or set data.packing to match)")
+    for spec in [cfg.corpus, cfg.ood_corpus, *cfg.eval.values()]:
+        if not spec:
+            continue
+        if not is_prepared(spec):
+            check_corpus(spec)
+            continue
+        ds = open_prepared(cfg, spec)
+        ds.check(seq_len)
+        if main is not None and ds is not main:  # every prepared eval set shares the corpus's tokenizer
+            if ds.meta["tokenizer"]["fingerprint"] != main.tokenizer_for(cfg.tokenizer).fingerprint:
+                raise CorpusError(f"{spec} was prepared with tokenizer {ds.meta['tokenizer']['name']}, "
+                                  f"{cfg.corpus} with {main.meta['tokenizer']['name']}: they cannot share a cell")
+        elif cfg.tokenizer != "bpe":  # a BPE is trained at run time: its fingerprint is checked then
+            ds.tokenizer_for(cfg.tokenizer)
+    if cfg.tokenizer == "dataset" and not is_prepared(cfg.corpus):
+        raise CorpusError("data.tokenizer 'dataset' needs a prepared corpus (a folder or URI written by "
+                          f"`bench data prepare`), not {cfg.corpus}")
+
+
 class TextDataModule(L.LightningDataModule):
     def __init__(self, data_cfg, seq_len: int, batch_size: int, seed: int = 0, val_tokens: int = 262144):
         super().__init__()
@@ -64,28 +109,46 @@ class TextDataModule(L.LightningDataModule):
         self._docs: dict[str, list[Document]] | None = None
         self._fingerprints: dict[str, str] = {}
         self._tokenizer: Tokenizer | None = None
-        self._paths: dict[str, Path] | None = None
+        self._paths: dict[str, Path] | None = None  # chunk folders of the document splits
         self._val: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.prepared = open_prepared(data_cfg, data_cfg.corpus) if is_prepared(data_cfg.corpus) else None
+        # eval domains (and ood) that are prepared datasets: name -> dataset (its validation split)
+        evals = {"ood": data_cfg.ood_corpus, **dict(getattr(data_cfg, "eval", {}) or {})}
+        self._eval_prepared = {n: open_prepared(data_cfg, s) for n, s in evals.items() if s and is_prepared(s)}
+        self._eval_docs = {n: s for n, s in evals.items() if s and n not in self._eval_prepared}
+        check_data(data_cfg, self.seq_len)  # a wrong tokenizer or missing split: one line, before anything
 
     # -- corpus and tokenizer (lazy: reading them is all vocab_size and the fingerprints need) --
 
     @property
     def docs(self) -> dict[str, list[Document]]:
-        """'train', 'val' (and 'ood') documents."""
+        """'train', 'val' documents (not for a prepared corpus), then 'ood' and eval documents."""
         if self._docs is None:
-            docs = load_corpus(self.cfg.corpus)
-            train, val = split_documents(docs, self.cfg.val_fraction)
-            self._docs = {"train": train, "val": val}
-            self._fingerprints["corpus"] = fingerprint(docs)
-            if self.cfg.ood_corpus:
-                self._docs["ood"] = load_corpus(self.cfg.ood_corpus)
+            self._docs = {}
+            if self.prepared is None:
+                docs = load_corpus(self.cfg.corpus)
+                train, val = split_documents(docs, self.cfg.val_fraction)
+                self._docs = {"train": train, "val": val}
+                self._fingerprints["corpus"] = fingerprint(docs)
+            else:
+                self._fingerprints["corpus"] = self.prepared.fingerprint
+            for name, spec in self._eval_docs.items():
+                self._docs[name] = load_corpus(spec)
             self._fingerprints.update({k: fingerprint(v) for k, v in self._docs.items()})
+            self._fingerprints.update({k: ds.fingerprint for k, ds in self._eval_prepared.items()})
         return self._docs
 
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            self._tokenizer = build_tokenizer(self.cfg, self.docs["train"], self.cache_dir)
+            if self.prepared is not None:
+                self._tokenizer = self.prepared.tokenizer_for(self.cfg.tokenizer)
+            else:
+                self._tokenizer = build_tokenizer(self.cfg, self.docs["train"], self.cache_dir)
+            for name, ds in self._eval_prepared.items():  # the same tokenizer, or one line
+                if ds.meta["tokenizer"]["fingerprint"] != self._tokenizer.fingerprint:
+                    raise CorpusError(f"eval domain {name!r} ({ds.uri}) was prepared with tokenizer "
+                                      f"{ds.meta['tokenizer']['name']}, not the cell's {self._tokenizer.name}")
         return self._tokenizer
 
     @property
@@ -94,7 +157,8 @@ class TextDataModule(L.LightningDataModule):
 
     @property
     def fingerprints(self) -> dict[str, str]:
-        """sha256 of: 'corpus' (all its texts), 'train', 'val', 'ood' (each split), 'tokenizer'."""
+        """sha256 of: 'corpus' (all its texts; a prepared corpus: its sources), each document split
+        and eval domain, 'tokenizer'."""
         _ = self.docs  # loads the corpus and fills _fingerprints
         return {**self._fingerprints, "tokenizer": self.tokenizer.fingerprint}
 
@@ -108,13 +172,14 @@ class TextDataModule(L.LightningDataModule):
 
     @property
     def val_names(self) -> list[str]:
-        """Split of each val_dataloader loader, in order: 'val' then 'ood' if set."""
-        return [s for s in ("val", "ood") if s in self.docs]
+        """Name of each val_dataloader loader, in order: 'val', 'ood' if set, then data.eval's names."""
+        evals = list(getattr(self.cfg, "eval", {}) or {})
+        return ["val"] + (["ood"] if self.cfg.ood_corpus else []) + evals
 
     # -- Lightning hooks --
 
     def prepare_data(self) -> None:
-        """Train/load the tokenizer and build (or find cached) the chunks of every split."""
+        """Train/load the tokenizer and build (or find cached) the chunks of every document split."""
         if self._paths is None:
             self._paths = {split: build_chunks(docs, self.tokenizer, self.seq_len, self.cfg.packing, split,
                                                self.cache_dir) for split, docs in self.docs.items()}
@@ -141,10 +206,10 @@ class TextDataModule(L.LightningDataModule):
         return loaders if len(loaders) > 1 else loaders[0]
 
     def unigram_ppl(self, split: str = "val") -> float:
-        """Unigram PPL of the rows val_dataloader yields for split ('val' or 'ood') under the
+        """Unigram PPL of the rows val_dataloader yields for ``split`` (a val_names entry) under the
         training split's token frequencies (add-one smoothing)."""
         self.setup()
-        counts = np.load(self._paths["train"] / "counts.npy")
+        counts = self.prepared.counts() if self.prepared else np.load(self._paths["train"] / "counts.npy")
         return unigram_ppl(counts, self._val[split][1].numpy())
 
     # -- helpers --
@@ -153,8 +218,14 @@ class TextDataModule(L.LightningDataModule):
         return Collate(pad_id(token_dtype(self.vocab_size)), self.tokenizer.eos_id)
 
     def _stream(self, split: str, shuffle: bool = False):
+        """The litdata dataset of a split name: a document split's chunks, or a prepared dataset's
+        train split ('train') or validation split ('val' or an eval domain)."""
         from litdata import StreamingDataset, TokensLoader
 
+        ds = self._eval_prepared.get(split) or (self.prepared if split in ("train", "val") else None)
+        if ds is not None:
+            part = "train" if split == "train" else ds.val_split
+            return ds.stream(part, self.seq_len, shuffle=shuffle, seed=self.seed)
         self.prepare_data()
         return StreamingDataset(str(self._paths[split] / "data"), item_loader=TokensLoader(block_size=self.seq_len + 1),
                                 shuffle=shuffle, seed=self.seed, drop_last=shuffle)
@@ -162,7 +233,8 @@ class TextDataModule(L.LightningDataModule):
     def _read_val(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         dataset = self._stream(split)
         if len(dataset) == 0:
-            tokens = read_meta(self._paths[split])["tokens"]
+            ds = self._eval_prepared.get(split) or self.prepared
+            tokens = read_meta(self._paths[split])["tokens"] if split in self._paths else ds.tokens(ds.val_split)
             raise ValueError(f"{split} split has {tokens} tokens, fewer than one row of seq_len + 1 = "
                              f"{self.seq_len + 1}")
         n = min(len(dataset), max(1, self.val_tokens // self.seq_len))

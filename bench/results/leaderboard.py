@@ -36,8 +36,16 @@ LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "seed", "status", "
 TARGET_COLUMNS = ("tokens_to_target", "seconds_to_target")
 
 
-def long_columns(target: float | None = None) -> tuple[str, ...]:
-    return LONG_COLUMNS + (TARGET_COLUMNS if target is not None else ())
+def eval_columns(records: list[Record] | None) -> tuple[str, ...]:
+    """'<name>_ppl' of every data.eval domain beyond val/ood, in first-seen order."""
+    names = [n for r in as_records(records or []) for n in r.data.get("eval", []) if n not in ("val", "ood")]
+    return tuple(f"{n}_ppl" for n in dict.fromkeys(names))
+
+
+def long_columns(target: float | None = None, records: list[Record] | None = None) -> tuple[str, ...]:
+    extra = eval_columns(records)
+    i = LONG_COLUMNS.index("ood_ppl") + 1
+    return LONG_COLUMNS[:i] + extra + LONG_COLUMNS[i:] + (TARGET_COLUMNS if target is not None else ())
 
 
 def resolve_baseline(baseline) -> tuple[str, str] | None:
@@ -66,6 +74,7 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
             "params": r.params.total if r.params else None,
             "params_non_embedding": r.params.non_embedding if r.params else None,
             "wall_seconds": r.wall_seconds, "plugin": plugin_mark(r),
+            **{c: m.get(c) for c in eval_columns([r])},
         }
         if target is not None:
             curve = (curves or {}).get(r.id)
@@ -241,7 +250,7 @@ def fmt_cell(row: dict, col: str) -> str:
             return "not reached"
         if col == "seconds_to_target" and row["seconds_to_target"] is not None:
             return ("~" if row.get("seconds_estimated") else "") + f"{row['seconds_to_target']:.4g}"
-    return _fmt(row.get(col), FORMATS.get(col, ""))
+    return _fmt(row.get(col), FORMATS.get(col, "ppl" if col.endswith("_ppl") else ""))
 
 
 def notes(records: list[Record], target: float | None = None) -> list[str]:
@@ -285,7 +294,7 @@ def to_markdown(records: list[Record], title: str, baseline=None, target: float 
                                                    for n in p["cols"]) + " |")
         lines += ["", legend(p, scale), ""]
     lines += compare_tables.markdown_sections(records, curves, baseline, resolve_at(at))
-    cols = long_columns(target)
+    cols = long_columns(target, records)
     lines += ["## All cells by validation PPL", "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for row in long_rows(records, target, curves):
         lines.append("| " + " | ".join(fmt_cell(row, c) for c in cols) + " |")
@@ -296,7 +305,7 @@ def to_markdown(records: list[Record], title: str, baseline=None, target: float 
 
 def to_csv(records: list[Record], target: float | None = None, curves: dict | None = None) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=long_columns(target), extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=long_columns(target, records), extrasaction="ignore")
     w.writeheader()
     for row in long_rows(records, target, curves):
         w.writerow(row)
@@ -318,7 +327,7 @@ def render_rich(records: list[Record], console: Console, title: str, baseline=No
     t = Table(title=f"{title}: all cells by validation PPL", title_justify="left")
     hidden = ("id", "val_loss", "train_loss", "params_non_embedding") + (
         () if any(plugin_mark(r) for r in records) else ("plugin",))
-    cols = [c for c in long_columns(target) if c not in hidden]
+    cols = [c for c in long_columns(target, records) if c not in hidden]
     for c in cols:
         t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "status") else "right")
     for row in long_rows(records, target, curves):

@@ -368,7 +368,7 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
     parts.append("<h2>Leaderboard</h2>")
     parts += _pivot_html(records, baseline)
     parts += paired_section(records, baseline)
-    cols = long_columns(target)
+    cols = long_columns(target, records)
     parts.append("<h3>All cells by validation PPL</h3>")
     parts.append(_table(list(cols), [[fmt_cell(row, c) for c in cols] for row in long_rows(records, target, curves)]))
     parts += [f'<p class="note">{_e(n)}</p>' for n in notes(records, target)]

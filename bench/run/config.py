@@ -33,14 +33,15 @@ CONFIGS = ROOT / "configs"
 @dataclass
 class DataConfig:
     corpus: str = "bundled"
-    """Training text: 'bundled' (Shakespeare, shipped), 'kjv', or local .txt/.jsonl/.parquet files or
-    folders (comma-separated; .gz/.xz accepted for txt and jsonl)."""
+    """Training text: 'bundled' (Shakespeare, shipped), 'kjv', local .txt/.jsonl/.parquet files or
+    folders (comma-separated; .gz/.xz accepted for txt and jsonl), or a dataset written by `bench data
+    prepare`: its folder or a URI (s3://bucket/path, gs://...), streamed with litdata."""
     ood_corpus: str | None = "kjv"
     """Second, different-domain validation text reported as out-of-domain PPL ('kjv' = bundled King
     James Bible); None to skip."""
     tokenizer: str = "bytes"
-    """'bytes' (no files), 'bpe' (trained locally, cached by corpus fingerprint), or a path to a
-    tokenizer.json or tiktoken file."""
+    """'bytes' (no files), 'bpe' (trained locally, cached by corpus fingerprint), a path to a
+    tokenizer.json or tiktoken file, or 'dataset' (the one a prepared corpus was tokenized with)."""
     bpe_vocab_size: int = 4096
     """Vocabulary size when tokenizer='bpe'."""
     packing: bool = True
@@ -51,6 +52,14 @@ class DataConfig:
     """DataLoader worker processes."""
     cache_dir: str = ".cache"
     """Where tokenized litdata chunks and trained tokenizers are cached (safe to delete)."""
+    eval: dict[str, str] = field(default_factory=dict)
+    """More evaluation domains, NAME=CORPUS,... or a YAML mapping, each reported as NAME_loss and NAME_ppl:
+    a corpus spec (all its documents) or a prepared dataset (its validation split)."""
+    storage_options: dict[str, str] = field(default_factory=dict)
+    """Object-storage options for s3:// (gs://...) corpora, passed to litdata (boto3 client arguments), e.g.
+    endpoint_url=http://127.0.0.1:9000 for MinIO; keep credentials in the environment (AWS_ACCESS_KEY_ID...)."""
+    max_cache_size: str = "50GB"
+    """Local cache cap for chunks streamed from object storage (litdata evicts beyond it)."""
 
 
 @dataclass
@@ -145,7 +154,8 @@ class RunConfig:
 
 
 # Where caches live and how often to log or probe: they change no trained weight or final metric.
-NON_SEMANTIC = ("data.cache_dir", "train.log_every", "train.probe_every")
+NON_SEMANTIC = ("data.cache_dir", "data.storage_options", "data.max_cache_size", "train.log_every",
+                "train.probe_every")
 SECTIONS = {"model": TransformerConfig, "data": DataConfig, "train": TrainConfig}
 TOP_FIELDS = ("scale", "recipe", "seed")
 
@@ -185,6 +195,8 @@ def parse_value(path: str, value, typ):
     """Coerce a YAML/CLI value to the field's type; clear error otherwise."""
     origin = typing.get_origin(typ)
     args = [a for a in typing.get_args(typ) if a is not type(None)]
+    if origin is dict:
+        return parse_mapping(path, value)
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
         if type(None) in typing.get_args(typ):
             return None
@@ -214,6 +226,27 @@ def parse_value(path: str, value, typ):
     except (TypeError, ValueError):
         raise ConfigError(f"{path}: cannot read {value!r} as {getattr(typ, '__name__', typ)}") from None
     return value
+
+
+def parse_mapping(path: str, value) -> dict[str, str]:
+    """A YAML mapping, JSON object, or 'k=v,k2=v2' string -> {str: str} (None/'' -> {})."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null", "{}")):
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ConfigError(f"{path}: cannot read {value!r} as a JSON object") from None
+        else:
+            pairs = [p.partition("=") for p in text.split(",") if p.strip()]
+            if any(not sep or not k.strip() for k, sep, _ in pairs):
+                raise ConfigError(f"{path}: expected NAME=VALUE,... or a JSON object, got {value!r}")
+            value = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def apply(cfg: RunConfig, settings: dict, where: str = "") -> None:
@@ -318,7 +351,7 @@ PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed",
 
 def validate_run(cfg: RunConfig) -> None:
     """The data and train settings a run cannot start with, each as one clear line."""
-    from datamodules.corpus import CorpusError, check_corpus
+    from datamodules import CorpusError, check_data
 
     t, d = cfg.train, cfg.data
     check_choice("optimizer", t.optimizer, ["adamw", "adam"])
@@ -339,13 +372,11 @@ def validate_run(cfg: RunConfig) -> None:
         raise ConfigError(f"data.val_fraction must lie in (0, 1), got {d.val_fraction}")
     if d.tokenizer == "bpe" and d.bpe_vocab_size < 257:
         raise ConfigError(f"data.bpe_vocab_size must be at least 257 (the 256 bytes + merges), got {d.bpe_vocab_size}")
-    if d.tokenizer not in ("bytes", "bpe") and not Path(d.tokenizer).expanduser().is_file():
-        raise ConfigError(f"tokenizer file not found: {d.tokenizer} (use 'bytes', 'bpe', or a path to a "
+    if d.tokenizer not in ("bytes", "bpe", "dataset") and not Path(d.tokenizer).expanduser().is_file():
+        raise ConfigError(f"tokenizer file not found: {d.tokenizer} (use 'bytes', 'bpe', 'dataset', or a path to a "
                           "tokenizer.json or tiktoken file)")
     try:
-        check_corpus(d.corpus)
-        if d.ood_corpus:
-            check_corpus(d.ood_corpus)
+        check_data(d, cfg.model.block_size)
     except CorpusError as e:
         raise ConfigError(str(e)) from None
 
@@ -356,6 +387,15 @@ def vocab_size(data: DataConfig, configured: int) -> int:
         return 256
     if data.tokenizer == "bpe":
         return data.bpe_vocab_size
+    if data.tokenizer == "dataset":  # the prepared corpus's meta.json says (fetched once per process)
+        from datamodules import CorpusError, PreparedCorpus, is_prepared
+
+        if is_prepared(data.corpus):
+            try:
+                return PreparedCorpus.open(data.corpus, data.storage_options, data.cache_dir,
+                                           data.max_cache_size).meta["tokenizer"]["vocab_size"]
+            except CorpusError as e:
+                raise ConfigError(str(e)) from None
     return configured
 
 

@@ -15,7 +15,7 @@ from models.moe import moe_layers, weighted_router_loss
 
 from .config import RunConfig
 
-VAL_SPLITS = ("val", "ood")  # dataloader 0 is in-domain validation, 1 the out-of-domain text
+VAL_SPLITS = ("val", "ood")  # default names: loader 0 is in-domain validation, 1 the out-of-domain text
 
 
 def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,12 +50,13 @@ def cosine_with_warmup(step: int, warmup: int, total: int, min_ratio: float) -> 
 
 
 class LMModule(L.LightningModule):
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, val_names=None):
         super().__init__()
         self.cfg = cfg
         self.model = Transformer(cfg.model)
         self.moe = moe_layers(self.model)  # empty for a dense model: training_step adds nothing
-        self.val_loss = nn.ModuleList(MeanMetric() for _ in VAL_SPLITS)  # token-weighted means
+        self.val_names = tuple(val_names or VAL_SPLITS)  # the datamodule's: val, ood, then data.eval domains
+        self.val_loss = nn.ModuleList(MeanMetric() for _ in self.val_names)  # token-weighted means
         self.flops_per_batch: int | None = None  # set by the metrics callback (Lightning's name)
         # Our own fp32 copies: under bf16-true, Lightning's logged values are accumulated in bf16.
         self.last_train_loss: torch.Tensor | None = None
@@ -87,7 +88,7 @@ class LMModule(L.LightningModule):
         self.val_loss[dataloader_idx].update(loss, weight=n_tokens)
 
     def on_validation_epoch_end(self):
-        for split, metric in zip(VAL_SPLITS, self.val_loss):
+        for split, metric in zip(self.val_names, self.val_loss):
             if metric.update_called:
                 loss = metric.compute().float()  # synced over processes by torchmetrics
                 self.val_results[f"{split}_loss"] = loss.item()

@@ -155,7 +155,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
                    "intermediate_size": counts.intermediate_size, "deviation": counts.deviation,
                    "active": counts.active, "expert_ffn": counts.expert_ffn},
         "data": {"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
-                 "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl()},
+                 "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl(),
+                 "eval": list(getattr(dm, "val_names", ["val", "ood"]))},
         "command": sys.argv, "started": now(), "plugins": provenance(cfg),
     }
     t = cfg.train
@@ -175,7 +176,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
             (folder / "metrics.csv").rename(folder / f"metrics.part-{n:03d}.csv")
         write_json(folder / "record.json", record)  # status 'running': never read as complete
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        module = LMModule(cfg)
+        module = LMModule(cfg, getattr(dm, "val_names", None))
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
