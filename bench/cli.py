@@ -132,9 +132,13 @@ def cmd_run(args) -> int:
     from .results.leaderboard import render_rich, write_tables
     from .run.runner import RunOptions, run_matrix
 
+    from .run.precision import check_device
+
     matrix, cells = cells_from(args)  # the whole matrix is validated before anything trains
+    check_device(c.config for c in cells)  # e.g. fp8 on a machine without it: one line, nothing trained
     opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
-                      quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints)
+                      quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints,
+                      save_weights=args.save_weights)
     records = run_matrix(matrix.name, cells, opts, console)
     folder = opts.out / matrix.name
     render_rich(records, console, matrix.name)
@@ -229,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save a resumable checkpoint every N optimizer steps (0 = never); a killed cell "
                         "resumes from it on the next run")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep a finished cell's last checkpoint")
+    p.add_argument("--save-weights", action="store_true",
+                   help="keep every cell that finishes ok as OUT/<matrix>/<cell id>/weights/ (model.safetensors, "
+                        "config.json, tokenizer); load with models.load_weights or bench.results.weights.load_cell; "
+                        "needed by `bench eval`")
     add_overrides(p)
     p.set_defaults(func=cmd_run)
 
@@ -256,9 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_overhead)
 
     from .run.check import add_check_parser
+    from .results.eval import add_eval_parser
     from .results.report import add_report_parser
 
     add_report_parser(sub)
+    add_eval_parser(sub)
     add_check_parser(sub)
     return parser
 

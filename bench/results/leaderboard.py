@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import ConfigError
+from .downstream import eval_columns, eval_markdown, eval_tasks
 from .records import write_text
 from .stats import (MARK_LEGEND, Comparison, Summary, baseline_groups, cell_order, compare_to_baseline,
                     final_val_ppl, group_records, load_curves, parse_baseline, row_labels, summarize,
@@ -22,14 +23,16 @@ __all__ = ["LONG_COLUMNS", "long_columns", "long_rows", "row_labels", "pivots", 
            "comparison_rows", "COMPARISON_COLUMNS", "fmt_cell", "fmt_value", "fmt_comparison", "FORMATS",
            "unigram_reference", "notes", "to_markdown", "to_csv", "render_rich", "write_tables", "resolve_baseline"]
 
-LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "seed", "status", "val_ppl", "ood_ppl", "val_loss",
+LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "precision", "seed", "status", "val_ppl", "ood_ppl", "val_loss",
                 "train_loss", "tokens_per_sec", "mfu", "peak_memory_mb", "params", "params_non_embedding",
                 "wall_seconds")
 TARGET_COLUMNS = ("tokens_to_target", "seconds_to_target")
 
 
-def long_columns(target: float | None = None) -> tuple[str, ...]:
-    return LONG_COLUMNS + (TARGET_COLUMNS if target is not None else ())
+def long_columns(target: float | None = None, records: list[dict] | None = None) -> tuple[str, ...]:
+    """The long table's columns; with records, one '<task>:acc' column per downstream task."""
+    evals = tuple(f"{t}:acc" for t in eval_tasks(records or []))
+    return LONG_COLUMNS + (TARGET_COLUMNS if target is not None else ()) + evals
 
 
 def resolve_baseline(baseline) -> tuple[str, str] | None:
@@ -57,6 +60,8 @@ def long_rows(records: list[dict], target: float | None = None, curves: dict | N
             "peak_memory_mb": m["peak_memory_bytes"] / 2**20 if m.get("peak_memory_bytes") else None,
             "params": r["params"]["total"], "params_non_embedding": r["params"]["non_embedding"],
             "wall_seconds": r.get("wall_seconds"),
+            "precision": r.get("precision") or (r.get("config") or {}).get("train", {}).get("precision"),
+            **eval_columns(r, eval_tasks(records)),
         }
         if target is not None:
             curve = (curves or {}).get(r["id"])
@@ -246,18 +251,19 @@ def to_markdown(records: list[dict], title: str, baseline=None, target: float | 
         for row in comps:
             lines.append("| " + " | ".join(fmt_comparison(row, c) for c in COMPARISON_COLUMNS) + " |")
         lines.append("")
-    cols = long_columns(target)
+    cols = long_columns(target, records)
     lines += ["## All cells by validation PPL", "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for row in long_rows(records, target, curves):
         lines.append("| " + " | ".join(fmt_cell(row, c) for c in cols) + " |")
     lines.append("")
+    lines += eval_markdown(records, row_labels(records))
     lines += notes(records, target)
     return "\n".join(lines) + "\n"
 
 
 def to_csv(records: list[dict], target: float | None = None, curves: dict | None = None) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=long_columns(target), extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=long_columns(target, records), extrasaction="ignore")
     w.writeheader()
     for row in long_rows(records, target, curves):
         w.writerow(row)
@@ -276,13 +282,13 @@ def render_rich(records: list[dict], console: Console, title: str, baseline=None
         console.print(t)
         console.print(legend(p, scale), highlight=False)
     t = Table(title=f"{title}: all cells by validation PPL", title_justify="left")
-    cols = [c for c in long_columns(target) if c not in ("id", "val_loss", "train_loss", "params_non_embedding")]
+    cols = [c for c in long_columns(target, records) if c not in ("id", "val_loss", "train_loss", "params_non_embedding")]
     for c in cols:
         t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "status") else "right")
     for row in long_rows(records, target, curves):
         t.add_row(*(fmt_cell(row, c) for c in cols))
     for name, ppl in unigram_reference(records).items():
-        t.add_row("ref", "", f"unigram {name}", "", "", "", _fmt(ppl, "ppl"), *[""] * (len(cols) - 7))
+        t.add_row("ref", "", f"unigram {name}", "", "", "", "", _fmt(ppl, "ppl"), *[""] * (len(cols) - 8))
     console.print(t)
     if target is not None:
         console.print(notes(records, target)[-1], highlight=False)

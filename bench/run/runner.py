@@ -24,6 +24,8 @@ from models import count_params
 from .callbacks import CellMetrics, Diverged, LiveProgress
 from .matrix import Cell
 from .module import LMModule
+from .outliers import OutlierProbe
+from .precision import describe as describe_precision, lightning_precision
 from .probes import Probes
 from ..results.records import DONE, cell_dir, merge_curves, read_record, write_json
 
@@ -45,6 +47,7 @@ class RunOptions:
     quiet: bool = False
     ckpt_every: int = 100  # optimizer steps between resumable checkpoints (0 = none)
     keep_checkpoints: bool = False
+    save_weights: bool = False  # keep every finished cell's weights (safetensors) under <cell>/weights
 
 
 def now() -> str:
@@ -125,18 +128,23 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
         callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
     wall = time.perf_counter()
-    probes = None
+    probes = outliers = None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         module = LMModule(cfg)
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
+        outliers = OutlierProbe.from_probes(probes)  # same steps and batch as the probes
+        callbacks += [outliers] if outliers is not None else []
+        if t.precision.startswith("fp8"):  # torchao, imported only for fp8 cells
+            from .fp8 import precision_callbacks
+            callbacks += precision_callbacks(cfg)
         if t.compile:
             module.model.compile()
         trainer = L.Trainer(
             accelerator=t.accelerator, devices=_devices(t.devices), strategy=t.strategy, num_nodes=t.num_nodes,
-            precision=t.precision, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
+            precision=lightning_precision(t.precision), max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
             val_check_interval=t.val_every * t.grad_accum, check_val_every_n_epoch=None,
             num_sanity_val_steps=0, log_every_n_steps=t.log_every, deterministic=t.deterministic,
             logger=build_loggers(opts.loggers, folder), callbacks=callbacks, enable_progress_bar=False,
@@ -154,6 +162,9 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
                              **module.val_results, **metrics_cb.result,
                              "steps": trainer.global_step, "tokens": trainer.global_step * tokens_per_batch * t.grad_accum}
         record["status"] = "ok"
+        if opts.save_weights:
+            from ..results.weights import save_cell
+            record["weights"] = save_cell(folder, module.model, cfg, dm.tokenizer)
     except Diverged as e:
         record.update(status="diverged", error=str(e), diverged_step=e.step,
                       metrics={**metrics_cb.result, "steps": e.step})
@@ -163,11 +174,13 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     if probes is not None:  # also after a divergence: the history up to it
         record["probes"] = probes.result()
+    if outliers is not None:
+        record["outliers"] = outliers.result()
     record["wall_seconds"] = time.perf_counter() - wall
     record["ended"] = now()
     from .system import environment
     record["environment"] = environment(_root_device(cfg))
-    record["precision"] = t.precision
+    record.update(describe_precision(t.precision))
     if resume is not None:
         merge_curves(folder)
     write_json(folder / "record.json", record)
