@@ -444,7 +444,7 @@ def render_html(records: list[dict], title: str, curves: dict | None = None, bas
         parts.append('<p class="legend">delta = group - baseline (loss in nats/token, PPL as mean over seeds); '
                      "t and dof: Welch's statistic and Welch-Satterthwaite degrees of freedom; p two-sided. "
                      "A group or baseline with fewer than 2 seeds cannot be tested.</p>")
-    cols = long_columns(target)
+    cols = long_columns(target, records)
     parts.append("<h3>All cells by validation PPL</h3>")
     parts.append(_table(list(cols), [[fmt_cell(row, c) for c in cols] for row in long_rows(records, target, curves)]))
     parts += [f'<p class="note">{_e(n)}</p>' for n in notes(records, target)]
@@ -483,6 +483,10 @@ def render_html(records: list[dict], title: str, curves: dict | None = None, bas
             parts.append(_figure_html("scaling fits", fig_scaling, fits))
         else:
             parts.append('<p class="note">No (activation, norm) group finished ok at two or more scales: no fit.</p>')
+
+    from .precision_report import downstream_html, precision_html
+    parts += downstream_html(records)
+    parts += precision_html(records)
 
     probed = [r for r in records if isinstance(r.get("probes"), dict)]
     if probed:
