@@ -13,8 +13,9 @@ Scoring, through the cell's own tokenizer (the one saved beside its weights):
   between documents). Trailing spaces of the context move to the continuation and the pair is
   encoded whole, then split at the context's length (what lm-eval's TemplateLM does). Sequences
   longer than the model's block_size + 1 keep their last tokens.
-- loglikelihood_rolling(text): lm-eval's disjoint rolling windows of block_size tokens (each token
-  predicted once, from as much context as fits), summed.
+- loglikelihood_rolling(text): EOS + text cut into lm-eval's disjoint rolling windows of block_size
+  predicted tokens (utils.get_rolling_token_windows with context_len=1, as lm-eval's own HF model:
+  each token is predicted exactly once; the last window gets a full block of context), summed.
 - generate_until: not supported (cells are scored by log-likelihood only).
 """
 
