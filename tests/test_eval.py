@@ -119,3 +119,34 @@ def test_bench_eval_names_an_unknown_task_in_one_line(tmp_path, capsys):
     code = main(["eval", str(tmp_path / "res" / "m"), "--tasks", "tiny_mcq", "--include-path", str(tmp_path / "tasks")])
     err = capsys.readouterr().err
     assert code == 2 and "tiny_mc" in err and len(err.strip().splitlines()) == 1
+
+
+def test_shipped_local_task_yamls_read_local_files(tmp_path, monkeypatch):
+    """configs/eval/local_arc_easy.yaml and local_hellaswag.yaml over a few rows in the documented layout."""
+    import lm_eval
+
+    from bench.results.eval import ROOT_EVAL_TASKS, offline, parse_results, task_manager
+
+    offline()
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.chdir(tmp_path)
+    arc = [{"id": str(i), "question": q, "choices": {"text": c, "label": ["A", "B", "C"]}, "answerKey": k}
+           for i, (q, c, k) in enumerate([("Which is hot?", ["ice", "fire", "snow"], "B"),
+                                          ("Which is wet?", ["water", "sand", "dust"], "A")])]
+    hs = [{"activity_label": "Cooking", "ctx_a": "A man cuts onions.", "ctx_b": "he", "label": "1",
+           "endings": ["flies away [title] up.", "puts them in a pan.", "sings.", "sleeps."]}] * 2
+    for name, rows, splits in (("arc_easy", arc, ("train", "test")), ("hellaswag", hs, ("train", "validation"))):
+        (tmp_path / "data" / "eval" / name).mkdir(parents=True)
+        for split in splits:
+            (tmp_path / "data" / "eval" / name / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = tiny_model()
+    lm = CellLM(model=model, tokenizer=ByteTokenizer())
+    out = parse_results(lm_eval.simple_evaluate(model=lm, tasks=["local_arc_easy", "local_hellaswag"],
+                                                task_manager=task_manager(str(ROOT_EVAL_TASKS)), bootstrap_iters=0,
+                                                log_samples=False))
+    assert out["local_arc_easy"]["n"] == 2 and out["local_hellaswag"]["n"] == 2
+    right = sum(max(range(3), key=lambda i: by_hand(model, f"Question: {d['question']}\nAnswer:",
+                                                    " " + d["choices"]["text"][i])) == "ABC".index(d["answerKey"])
+                for d in arc)
+    assert out["local_arc_easy"]["acc"] == pytest.approx(right / 2)
+    assert 0 <= out["local_hellaswag"]["acc_norm"] <= 1
