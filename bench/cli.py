@@ -12,6 +12,7 @@ from rich.table import Table
 from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEME_DOCS, SCHEMES, UnknownName, count_params
 from models.activations import describe
 
+from .errors import Interrupted
 from .run.config import ConfigError, all_fields, recipes, scales
 from .run.matrix import MATRIX_DIR, expand, load_matrix
 
@@ -126,10 +127,17 @@ def cmd_plan(args) -> int:
 
 # ---- bench run / bench table -------------------------------------------------------------------
 
+def report_problems(problems) -> None:
+    """One line per record.json that could not be used: never dropped in silence."""
+    for p in problems:
+        err_console.print(f"[yellow]skipped record[/] {p.path}: {p.reason}", highlight=False, soft_wrap=True)
+
+
 def cmd_run(args) -> int:
     from pathlib import Path
 
     from .results.leaderboard import render_rich, write_tables
+    from .results.records import load_records
     from .run.runner import RunOptions, run_matrix
 
     from .run.precision import check_device
@@ -138,13 +146,20 @@ def cmd_run(args) -> int:
     check_device(c.config for c in cells)  # e.g. fp8 on a machine without it: one line, nothing trained
     opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
                       quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints,
-                      save_weights=args.save_weights)
-    records = run_matrix(matrix.name, cells, opts, console)
+                      wait=args.wait, stale_after=args.stale_after, save_weights=args.save_weights)
+    ran = run_matrix(matrix.name, cells, opts, console)
     folder = opts.out / matrix.name
-    render_rich(records, console, matrix.name)
-    md, cv = write_tables(folder, records, matrix.name)
-    console.print(f"wrote {md} and {cv}")
-    bad = [r["id"] for r in records if r["status"] != "ok"]
+    records, problems = load_records(folder)  # the whole matrix folder: a filtered run loses no rows
+    ids = {c.id for c in cells}
+    render_rich([r for r in records if r.id in ids] or ran, console, matrix.name)
+    report_problems(p for p in problems if p.path.parent.name not in ids)
+    for path in write_tables(folder, records, matrix.name, console=err_console):
+        console.print(f"wrote {path}")
+    done = {r.id for r in ran}
+    skipped = sorted(ids - done)
+    if skipped:
+        err_console.print(f"[yellow]{len(skipped)} cell(s) left to the run training them:[/] {', '.join(skipped)}")
+    bad = [r.id for r in ran if r.status != "ok"]
     if bad:
         err_console.print(f"[red]{len(bad)} cell(s) did not finish ok:[/] {', '.join(bad)}")
     return 1 if bad else 0
@@ -158,7 +173,8 @@ def cmd_table(args) -> int:
 
     target = Path(args.target) if args.target and Path(args.target).is_dir() else Path(args.out) / (
         load_matrix(args.target).name)
-    records = load_records(target)
+    records, problems = load_records(target)
+    report_problems(problems)
     if not records:
         raise ConfigError(f"no finished cells under {target} (run `bench run` first)")
     title = target.name
@@ -171,7 +187,7 @@ def cmd_table(args) -> int:
         print(to_csv(records, args.target_loss, curves), end="")
     else:
         render_rich(records, console, title, args.baseline, args.target_loss, curves)
-    write_tables(target, records, title, args.baseline, args.target_loss)
+    write_tables(target, records, title, args.baseline, args.target_loss, console=err_console)
     return 0
 
 
@@ -237,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep every cell that finishes ok as OUT/<matrix>/<cell id>/weights/ (model.safetensors, "
                         "config.json, tokenizer); load with models.load_weights or bench.results.weights.load_cell; "
                         "needed by `bench eval`")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for cells another run is training (claimed in their folder) instead of skipping them")
+    p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
+                   help="take over a cell whose claim's heartbeat is older than this (its holder died; on the "
+                        "same host a dead pid is noticed at once)")
     add_overrides(p)
     p.set_defaults(func=cmd_run)
 
@@ -280,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UnknownName) as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 2
+    except Interrupted as e:  # the cell was saved and recorded as `interrupted`
+        err_console.print(f"[bold yellow]stopped:[/] {e}", highlight=False, soft_wrap=True)
+        return e.exit_code
 
 
 if __name__ == "__main__":

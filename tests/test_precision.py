@@ -84,7 +84,7 @@ def test_precision_axis_trains_32_true_and_bf16_true_on_cpu(tmp_path, tiny_dm):
     records = []
     for prec in ("32-true", "bf16-true"):
         cell = nano(**{"train.precision": prec})
-        rec = train_cell(cell, "p", tiny_dm, RunOptions(out=tmp_path, quiet=True, save_weights=True))
+        rec = train_cell(cell, "p", tiny_dm, RunOptions(out=tmp_path, quiet=True, save_weights=True)).to_dict()
         assert rec["status"] == "ok", rec.get("traceback")
         assert rec["precision"] == prec and rec["lightning_precision"] == prec and "fp8_recipe" not in rec
         o = rec["outliers"]
@@ -138,7 +138,7 @@ def test_fp8_conversion_swaps_the_block_linears_only():
 def test_fp8_cell_trains_and_names_its_recipe(tmp_path, tiny_dm):
     cell = nano(**{"train.precision": "fp8-tensorwise", "model.d_model": 64, "model.ref_intermediate_size": 128,
                    "model.ffn_multiple_of": 16, "train.accelerator": "gpu"})
-    rec = train_cell(cell, "p", tiny_dm, RunOptions(out=tmp_path, quiet=True))
+    rec = train_cell(cell, "p", tiny_dm, RunOptions(out=tmp_path, quiet=True)).to_dict()
     assert rec["status"] == "ok", rec.get("traceback")
     assert rec["fp8_recipe"] == "tensorwise" and rec["lightning_precision"] == "bf16-mixed"
     assert math.isfinite(rec["metrics"]["val_loss"])

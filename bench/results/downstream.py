@@ -4,17 +4,22 @@ report section."""
 from __future__ import annotations
 
 
+def plain(r) -> dict:
+    """A record as a dict, whether a typed Record (its extra keys, 'eval' among them, merged) or a dict."""
+    return r.to_dict() if hasattr(r, "to_dict") else r
+
+
 def eval_tasks(records: list[dict]) -> list[str]:
     """Every task any record was evaluated on, in first-seen order."""
     seen: list[str] = []
-    for r in records:
+    for r in map(plain, records):
         seen += [t for t in (r.get("eval") or {}) if t not in seen]
     return seen
 
 
 def eval_columns(record: dict, tasks: list[str]) -> dict:
     """'<task>:acc' (acc_norm when the task has no acc) per task; None where not evaluated."""
-    ev = record.get("eval") or {}
+    ev = plain(record).get("eval") or {}
     out = {}
     for t in tasks:
         m = ev.get(t) or {}
@@ -30,7 +35,7 @@ def eval_markdown(records: list[dict], labels: dict[str, str] | None = None) -> 
     cols = [f"{t}:acc" for t in tasks]
     lines = ["## Downstream accuracy (lm-evaluation-harness, zero-shot unless noted)", "",
              "| cell | precision | " + " | ".join(cols) + " | n |", "|---" * (len(cols) + 3) + "|"]
-    for r in records:
+    for r in map(plain, records):
         if not r.get("eval"):
             continue
         vals = eval_columns(r, tasks)

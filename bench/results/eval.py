@@ -104,9 +104,10 @@ def eval_matrix(folder: Path, tasks: list[str], tm, *, limit=None, batch_size=16
 
     from .weights import has_weights
 
-    records = load_records(folder)
+    records, _ = load_records(folder)
     todo, no_weights = [], []
     for r in records:
+        r = r.to_dict()
         cdir = cell_dir(folder.parent, folder.name, r["id"])
         if r["status"] != "ok":
             continue
@@ -121,10 +122,10 @@ def eval_matrix(folder: Path, tasks: list[str], tm, *, limit=None, batch_size=16
         bar = progress.add_task(f"eval {', '.join(tasks)}", total=len(todo))
         for r, cdir in todo:
             scores = evaluate_cell(cdir, tasks, tm, limit, batch_size, device, num_fewshot)
-            fresh = read_record(cdir / "record.json") or r  # re-read: never overwrite a newer record
-            write_json(cdir / "record.json", add_eval(fresh, scores, meta))
+            fresh, _ = read_record(cdir / "record.json")  # re-read: never overwrite a newer record
+            write_json(cdir / "record.json", add_eval(fresh.to_dict() if fresh is not None else r, scores, meta))
             progress.advance(bar)
-    return load_records(folder), no_weights
+    return load_records(folder)[0], no_weights
 
 
 # ---- CLI ------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def cmd_eval(args) -> int:
         raise ConfigError("--tasks takes comma-separated lm-eval task names")
     target = Path(args.target) if args.target and Path(args.target).is_dir() else Path(args.out) / (
         load_matrix(args.target).name)
-    if not load_records(target):
+    if not load_records(target)[0]:
         raise ConfigError(f"no finished cells under {target} (run `bench run --save-weights` first)")
     tm = task_manager(args.include_path, args.builtin_tasks)
     check_tasks(tm, tasks)
@@ -155,8 +156,8 @@ def cmd_eval(args) -> int:
         err_console.print(f"[yellow]{len(no_weights)} ok cell(s) have no saved weights (rerun them with "
                           f"`bench run --save-weights --force`):[/] {', '.join(no_weights)}")
     render_rich(records, console, target.name)
-    md, cv = write_tables(target, records, target.name)
-    console.print(f"wrote {md} and {cv}")
+    for path in write_tables(target, records, target.name, console=err_console):
+        console.print(f"wrote {path}")
     return 0
 
 

@@ -14,13 +14,16 @@ import base64
 import html
 import io
 
+from .downstream import eval_columns, eval_tasks, plain
+
 SITE_TITLES = {"ffn_hidden": "FFN hidden activation (input of down)", "resid": "residual stream",
                "ffn_out": "FFN output"}
 LINESTYLES = ("-", "--", ":", "-.")
 
 
 def outlier_records(records: list[dict]) -> list[dict]:
-    return [r for r in records if isinstance(r.get("outliers"), dict) and r["outliers"].get("steps")]
+    recs = map(plain, records)
+    return [r for r in recs if isinstance(r.get("outliers"), dict) and r["outliers"].get("steps")]
 
 
 def precision_of(r: dict) -> str:
@@ -121,8 +124,6 @@ def precision_html(records: list[dict]) -> list[str]:
 
 def downstream_html(records: list[dict]) -> list[str]:
     """'Downstream accuracy' section from record['eval'] ([] when no cell was evaluated)."""
-    from .downstream import eval_columns, eval_tasks
-
     tasks = eval_tasks(records)
     if not tasks:
         return []
@@ -132,7 +133,7 @@ def downstream_html(records: list[dict]) -> list[str]:
              '<p class="note">lm-evaluation-harness on local task data (`bench eval`); accuracy of a tiny model '
              "is near chance (1 / number of choices).</p>",
              '<div class="scroll"><table><tr>' + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>"]
-    for r in records:
+    for r in map(plain, records):
         if r.get("eval"):
             vals = [r["id"], r["activation"], r["norm"], precision_of(r)] + [
                 "-" if v is None else f"{v:.4f}" for v in eval_columns(r, tasks).values()]

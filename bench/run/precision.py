@@ -38,12 +38,14 @@ def lightning_precision(precision: str) -> str:
     return FP8_BASE if fp8_recipe(precision) else precision
 
 
-def describe(precision: str) -> dict:
-    """What the record stores about a cell's precision."""
+def describe(precision: str, as_run: str | None = None) -> dict:
+    """What the record stores about a cell's precision besides ``precision`` (Lightning's, as run):
+    ``lightning_precision``, and for fp8 the configured name as ``precision`` and its recipe."""
     recipe = fp8_recipe(precision)
-    out = {"precision": precision, "lightning_precision": lightning_precision(precision)}
+    out = {"lightning_precision": as_run or lightning_precision(precision)}
     if recipe:
-        out.update(fp8_recipe=recipe, fp8_library="torchao.float8", fp8_layers="block Linear layers (dims % 16 == 0)")
+        out.update(precision=precision, fp8_recipe=recipe, fp8_library="torchao.float8",
+                   fp8_layers="block Linear layers (dims % 16 == 0)")
     return out
 
 

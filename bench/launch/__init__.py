@@ -1,0 +1,1 @@
+"""Launching cells: claims on a shared results folder, local workers, SLURM."""
