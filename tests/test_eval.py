@@ -115,7 +115,8 @@ def test_bench_eval_names_an_unknown_task_in_one_line(tmp_path, capsys):
     write_task(tmp_path / "tasks")
     cell = tmp_path / "res" / "m" / "cell-a"
     cell.mkdir(parents=True)
-    (cell / "record.json").write_text(json.dumps({"id": "cell-a", "status": "ok"}))
+    (cell / "record.json").write_text(json.dumps({"id": "cell-a", "status": "ok", "scale": "nano", "seed": 0,
+                                                  "activation": "swiglu", "norm": "pre", "metrics": {"val_ppl": 9.0}}))
     code = main(["eval", str(tmp_path / "res" / "m"), "--tasks", "tiny_mcq", "--include-path", str(tmp_path / "tasks")])
     err = capsys.readouterr().err
     assert code == 2 and "tiny_mc" in err and len(err.strip().splitlines()) == 1
