@@ -35,7 +35,10 @@ def offline() -> None:
 def task_manager(include_path: str | None, builtin: bool = False):
     """lm-eval's TaskManager over the user's task folder (and lm-eval's own tasks if ``builtin``)."""
     offline()
-    from lm_eval.tasks import TaskManager
+    try:
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise ConfigError("bench eval needs lm-evaluation-harness: pip install '.[eval]' (or pip install lm-eval)") from None
 
     if include_path is not None and not Path(include_path).expanduser().is_dir():
         raise ConfigError(f"--include-path: no such folder {include_path}")
