@@ -55,6 +55,7 @@ def fig_outliers(records: list[dict]) -> str | None:
         return None
     import matplotlib
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     acts = list(dict.fromkeys(r["activation"] for r in recs))
     precs = list(dict.fromkeys(precision_of(r) for r in recs))
@@ -77,11 +78,13 @@ def fig_outliers(records: list[dict]) -> str | None:
                 axes[i, 1].plot(layers, stats["e4m3_under"][-1], marker="o", ms=3, **style)
                 axes[i, 2].plot(r["outliers"]["steps"], [max(v) for v in stats["max_abs"]], **style)
             title = SITE_TITLES[site]
-            axes[i, 0].set(title=f"{title}: max |a| (last sample)", xlabel="layer", yscale="log")
+            axes[i, 0].set(title=f"{title}\nmax |a| (last sample)", xlabel="layer", yscale="log")
             axes[i, 1].set(title="fraction below e4m3 min normal after scaling", xlabel="layer")
             axes[i, 2].set(title="amax over training (max over layers)", xlabel="step", yscale="log")
             for j in (0, 2):  # e4m3's max finite value
                 axes[i, j].axhline(448.0, color="grey", lw=0.6)
+            for j in (0, 1):
+                axes[i, j].xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0, 2].legend(loc="best")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
