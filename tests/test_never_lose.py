@@ -160,8 +160,16 @@ def test_full_disk_during_training_is_one_line_and_keeps_the_original_error(tmp_
         runner.train_cell(nano_cell(), "t", tiny_dm, runner.RunOptions(out=tmp_path, quiet=True, ckpt_every=2))
     (rec_path,) = tmp_path.glob("t/*/record.json")
     assert json.loads(rec_path.read_text())["status"] == "failed"
-    # the record cannot be written either: the error raised is still the checkpoint's
-    monkeypatch.setattr(runner, "write_json", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    # the final record cannot be written either: the error raised is still the checkpoint's
+    real, calls = runner.write_json, []
+
+    def write_once(*a, **k):
+        calls.append(a[0])
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(a[0]))
+        real(*a, **k)
+
+    monkeypatch.setattr(runner, "write_json", write_once)
     with pytest.raises(ConfigError, match="latest.ckpt"):
         runner.train_cell(nano_cell(), "t", tiny_dm, runner.RunOptions(out=tmp_path / "b", quiet=True, ckpt_every=2))
 
@@ -326,3 +334,18 @@ def test_rerun_says_why_it_retrains_an_unreadable_record(tmp_path):
     (d / "record.json").write_text('{"status": "ok"}')
     rec, why = _done_record(RunOptions(out=tmp_path), "m", c)
     assert rec is None and "missing field" in why
+
+
+def test_record_is_typed_validated_and_keeps_unknown_fields():
+    from bench.results.records import Record, RecordError
+
+    d = {"id": "c", "status": "ok", "scale": "nano", "activation": "swiglu", "norm": "pre", "seed": 0,
+         "params": {"total": 10, "non_embedding": 5}, "moe": {"experts": 8},
+         "metrics": {"val_loss": 2.0, "val_code_loss": 2.5, "mfu_basis": "cpu"}}
+    r = Record.from_dict(d)
+    assert r.metrics.val_loss == 2.0 and r.metrics.get("val_code_loss") == 2.5 and r.extra["moe"] == {"experts": 8}
+    assert Record.from_dict(r.to_dict()) == r  # round trip: later fields survive a rewrite
+    for bad, why in (({**d, "seed": "0"}, "seed"), ({**d, "metrics": {"val_loss": "x"}}, "metrics.val_loss"),
+                     ({**d, "status": "done"}, "status"), ({**d, "metrics": {}}, "no val_loss")):
+        with pytest.raises(RecordError, match=why):
+            Record.from_dict(bad)

@@ -34,7 +34,7 @@ from .module import LMModule
 from .outliers import OutlierProbe
 from .precision import describe as describe_precision, lightning_precision
 from .probes import Probes
-from .signals import Interrupted, StopRequest
+from .signals import Interrupted, RelayEarlySignal, StopRequest
 from ..results.records import DONE, Record, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
@@ -132,7 +132,8 @@ def make_trainer(cfg, **kw) -> L.Trainer:
                           f"--train.strategy {t.strategy} --train.precision {t.precision}: {first}") from None
 
 
-def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None, warn=None) -> Record:
+def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None, warn=None,
+               stop: StopRequest | None = None) -> Record:
     """Train one cell and return its record (status ok/diverged/oom/failed/interrupted); a training
     failure is recorded and the matrix goes on. Every phase can be redone from any checkpoint: the
     checkpoint taken at the last step carries the fit loop, the measured throughput and the final
@@ -160,7 +161,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     t = cfg.train
     tokens_per_batch = t.batch_size * cfg.model.block_size
     metrics_cb = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum)
-    callbacks = [metrics_cb, PausePoints()]
+    callbacks = [metrics_cb, PausePoints(), RelayEarlySignal(stop)]
     saver = PeriodicCheckpoint(ckpt_dir / LATEST, opts.ckpt_every, t.val_every)
     task = None
     if progress is not None:
@@ -366,7 +367,7 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
                     progress.update(matrix_task, description=f"[bold]{matrix_name}[/] preparing data")
                     dm = data.get(cell.config)
                     progress.update(matrix_task, description=f"[bold]{matrix_name}[/] cells")
-                    rec = train_cell(cell, matrix_name, dm, opts, progress, warn)
+                    rec = train_cell(cell, matrix_name, dm, opts, progress, warn, stop)
                     _summary(rec, cell, progress.console)
             records.append(rec)
             progress.advance(matrix_task)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import signal
 
+import lightning as L
+
 from ..errors import Interrupted  # noqa: F401 - raised by run_matrix, re-exported here
 
 
@@ -43,3 +45,15 @@ class StopRequest:
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum else ""
+
+
+class RelayEarlySignal(L.Callback):
+    """Lightning resets ``received_sigterm`` when fit starts: a signal that came while the cell was
+    being set up is sent again once fit's own handler is in place (a Lightning callback hook)."""
+
+    def __init__(self, stop: StopRequest | None):
+        self.stop = stop
+
+    def on_train_start(self, trainer, pl_module):
+        if self.stop is not None and self.stop.signum and not trainer.received_sigterm:
+            os.kill(os.getpid(), signal.SIGTERM)
