@@ -134,6 +134,25 @@ def test_fp8_conversion_swaps_the_block_linears_only():
     assert {"gate", "up", "down"} <= with_ffn
 
 
+def test_fp8_callback_converts_before_the_optimizer_and_trains_emulated(tiny_dm):
+    """The Lightning integration on CPU: torchao's emulated float8 (casts without fp8 GEMMs)."""
+    pytest.importorskip("torchao", reason="torchao (the 'gpu' extra) is not installed")
+    import lightning as L
+
+    from bench.run.fp8 import Float8Training
+    from bench.run.module import LMModule
+
+    cfg = nano(**{"model.d_model": 64, "model.ref_intermediate_size": 128, "model.ffn_multiple_of": 16}).config
+    module, cb = LMModule(cfg), Float8Training("tensorwise", emulate=True)
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", max_steps=3, callbacks=[cb], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(module, datamodule=tiny_dm)
+    assert cb.converted > 0 and trainer.global_step == 3 and torch.isfinite(module.last_train_loss)
+    in_opt = {id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]}
+    assert all(id(p) in in_opt for p in module.model.parameters())  # the swapped layers' weights are trained
+
+
 @pytest.mark.skipif(FP8_PROBLEM is not None, reason=f"fp8 training cannot run here: {FP8_PROBLEM}")
 def test_fp8_cell_trains_and_names_its_recipe(tmp_path, tiny_dm):
     cell = nano(**{"train.precision": "fp8-tensorwise", "model.d_model": 64, "model.ref_intermediate_size": 128,
