@@ -14,5 +14,9 @@ pip install -q --upgrade pip >/dev/null 2>&1 || true
 python -c "import torch" 2>/dev/null || pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 # litdata declares torchvision, which must not sit beside torch 2.13.0: install without deps.
 pip install -q --no-deps "litdata==0.2.76"
-pip install -q -e ".[dev,extras]"
+pip install -q -e ".[dev,extras,eval]"
+# fp8 training (torchao) only where a CUDA device is present.
+if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  pip install -q -e ".[gpu]"
+fi
 echo "installed: $(python -c 'import torch, lightning, litdata; print("torch", torch.__version__, "lightning", lightning.__version__, "litdata", litdata.__version__)' 2>/dev/null)"

@@ -153,10 +153,13 @@ def cmd_run(args) -> int:
     from .results.records import load_records
     from .run.runner import RunOptions, run_matrix
 
+    from .run.precision import check_device
+
     matrix, cells = cells_from(args)  # the whole matrix is validated before anything trains
+    check_device(c.config for c in cells)  # e.g. fp8 on a machine without it: one line, nothing trained
     opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
                       quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints,
-                      wait=args.wait, stale_after=args.stale_after)
+                      wait=args.wait, stale_after=args.stale_after, save_weights=args.save_weights)
     ran = run_matrix(matrix.name, cells, opts, console)
     folder = opts.out / matrix.name
     records, problems = load_records(folder)  # the whole matrix folder: a filtered run loses no rows
@@ -266,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save a resumable checkpoint every N optimizer steps (0 = never); a killed cell "
                         "resumes from it on the next run")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep a finished cell's last checkpoint")
+    p.add_argument("--save-weights", action="store_true",
+                   help="keep every cell that finishes ok as OUT/<matrix>/<cell id>/weights/ (model.safetensors, "
+                        "config.json, tokenizer); load with models.load_weights or bench.results.weights.load_cell; "
+                        "needed by `bench eval`")
     p.add_argument("--wait", action="store_true",
                    help="wait for cells another run is training (claimed in their folder) instead of skipping them")
     p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
@@ -306,11 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .data.cli import add_data_parser
     from .run.check import add_check_parser
     from .run.sweep import add_sweep_parser
+    from .results.eval import add_eval_parser
     from .results.report import add_report_parser
 
     add_sweep_parser(sub)
     add_data_parser(sub)
     add_report_parser(sub)
+    add_eval_parser(sub)
     add_check_parser(sub)
     return parser
 

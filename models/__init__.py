@@ -21,10 +21,12 @@ from .registry import (RegistrationError, plugin_parts, register_activation, reg
 from .schemes import GPAS_EXTENSIONS, SCHEME_DOCS, SCHEMES, Block, PreBlock
 from .sizing import ParamCounts, count_params, intermediate_size, matched_intermediate_size
 from .transformer import Transformer
+from .weights import load_weights, save_weights
 
 __all__ = [
     "ACTIVATIONS", "Block", "FFN", "PreBlock", "RegistrationError", "plugin_parts", "register_activation",
     "register_norm", "register_scheme", "GATE_ACTS", "GPAS", "GPAS_EXTENSIONS", "NORMS", "POSITIONS", "SCHEMES",
     "SCHEME_DOCS", "ParamCounts", "Transformer", "TransformerConfig", "UnknownName", "build_activation",
-    "build_ffn", "check_choice", "count_params", "intermediate_size", "matched_intermediate_size",
+    "build_ffn", "check_choice", "count_params", "intermediate_size", "load_weights", "matched_intermediate_size",
+    "save_weights",
 ]

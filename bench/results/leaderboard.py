@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import ConfigError
+from .downstream import eval_columns, eval_markdown, eval_tasks
 from .records import Record, as_record, write_text
 from . import compare_tables
 from .paired import PAIRED, Paired, compare
@@ -30,22 +31,25 @@ __all__ = ["LONG_COLUMNS", "plugin_mark", "long_columns", "long_rows", "row_labe
            "comparison_rows", "COMPARISON_COLUMNS", "fmt_cell", "fmt_value", "fmt_comparison", "FORMATS",
            "unigram_reference", "notes", "to_markdown", "to_csv", "render_rich", "write_tables", "resolve_baseline"]
 
-LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "seed", "status", "val_ppl", "ood_ppl", "val_loss",
+LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "precision", "seed", "status", "val_ppl", "ood_ppl", "val_loss",
                 "train_loss", "tokens_per_sec", "mfu", "peak_memory_mb", "params", "params_non_embedding",
                 "wall_seconds", "plugin")
 TARGET_COLUMNS = ("tokens_to_target", "seconds_to_target")
 
 
-def eval_columns(records: list[Record] | None) -> tuple[str, ...]:
+def domain_columns(records: list[Record] | None) -> tuple[str, ...]:
     """'<name>_ppl' of every data.eval domain beyond val/ood, in first-seen order."""
     names = [n for r in as_records(records or []) for n in r.data.get("eval", []) if n not in ("val", "ood")]
     return tuple(f"{n}_ppl" for n in dict.fromkeys(names))
 
 
 def long_columns(target: float | None = None, records: list[Record] | None = None) -> tuple[str, ...]:
-    extra = eval_columns(records)
+    """The long table's columns; with records, one '<name>_ppl' per data.eval domain (after ood_ppl) and
+    one '<task>:acc' per downstream task (at the end)."""
     i = LONG_COLUMNS.index("ood_ppl") + 1
-    return LONG_COLUMNS[:i] + extra + LONG_COLUMNS[i:] + (TARGET_COLUMNS if target is not None else ())
+    evals = tuple(f"{t}:acc" for t in eval_tasks(records or []))
+    return (LONG_COLUMNS[:i] + domain_columns(records) + LONG_COLUMNS[i:]
+            + (TARGET_COLUMNS if target is not None else ()) + evals)
 
 
 def resolve_baseline(baseline) -> tuple[str, str] | None:
@@ -63,6 +67,7 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
     target loss: tokens and seconds to first reach it (from ``curves``: record id -> parsed
     metrics.csv), None when not reached, 'target_reached' None when there is no curve."""
     rows = []
+    tasks = eval_tasks(records)
     for r in as_records(records):
         m = r.metrics
         row = {
@@ -74,7 +79,9 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
             "params": r.params.total if r.params else None,
             "params_non_embedding": r.params.non_embedding if r.params else None,
             "wall_seconds": r.wall_seconds, "plugin": plugin_mark(r),
-            **{c: m.get(c) for c in eval_columns([r])},
+            **{c: m.get(c) for c in domain_columns([r])},
+            "precision": r.precision or (r.config.get("train") or {}).get("precision"),
+            **eval_columns(r, tasks),
         }
         if target is not None:
             curve = (curves or {}).get(r.id)
@@ -299,6 +306,7 @@ def to_markdown(records: list[Record], title: str, baseline=None, target: float 
     for row in long_rows(records, target, curves):
         lines.append("| " + " | ".join(fmt_cell(row, c) for c in cols) + " |")
     lines.append("")
+    lines += eval_markdown(records, row_labels(records))
     lines += notes(records, target)
     return "\n".join(lines) + "\n"
 
@@ -333,7 +341,7 @@ def render_rich(records: list[Record], console: Console, title: str, baseline=No
     for row in long_rows(records, target, curves):
         t.add_row(*(fmt_cell(row, c) for c in cols))
     for name, ppl in unigram_reference(records).items():
-        t.add_row("ref", "", f"unigram {name}", "", "", "", _fmt(ppl, "ppl"), *[""] * (len(cols) - 7))
+        t.add_row("ref", "", f"unigram {name}", "", "", "", "", _fmt(ppl, "ppl"), *[""] * (len(cols) - 8))
     console.print(t)
     if target is not None:
         console.print(notes(records, target)[-1], highlight=False)

@@ -412,6 +412,10 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
         else:
             parts.append('<p class="note">No (activation, norm) group finished ok at two or more scales: no fit.</p>')
 
+    from .precision_report import downstream_html, precision_html
+    parts += downstream_html(records)
+    parts += precision_html(records)
+
     probed = [r for r in records if isinstance(r.probes, dict)]
     if probed:
         parts.append("<h2>Probes per cell</h2>")

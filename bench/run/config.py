@@ -25,6 +25,7 @@ import yaml
 from models import GPAS_EXTENSIONS, SCHEMES, TransformerConfig, check_choice, plugin_parts
 
 from ..errors import ConfigError
+from .precision import FP8
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -89,7 +90,9 @@ class TrainConfig:
     gpas_grad_clip: float = 0.0
     """Joint gradient-norm clip over all GPAS gates after the global clip (0 = off; paper: 0.01)."""
     precision: str = "32-true"
-    """Lightning precision: 32-true (CPU), bf16-mixed (GPU), bf16-true (pure bf16, as GPAS)."""
+    """Lightning precision: 32-true (CPU), bf16-mixed (GPU), bf16-true (pure bf16, as GPAS), or fp8 /
+    fp8-tensorwise / fp8-rowwise / fp8-rowwise_with_gw_hp (torchao float8 training over bf16-mixed; CUDA with
+    compute capability >= 8.9 only; see docs/precision.md)."""
     compile: bool = False
     """torch.compile the model."""
     deterministic: bool = False
@@ -346,7 +349,7 @@ def resolve(settings: dict, overrides: dict | None = None) -> RunConfig:
     return cfg
 
 
-PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "transformer-engine")
+PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "transformer-engine") + FP8
 
 
 def validate_run(cfg: RunConfig) -> None:

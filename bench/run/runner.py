@@ -32,6 +32,8 @@ from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_re
 from .matrix import Cell
 from .module import LMModule
 from .moe_probes import MoEProbes
+from .outliers import OutlierProbe
+from .precision import describe as describe_precision, lightning_precision
 from .probes import Probes, registered_probes
 from .signals import Interrupted, RelayEarlySignal, StopRequest
 from ..plugins import provenance
@@ -57,6 +59,7 @@ class RunOptions:
     keep_checkpoints: bool = False
     wait: bool = False  # wait for cells another run is training instead of skipping them
     stale_after: float = STALE_AFTER  # seconds without a heartbeat before a claim is taken over
+    save_weights: bool = False  # keep every finished cell's weights (safetensors) under <cell>/weights
 
 
 def now() -> str:
@@ -124,7 +127,7 @@ def make_trainer(cfg, **kw) -> L.Trainer:
     t = cfg.train
     try:
         return L.Trainer(accelerator=t.accelerator, devices=_devices(t.devices), strategy=t.strategy,
-                         num_nodes=t.num_nodes, precision=t.precision, **kw)
+                         num_nodes=t.num_nodes, precision=lightning_precision(t.precision), **kw)
     except (MisconfigurationException, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"cannot run on --train.accelerator {t.accelerator} --train.devices {t.devices} "
@@ -169,7 +172,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
         callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
     wall = time.perf_counter()
-    probes, trainer, user_error, extra_probes, moe_probes = None, None, None, {}, None
+    probes, outliers, trainer, user_error, extra_probes, moe_probes = None, None, None, None, {}, None
     try:
         if resume is not None and (folder / "metrics.csv").exists():  # Lightning's CSVLogger would start anew
             n = len(list(folder.glob("metrics.part-*.csv"))) + 1
@@ -180,6 +183,11 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
+        outliers = OutlierProbe.from_probes(probes)  # same steps and batch as the probes
+        callbacks += [outliers] if outliers is not None else []
+        if t.precision.startswith("fp8"):  # torchao, imported only for fp8 cells
+            from .fp8 import precision_callbacks
+            callbacks += precision_callbacks(cfg)
         moe_probes = MoEProbes.from_config(cfg)  # None for a dense model
         if moe_probes is not None:
             callbacks.append(moe_probes)
@@ -219,6 +227,9 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
                              **module.val_results, **metrics_cb.result,
                              "steps": trainer.global_step, "tokens": trainer.global_step * tokens_per_batch * t.grad_accum}
         record["status"] = "ok"
+        if opts.save_weights:
+            from ..results.weights import save_cell
+            record["weights"] = save_cell(folder, module.model, cfg, dm.tokenizer)
     except SIGTERMException:
         record.update(status="interrupted", error="interrupted by a signal", interrupted_step=trainer.global_step,
                       checkpoint_step=saver.interrupt_step)
@@ -239,6 +250,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     if probes is not None:  # also after a divergence: the history up to it
         record["probes"] = probes.result()
+    if outliers is not None:
+        record["outliers"] = outliers.result()
     if extra_probes:
         record["extra_probes"] = {name: cb.result() for name, cb in extra_probes.items()}
     if moe_probes is not None:
@@ -248,6 +261,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     device = trainer.strategy.root_device if trainer is not None else _root_device(cfg)
     record["environment"] = _environment(device)
     record["precision"] = trainer.precision if trainer is not None else t.precision  # as run (16-mixed on CPU is bf16-mixed)
+    record.update(describe_precision(t.precision, as_run=record["precision"]))  # fp8: its name and recipe
     record["device"] = str(device)
     try:  # never let the bookkeeping hide the cell's own error
         if resume is not None:

@@ -1,0 +1,184 @@
+"""`bench eval`: downstream accuracy of every finished cell through lm-evaluation-harness.
+
+    bench run nano-precision --save-weights
+    bench eval nano-precision --tasks my_arc_easy --include-path ~/eval-tasks
+
+Each cell with saved weights (``bench run --save-weights``) is wrapped as an lm-eval model
+(lm_adapter.CellLM) and run on the tasks; the accuracies go into the cell's record.json under
+``eval`` ({task: {"acc", "acc_norm", "acc_stderr", "n", ...}}) and from there into the leaderboard
+(one ``<task>:acc`` column per task) and the report. Nothing downloads: HF_DATASETS_OFFLINE and
+HF_HUB_OFFLINE are set before lm-eval is imported, so tasks must read local files (custom task
+YAMLs with ``dataset_path: json`` and ``data_files``; see docs/eval.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+from .records import cell_dir, load_records, read_record, write_json
+
+ROOT_EVAL_TASKS = Path(__file__).resolve().parents[2] / "configs" / "eval"  # local_arc_easy, ... (docs/eval.md)
+OFFLINE = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+METRICS = ("acc", "acc_norm", "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
+
+
+def offline() -> None:
+    """No download at run time (must run before datasets / lm_eval are imported to take effect)."""
+    for k, v in OFFLINE.items():
+        os.environ[k] = v
+
+
+def task_manager(include_path: str | None, builtin: bool = False):
+    """lm-eval's TaskManager over the user's task folder (and lm-eval's own tasks if ``builtin``)."""
+    offline()
+    try:
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise ConfigError("bench eval needs lm-evaluation-harness: pip install '.[eval]' (or pip install lm-eval)") from None
+
+    if include_path is not None and not Path(include_path).expanduser().is_dir():
+        raise ConfigError(f"--include-path: no such folder {include_path}")
+    if include_path is None and not builtin:
+        raise ConfigError("no tasks to load: give --include-path DIR (task YAMLs over local files, see docs/eval.md) "
+                          "or --builtin-tasks (lm-eval's own tasks; their data must already be in the local HF cache)")
+    path = str(Path(include_path).expanduser()) if include_path else None
+    return TaskManager(include_path=path, include_defaults=builtin)
+
+
+def check_tasks(tm, tasks: list[str]) -> None:
+    known = set(tm.all_tasks)
+    missing = [t for t in tasks if t not in known]
+    if missing:
+        from models import check_choice
+
+        check_choice("lm-eval task", missing[0], sorted(known))
+
+
+def parse_results(results: dict) -> dict[str, dict]:
+    """lm-eval's {'results': {task: {'acc,none': x, 'acc_stderr,none': s, ...}}, 'n-samples': ...}
+    -> {task: {'acc': x, 'acc_stderr': s, ..., 'n': examples}} (filter suffix dropped)."""
+    out = {}
+    n = results.get("n-samples") or {}
+    for task, values in (results.get("results") or {}).items():
+        row = {}
+        for key, v in values.items():
+            name, _, _ = key.partition(",")
+            if isinstance(v, (int, float)) and (name in METRICS or name.removesuffix("_stderr") in METRICS):
+                row[name] = float(v)
+        if task in n:
+            row["n"] = int(n[task].get("effective", 0))
+        out[task] = row
+    return out
+
+
+def evaluate_cell(cell_folder: Path, tasks: list[str], tm, limit: int | None = None, batch_size: int = 16,
+                  device: str = "cpu", num_fewshot: int | None = None) -> dict[str, dict]:
+    """{task: metrics} of one cell's saved weights."""
+    offline()
+    import lm_eval
+
+    from .lm_adapter import CellLM
+
+    lm = CellLM(cell=str(cell_folder), batch_size=batch_size, device=device)
+    res = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=tm, limit=limit, num_fewshot=num_fewshot,
+                                  bootstrap_iters=0, log_samples=False, verbosity="ERROR")
+    return parse_results(res or {})
+
+
+def add_eval(record: dict, scores: dict[str, dict], meta: dict) -> dict:
+    """The record with ``scores`` merged into record['eval'] (earlier tasks kept)."""
+    ev = dict(record.get("eval") or {})
+    ev.update(scores)
+    record["eval"] = ev
+    record["eval_meta"] = {**(record.get("eval_meta") or {}), **{t: meta for t in scores}}
+    return record
+
+
+def eval_matrix(folder: Path, tasks: list[str], tm, *, limit=None, batch_size=16, device="cpu", num_fewshot=None,
+                force=False, console=None) -> tuple[list[dict], list[str]]:
+    """Evaluate every ok cell with weights under ``folder``; returns (records, ids skipped for lack
+    of weights). Cells already holding every task are skipped unless ``force``."""
+    import lm_eval
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .weights import has_weights
+
+    records, _ = load_records(folder)
+    todo, no_weights = [], []
+    for r in records:
+        r = r.to_dict()
+        cdir = cell_dir(folder.parent, folder.name, r["id"])
+        if r["status"] != "ok":
+            continue
+        if not has_weights(cdir):
+            no_weights.append(r["id"])
+        elif force or not all(t in (r.get("eval") or {}) for t in tasks):
+            todo.append((r, cdir))
+    meta = {"lm_eval_version": lm_eval.__version__, "limit": limit, "num_fewshot": num_fewshot, "device": device,
+            "evaluated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=console is None) as progress:
+        bar = progress.add_task(f"eval {', '.join(tasks)}", total=len(todo))
+        for r, cdir in todo:
+            scores = evaluate_cell(cdir, tasks, tm, limit, batch_size, device, num_fewshot)
+            fresh, _ = read_record(cdir / "record.json")  # re-read: never overwrite a newer record
+            write_json(cdir / "record.json", add_eval(fresh.to_dict() if fresh is not None else r, scores, meta))
+            progress.advance(bar)
+    return load_records(folder)[0], no_weights
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+
+def cmd_eval(args) -> int:
+    import sys
+
+    from rich.console import Console
+
+    from ..run.matrix import load_matrix
+    from .leaderboard import render_rich, write_tables
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    err_console = Console(stderr=True)
+    tasks = [t.strip() for t in (args.tasks or "").split(",") if t.strip()]
+    if not tasks:
+        raise ConfigError("--tasks takes comma-separated lm-eval task names")
+    target = Path(args.target) if args.target and Path(args.target).is_dir() else Path(args.out) / (
+        load_matrix(args.target).name)
+    if not load_records(target)[0]:
+        raise ConfigError(f"no finished cells under {target} (run `bench run --save-weights` first)")
+    tm = task_manager(args.include_path, args.builtin_tasks)
+    check_tasks(tm, tasks)
+    records, no_weights = eval_matrix(target, tasks, tm, limit=args.limit, batch_size=args.batch_size,
+                                      device=args.device, num_fewshot=args.num_fewshot, force=args.force,
+                                      console=None if args.quiet else Console(stderr=True))
+    if no_weights:
+        err_console.print(f"[yellow]{len(no_weights)} ok cell(s) have no saved weights (rerun them with "
+                          f"`bench run --save-weights --force`):[/] {', '.join(no_weights)}")
+    render_rich(records, console, target.name)
+    for path in write_tables(target, records, target.name, console=err_console):
+        console.print(f"wrote {path}")
+    return 0
+
+
+def add_eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="downstream accuracy of every finished cell (lm-evaluation-harness, local data)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("target", nargs="?", default=None, help="a matrix name/YAML or a results folder [default: default]")
+    p.add_argument("--tasks", required=True, help="comma-separated lm-eval task names (e.g. from --include-path)")
+    p.add_argument("--include-path", default=None, metavar="DIR",
+                   help="folder of lm-eval task YAMLs over local files (dataset_path: json + data_files); see docs/eval.md")
+    p.add_argument("--builtin-tasks", action="store_true",
+                   help="also load lm-eval's own task configs (their datasets must already be in the local HF cache: "
+                        "nothing is downloaded)")
+    p.add_argument("--out", default="results", help="results folder a matrix name is looked up in")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N examples of each task")
+    p.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples per prompt (task default if unset)")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward")
+    p.add_argument("--device", default="cpu", help="torch device for the evaluated model (cpu, cuda, cuda:1)")
+    p.add_argument("--force", action="store_true", help="re-evaluate cells that already hold these tasks")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
