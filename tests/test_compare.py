@@ -318,8 +318,10 @@ def test_real_nano_matrix_table_and_report_show_every_comparison(tmp_path, capsy
 
     Links().feed(text)
     pngs = [base64.b64decode(v.split(",", 1)[1]) for v in links if v.startswith("data:image/png;base64,")]
-    # loss curves and frontier, the six comparison figures, two probe figures per cell
-    assert len(pngs) == len(links) and len(pngs) == 2 + 6 + 2 * 6
+    # loss curves and frontier, the six comparison figures, the outliers-under-precision figure,
+    # two probe figures per cell
+    assert len(pngs) == len(links) and len(pngs) == 2 + 6 + 1 + 2 * 6
+    assert "Outliers under precision" in text
     for data in pngs:
         im = Image.open(io.BytesIO(data))
         im.verify()
