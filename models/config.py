@@ -46,6 +46,10 @@ class TransformerConfig:
     """polynorm: recompute x^2, x^3 in backward instead of storing them (the reference checkpoints)."""
     powlu_m: float = 3.0
     """powlu: exponent parameter m, 0 < m < 10."""
+    kernels: str = "auto"
+    """Activation implementation: 'reference' (plain-torch formulas), 'fused' (PolyNorm/PowLU custom
+    autograd Functions that recompute in backward; relu2, gelu, swiglu, geglu, polyrelu, swiglu_clip
+    through torch.compile), or 'auto' = fused on CUDA, reference on CPU (models/kernels)."""
     norm_layer: str = "rmsnorm"
     """Normalization layer: 'rmsnorm' or 'layernorm' (both computed in fp32)."""
     norm_eps: float = 1e-6
@@ -122,6 +126,7 @@ class TransformerConfig:
         check_choice("deepnorm init", self.deepnorm_init, ["all", "reference", "off"])
         check_choice("polynorm form", self.polynorm_form, ["rms", "l2"])
         check_choice("gelu approximation", self.gelu_approximate, ["none", "tanh"])
+        check_choice("kernels", self.kernels, ["auto", "reference", "fused"])
         for name in ("vocab_size", "block_size", "d_model", "n_layers", "n_heads", "ref_intermediate_size",
                      "ffn_multiple_of"):
             if int(getattr(self, name)) < 1:

@@ -38,7 +38,8 @@ class Block(nn.Module):
         super().__init__()
         self.cfg, self.layer = cfg, layer  # layer is 1-based
         self.attn = Attention(cfg.d_model, cfg.n_heads, cfg.kv_heads)
-        self.ffn = build_ffn(cfg.activation, cfg.d_model, intermediate_size(cfg), **cfg.activation_options())
+        self.ffn = build_ffn(cfg.activation, cfg.d_model, intermediate_size(cfg), cfg.kernels,
+                             **cfg.activation_options())
         self.norms = nn.ModuleList(NORMS[cfg.norm_layer](cfg.d_model, cfg.norm_eps) for _ in range(self.n_norms))
         self.gpas = GPAS(cfg.gpas_act, cfg.gpas_beta, cfg.gpas_stop_grad, cfg.gpas_learnable,
                          cfg.gpas_init) if cfg.gpas else None

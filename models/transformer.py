@@ -45,7 +45,9 @@ class Transformer(nn.Module):
 
     def forward(self, idx: torch.Tensor, return_hidden: bool = False):
         x = self.embed(idx)
-        rope = rope_cache(idx.shape[1], self.cfg.head_dim, self.cfg.rope_base, idx.device)
+        # fp32 angles, fp64 for an fp64 model (bf16 models keep fp32: RoPE runs in the promoted dtype)
+        dt = torch.promote_types(self.embed.weight.dtype, torch.float32)
+        rope = rope_cache(idx.shape[1], self.cfg.head_dim, self.cfg.rope_base, idx.device, dt)
         hidden = [x]
         for block in self.blocks:
             x = block(x, rope)
