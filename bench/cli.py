@@ -183,7 +183,7 @@ def cmd_overhead(args) -> int:
     cfg = resolve(settings, overrides_from(args))
     cell = Cell(cell_id(cfg, {}), cfg, ())
     console.print(f"timing {cell.id}: {args.repeats} x (bare loop, harness), {args.steps} steps each, "
-                  f"first {cfg.train.throughput_warmup} excluded, compile={cfg.train.compile}")
+                  f"first {cfg.train.throughput_warmup} excluded, compile={cfg.train.compile}, kernels={cfg.model.kernels}")
     r = measure(cell, args.repeats)
     t = Table(title="harness overhead (steady-state tokens/s; ratio = harness step time / bare step time)",
               title_justify="left")

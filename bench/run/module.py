@@ -11,8 +11,9 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from models import Transformer
+from models.kernels import linear_cross_entropy
 
-from .config import RunConfig
+from .config import RunConfig, flag
 
 VAL_SPLITS = ("val", "ood")  # dataloader 0 is in-domain validation, 1 the out-of-domain text
 
@@ -63,9 +64,23 @@ class LMModule(L.LightningModule):
     def forward(self, idx):
         return self.model(idx)
 
+    @property
+    def fused_loss(self) -> bool:
+        """train.fused_loss; 'auto' stays off under FSDP, whose sharded LM head only its forward gathers."""
+        t = self.cfg.train
+        return t.fused_loss == "true" or (flag(t.fused_loss, self.cfg) and "fsdp" not in str(t.strategy))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Forward and loss: the reference (full logits, fp32 cross-entropy) or, with train.fused_loss,
+        the chunked LM head + cross-entropy (same value and exact gradients, no full logits tensor)."""
+        if self.fused_loss:
+            h = self.model.features(x)
+            return linear_cross_entropy(h, self.model.lm_head.weight, y, reduction=reduction)
+        return lm_loss(self.model(x), y, reduction=reduction)
+
     def training_step(self, batch, batch_idx):
         x, y = split_batch(batch)
-        loss = lm_loss(self.model(x), y)
+        loss = self.loss(x, y)
         self.last_train_loss = loss.detach()
         self.log("train/loss", self.last_train_loss, prog_bar=True)
         return loss
@@ -77,7 +92,7 @@ class LMModule(L.LightningModule):
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = split_batch(batch)
         n_tokens = (y != -100).sum()
-        loss = lm_loss(self.model(x), y, reduction="sum") / n_tokens.clamp(min=1)
+        loss = self.loss(x, y, reduction="sum") / n_tokens.clamp(min=1)
         self.val_loss[dataloader_idx].update(loss, weight=n_tokens)
 
     def on_validation_epoch_end(self):
@@ -95,7 +110,9 @@ class LMModule(L.LightningModule):
         t = self.cfg.train
         groups = param_groups(self.model, t.weight_decay)
         cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[t.optimizer]
-        opt = cls(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps)  # adam: weight decay is L2
+        # adam: weight decay is L2. fused: one multi-tensor kernel per step on CUDA (same update)
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        opt = cls(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps, **fused)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: cosine_with_warmup(s, t.warmup_steps, t.max_steps, t.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from models import count_params
 
 from .callbacks import CellMetrics, Diverged, LiveProgress
+from .config import flag
 from .matrix import Cell
 from .module import LMModule
 from .probes import Probes
@@ -115,7 +116,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     write_json(folder / "record.json", record)  # status 'running': never read as complete
     t = cfg.train
     tokens_per_batch = t.batch_size * cfg.model.block_size
-    metrics_cb = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum)
+    metrics_cb = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum,
+                             t.nan_check_every * t.grad_accum)
     callbacks = [metrics_cb]
     if opts.ckpt_every > 0:  # model, optimizer, schedule and the data loader's position
         callbacks.append(ModelCheckpoint(ckpt_dir, filename="latest", every_n_train_steps=opts.ckpt_every,
@@ -132,8 +134,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
-        if t.compile:
-            module.model.compile()
+        fit_module = torch.compile(module) if flag(t.compile, cfg) else module  # Lightning's way: before fit
         trainer = L.Trainer(
             accelerator=t.accelerator, devices=_devices(t.devices), strategy=t.strategy, num_nodes=t.num_nodes,
             precision=t.precision, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
@@ -144,7 +145,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         )
         if resume is not None:
             record["resumed_from"] = str(resume)
-        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+        trainer.fit(fit_module, datamodule=dm, ckpt_path=resume)
         if resume is not None:
             record["resumed_from_step"] = metrics_cb.start_step
         if module.validated_at != trainer.global_step:  # final metrics always come from the last step

@@ -30,9 +30,17 @@ def use_fast(kernels: str, x: torch.Tensor) -> bool:
 
 
 @functools.cache
-def compiled(fn):
-    """One compiled copy per reference function (shared by every layer: one compilation)."""
+def _compiled(fn):
     return torch.compile(fn, fullgraph=True)
+
+
+def compiled(fn):
+    """fn through torch.compile, one compiled copy per reference function (shared by every layer: one
+    compilation); inside an already-compiled model, fn itself, which the outer graph fuses (a nested
+    torch.compile call would break the graph)."""
+    if torch.compiler.is_compiling():
+        return fn
+    return _compiled(fn)
 
 
 # activation class -> fast forward(act, *inputs)
