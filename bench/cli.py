@@ -256,10 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_overhead)
 
     from .run.check import add_check_parser
+    from .run.cost import add_cost_parser
     from .results.report import add_report_parser
 
     add_report_parser(sub)
     add_check_parser(sub)
+    add_cost_parser(sub)
     return parser
 
 

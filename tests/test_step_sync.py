@@ -122,3 +122,34 @@ def test_training_step_forward_and_backward_have_no_graph_break(activation, norm
     assert counter.frame_count == 1
     torch.testing.assert_close(loss, module.loss(x, y))
     assert all(p.grad is not None for p in module.model.parameters() if p.requires_grad)
+
+
+def test_cost_table_on_cpu_is_written_as_cpu(tmp_path):
+    """`bench cost` at nano scale on CPU: every row measured, ratios against swiglu, the table under
+    cpu/ (never gpu/) with the device's name and the FLOP-counter note."""
+    import json
+
+    from bench.cli import main
+
+    rc = main(["cost", "--scale", "nano", "--activation", "swiglu,polynorm,powlu", "--steps", "2", "--warmup", "1",
+               "--out", str(tmp_path), "--name", "t", "--recipe", "cpu", "--data.tokenizer", "bytes",
+               "--train.batch_size", "2"])
+    assert rc == 0
+    assert not (tmp_path / "gpu").exists()
+    table = json.loads((tmp_path / "cpu" / "t" / "cost.json").read_text())
+    assert table["device_kind"] == "cpu" and "CPU" in table["device"]
+    rows = {(r["activation"], r["kernels"]): r for r in table["rows"]}
+    assert set(rows) == {(a, k) for a in ("swiglu", "polynorm", "powlu") for k in ("reference", "fused")}
+    assert rows[("swiglu", "fused")]["step_time_vs_swiglu"] == 1.0
+    assert all(r["tokens_per_sec"] > 0 and r["mfu"] > 0 and r["flops_per_step"] > 0 for r in rows.values())
+    md = (tmp_path / "cpu" / "t" / "cost.md").read_text()
+    assert "LM head and loss included" in md and table["device"] in md
+
+
+def test_cost_require_gpu_refuses_on_cpu(tmp_path):
+    from bench.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["cost", "--scale", "nano", "--require-gpu", "--out", str(tmp_path)]) == 2
+    assert not any(tmp_path.iterdir())

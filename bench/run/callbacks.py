@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import lightning as L
@@ -23,6 +24,7 @@ class Diverged(RuntimeError):
 def flops_per_batch(model_cfg, batch_size: int, seq_len: int) -> int:
     """Forward + backward FLOPs of one micro-batch, counted by PyTorch's FlopCounterMode (through
     Lightning's measure_flops) on a meta-device copy: no memory, no time."""
+    model_cfg = dataclasses.replace(model_cfg, kernels="reference")  # same FLOPs; a counter cannot trace a compiled path
     with torch.device("meta"):
         model = Transformer(model_cfg)
         x = torch.zeros(batch_size, seq_len, dtype=torch.long)
