@@ -49,7 +49,8 @@ class TransformerConfig:
     kernels: str = "auto"
     """Activation implementation: 'reference' (plain-torch formulas), 'fused' (PolyNorm/PowLU custom
     autograd Functions that recompute in backward; relu2, gelu, swiglu, geglu, polyrelu, swiglu_clip
-    through torch.compile), or 'auto' = fused on CUDA, reference on CPU (models/kernels)."""
+    through torch.compile), 'triton' (as fused, PolyNorm through Triton kernels; needs the gpu extra), or
+    'auto' = fused on CUDA, reference on CPU (models/kernels)."""
     norm_layer: str = "rmsnorm"
     """Normalization layer: 'rmsnorm' or 'layernorm' (both computed in fp32)."""
     norm_eps: float = 1e-6
@@ -126,7 +127,12 @@ class TransformerConfig:
         check_choice("deepnorm init", self.deepnorm_init, ["all", "reference", "off"])
         check_choice("polynorm form", self.polynorm_form, ["rms", "l2"])
         check_choice("gelu approximation", self.gelu_approximate, ["none", "tanh"])
-        check_choice("kernels", self.kernels, ["auto", "reference", "fused"])
+        check_choice("kernels", self.kernels, ["auto", "reference", "fused", "triton"])
+        if self.kernels == "triton":
+            import importlib.util
+
+            if importlib.util.find_spec("triton") is None:
+                raise ValueError("model.kernels=triton needs the triton package: pip install -e '.[gpu]'")
         for name in ("vocab_size", "block_size", "d_model", "n_layers", "n_heads", "ref_intermediate_size",
                      "ffn_multiple_of"):
             if int(getattr(self, name)) < 1:

@@ -34,7 +34,7 @@ class FFN(nn.Module):
         self.act = act
         self.gated = act.gated
         self.kernels = check_choice("kernels", kernels, KERNELS)
-        self.fast = fast_path(act)
+        self.fast = fast_path(act, kernels)
         if self.gated:
             self.gate = nn.Linear(d_model, hidden, bias=False)
         self.up = nn.Linear(d_model, hidden, bias=False)
@@ -54,6 +54,6 @@ def build_ffn(activation: str, d_model: int, hidden: int, kernels: str = "refere
 
     ``options`` go to the activation (``limit``/``variant`` for swiglu_clip, ``order`` for
     polyrelu/polynorm, ``form`` for polynorm, ``m`` for powlu, ``approximate`` for gelu/geglu);
-    ``kernels`` is 'reference', 'fused' or 'auto' (fused on CUDA), see models/kernels.
+    ``kernels`` is 'reference', 'fused', 'triton' or 'auto' (fused on CUDA), see models/kernels.
     """
     return FFN(d_model, hidden, build_activation(activation, **options), kernels)

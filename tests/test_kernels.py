@@ -184,3 +184,58 @@ def test_transformer_float64_uses_float64_rope():
     model.blocks[0].attn.register_forward_pre_hook(lambda m, args: seen.append(args[1][0].dtype))
     model(torch.randint(0, 256, (1, 40)))
     assert seen == [torch.float64]
+
+
+def _triton_polynorm():
+    """The Triton module, run through Triton's interpreter when there is no GPU (set before import)."""
+    import importlib
+    import os
+
+    if not CUDA:  # read by triton when it is first imported
+        os.environ["TRITON_INTERPRET"] = "1"
+    pytest.importorskip("triton", reason="triton is not installed (pip install -e '.[gpu]'): Triton kernels untested")
+    import models.kernels.triton_polynorm as tp
+
+    return importlib.reload(tp)
+
+
+@pytest.mark.parametrize("form", ["rms", "l2"])
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_triton_polynorm_matches_reference_fp32(form, order):
+    tp = _triton_polynorm()
+    dev = "cuda" if CUDA else "cpu"
+    x = _x(3, 5, 40, dtype=torch.float32).to(dev)
+    w = (_x(order, dtype=torch.float32, seed=2) + 1.0).to(dev)
+    b = _x(1, dtype=torch.float32, seed=3).to(dev)
+    ref = grads(lambda x, w, b: A.polynorm(x, w, b, form), x, w, b)
+    got = grads(lambda x, w, b: tp.polynorm_triton(x, w, b, form), x, w, b)
+    assert_same(ref, got, rtol=2e-5, atol=2e-5)
+
+
+def test_triton_polynorm_bf16_against_fp32_reference():
+    """bf16 in and out, fp32 inside: within bf16's rounding (relative 2^-8) of the fp32 reference."""
+    tp = _triton_polynorm()
+    dev = "cuda" if CUDA else "cpu"
+    x = _x(4, 256, dtype=torch.float32).to(dev)
+    w, b = torch.full((3,), 1 / 3, device=dev), torch.zeros(1, device=dev)
+    ref = grads(lambda x, w, b: A.polynorm(x, w, b), x, w, b)
+    try:
+        got = grads(lambda x, w, b: tp.polynorm_triton(x, w, b), x.bfloat16(), w, b)
+    except Exception as e:  # noqa: BLE001
+        if CUDA:
+            raise
+        pytest.skip(f"Triton's interpreter cannot run bf16 on CPU here: {type(e).__name__}")
+    scale = ref[0].abs().mean().item()
+    torch.testing.assert_close(got[0].float(), ref[0], rtol=1e-2, atol=1e-2 * scale)
+    torch.testing.assert_close(got[1][0].float(), ref[1][0], rtol=2e-2, atol=2e-2 * ref[1][0].abs().mean().item())
+    torch.testing.assert_close(got[1][1], ref[1][1], rtol=2e-2, atol=2e-2)
+
+
+def test_ffn_triton_kernels_path():
+    _triton_polynorm()
+    torch.manual_seed(0)
+    ref_ffn = build_ffn("polynorm", 16, 40, "reference")
+    tri_ffn = build_ffn("polynorm", 16, 40, "triton")
+    tri_ffn.load_state_dict(ref_ffn.state_dict())
+    x = _x(2, 9, 16, dtype=torch.float32)
+    assert_same(grads(ref_ffn, x), grads(tri_ffn, x), rtol=2e-5, atol=2e-5)

@@ -5,6 +5,8 @@
   recompute in backward (polynorm.py, powlu.py); relu2, gelu, swiglu, geglu, polyrelu and swiglu_clip
   through ``torch.compile(fullgraph=True)`` of the very reference function (Inductor fuses the
   elementwise chain and its backward into one kernel each);
+- 'triton': as 'fused', but PolyNorm through the Triton kernels of triton_polynorm.py (needs the
+  ``gpu`` extra; tested on CPU through Triton's interpreter, not yet timed on a GPU);
 - 'auto' (default): 'fused' for tensors on CUDA, 'reference' elsewhere, so CPU numerics stay
   bitwise those of the reference.
 
@@ -22,11 +24,19 @@ from .linear_ce import linear_cross_entropy, reference_linear_cross_entropy
 from .polynorm import polynorm_fused
 from .powlu import powlu_fused
 
-KERNELS = ("auto", "reference", "fused")
+KERNELS = ("auto", "reference", "fused", "triton")
 
 
 def use_fast(kernels: str, x: torch.Tensor) -> bool:
-    return kernels == "fused" or (kernels == "auto" and x.is_cuda)
+    return kernels in ("fused", "triton") or (kernels == "auto" and x.is_cuda)
+
+
+def _polynorm_triton(act, x):
+    from .triton_polynorm import polynorm_triton  # imported late: TRITON_INTERPRET is read at import
+
+    if x.dtype == torch.float64:  # the kernel accumulates in fp32; fp64 stays exact through the Function
+        return polynorm_fused(x, act.weight, act.bias, act.form)
+    return polynorm_triton(x, act.weight, act.bias, act.form)
 
 
 @functools.cache
@@ -56,8 +66,14 @@ FAST = {
 }
 
 
-def fast_path(act):
+# kernels='triton': these instead of FAST's entry; the rest as 'fused'
+TRITON = {A.PolyNorm: _polynorm_triton}
+
+
+def fast_path(act, kernels: str = "fused"):
     """The fast forward for this activation module, or None when it has none."""
+    if kernels == "triton" and type(act) in TRITON:
+        return TRITON[type(act)]
     return FAST.get(type(act))
 
 
