@@ -153,3 +153,14 @@ def test_cost_require_gpu_refuses_on_cpu(tmp_path):
         pytest.skip("a GPU is present")
     assert main(["cost", "--scale", "nano", "--require-gpu", "--out", str(tmp_path)]) == 2
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_compiled_cell_trains_through_the_runner(tmp_path, tiny_dm):
+    """train.compile=true compiles the LightningModule (Lightning's way) and a cell trains to the same
+    kind of record; logging and metric updates run eagerly beside the compiled step."""
+    cell = nano_cell(**{"train.compile": "true", "train.max_steps": 4, "train.val_every": 2,
+                        "train.fused_loss": "true"})
+    rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["config"]["train"]["compile"] == "true" and rec["metrics"]["val_loss"] > 0

@@ -81,9 +81,15 @@ class LMModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = split_batch(batch)
         loss = self.loss(x, y)
-        self.last_train_loss = loss.detach()
-        self.log("train/loss", self.last_train_loss, prog_bar=True)
+        self._log_train(loss.detach())
         return loss
+
+    @torch.compiler.disable
+    def _log_train(self, loss: torch.Tensor) -> None:
+        """Outside the compiled step (dynamo cannot trace Lightning's self.log): the model's forward
+        and loss stay one graph, and this runs eagerly after it."""
+        self.last_train_loss = loss
+        self.log("train/loss", loss, prog_bar=True)
 
     def on_validation_epoch_start(self):
         for metric in self.val_loss:  # bf16-true casts the module, metric states included: undo that
@@ -93,7 +99,11 @@ class LMModule(L.LightningModule):
         x, y = split_batch(batch)
         n_tokens = (y != -100).sum()
         loss = self.loss(x, y, reduction="sum") / n_tokens.clamp(min=1)
-        self.val_loss[dataloader_idx].update(loss, weight=n_tokens)
+        self._update_val(dataloader_idx, loss, n_tokens)
+
+    @torch.compiler.disable
+    def _update_val(self, dataloader_idx: int, loss: torch.Tensor, n_tokens: torch.Tensor) -> None:
+        self.val_loss[dataloader_idx].update(loss, weight=n_tokens)  # torchmetrics: eager
 
     def on_validation_epoch_end(self):
         for split, metric in zip(VAL_SPLITS, self.val_loss):
