@@ -219,7 +219,7 @@ def cmd_overhead(args) -> int:
     cfg = resolve(settings, overrides_from(args))
     cell = Cell(cell_id(cfg, {}), cfg, ())
     console.print(f"timing {cell.id}: {args.repeats} x (bare loop, harness), {args.steps} steps each, "
-                  f"first {cfg.train.throughput_warmup} excluded, compile={cfg.train.compile}")
+                  f"first {cfg.train.throughput_warmup} excluded, compile={cfg.train.compile}, kernels={cfg.model.kernels}")
     r = measure(cell, args.repeats)
     t = Table(title="harness overhead (steady-state tokens/s; ratio = harness step time / bare step time)",
               title_justify="left")
@@ -314,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .run.check import add_check_parser
     from .run.sweep import add_sweep_parser
     from .results.eval import add_eval_parser
+    from .run.cost import add_cost_parser
     from .results.report import add_report_parser
 
     add_sweep_parser(sub)
@@ -321,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_eval_parser(sub)
     add_check_parser(sub)
+    add_cost_parser(sub)
     return parser
 
 

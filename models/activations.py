@@ -33,7 +33,22 @@ def _pointwise(name: str, fn, doc: str) -> type[Pointwise]:
 
 
 ReLU = _pointwise("ReLU", F.relu, "relu(x)")
-ReLU2 = _pointwise("ReLU2", lambda x: F.relu(x).square(), "relu(x)^2, squared ReLU (Primer)")
+def relu2(x):
+    """relu(x)^2 (Primer)."""
+    return F.relu(x).square()
+
+
+def swiglu(g, u):
+    """silu(g) * u."""
+    return F.silu(g) * u
+
+
+def geglu(g, u, approximate: str = "none"):
+    """gelu(g) * u."""
+    return F.gelu(g, approximate=approximate) * u
+
+
+ReLU2 = _pointwise("ReLU2", relu2, "relu(x)^2, squared ReLU (Primer)")
 SiLU = _pointwise("SiLU", F.silu, "silu(x) = x * sigmoid(x)")
 ReLU6 = _pointwise("ReLU6", F.relu6, "min(max(x, 0), 6)  [PolyCom Table 4]")
 Mish = _pointwise("Mish", F.mish, "x * tanh(softplus(x))  [PolyCom Table 4]")
@@ -119,11 +134,17 @@ class PolyReLU(Pointwise):
         nn.init.zeros_(self.bias)
 
     def forward(self, x):
-        r = F.relu(x)
-        out = self.bias.to(x.dtype)
-        for i in range(self.order):  # weight[0] multiplies the highest power
-            out = out + self.weight[i].to(x.dtype) * r ** (self.order - i)
-        return out
+        return polyrelu(x, self.weight, self.bias)
+
+
+def polyrelu(x, weight, bias):
+    """sum_i weight[i] relu(x)^(r - i) + bias, r = len(weight), in x's dtype (PolyCom type I)."""
+    order = weight.shape[0]
+    r = F.relu(x)
+    out = bias.to(x.dtype)
+    for i in range(order):  # weight[0] multiplies the highest power
+        out = out + weight[i].to(x.dtype) * r ** (order - i)
+    return out
 
 
 def rms_normalize(u: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -207,7 +228,7 @@ class SwiGLU(Gated):
     """silu(gate x) * up x  (LLaMA's MLP; the reference every scale is sized for)"""
 
     def forward(self, g, u):
-        return F.silu(g) * u
+        return swiglu(g, u)
 
 
 class GeGLU(Gated):
@@ -218,7 +239,7 @@ class GeGLU(Gated):
         self.approximate = approximate
 
     def forward(self, g, u):
-        return F.gelu(g, approximate=self.approximate) * u
+        return geglu(g, u, self.approximate)
 
 
 class ReGLU(Gated):
@@ -247,14 +268,19 @@ class SwiGLUClip(Gated):
         self.limit, self.variant = float(limit), variant
 
     def forward(self, g, u):
-        L = self.limit
-        u = u.clamp(-L, L)
-        if self.variant == "input":
-            return F.silu(g.clamp(max=L)) * u
-        if self.variant == "output":
-            return F.silu(g).clamp(max=L) * u
-        g = g.clamp(max=L)
-        return g * torch.sigmoid(1.702 * g) * (u + 1)
+        return swiglu_clip(g, u, self.limit, self.variant)
+
+
+def swiglu_clip(g, u, limit: float, variant: str = "input"):
+    """The CLIP_VARIANTS formulas with clamp limit L."""
+    L = limit
+    u = u.clamp(-L, L)
+    if variant == "input":
+        return F.silu(g.clamp(max=L)) * u
+    if variant == "output":
+        return F.silu(g).clamp(max=L) * u
+    g = g.clamp(max=L)
+    return g * torch.sigmoid(1.702 * g) * (u + 1)
 
 
 class PowLU(Gated):
@@ -267,8 +293,13 @@ class PowLU(Gated):
         self.m = float(m)
 
     def forward(self, g, u):
-        gate = powlu_gate(g, self.m)
-        return (gate * u.to(gate.dtype)).to(u.dtype)
+        return powlu(g, u, self.m)
+
+
+def powlu(g, u, m: float = 3.0):
+    """powlu_gate(g) * u in fp32 (fp64 stays fp64), returned in u's dtype."""
+    gate = powlu_gate(g, m)
+    return (gate * u.to(gate.dtype)).to(u.dtype)
 
 
 BUILTIN = {

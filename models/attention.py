@@ -7,19 +7,24 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def rope_cache(seq_len: int, head_dim: int, base: float, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of shape (seq_len, head_dim). Recomputed per call: cheap, and no buffer that
-    a meta-device build could leave empty."""
-    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
-    angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
+def rope_cache(seq_len: int, head_dim: int, base: float, device,
+               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape (seq_len, head_dim), angle t * base^(-2i/head_dim), in ``dtype`` (fp32, or
+    fp64 for an fp64 model). Recomputed per call: cheap, and no buffer that a meta-device build could
+    leave empty."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=dtype) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, device=device, dtype=dtype), inv_freq)
     angles = torch.cat((angles, angles), dim=-1)
     return angles.cos(), angles.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x cos + rotate_half(x) sin, computed in the promoted dtype (bf16 -> fp32, fp64 stays fp64, as the
+    norms do) and returned in x's dtype."""
+    dt = torch.promote_types(x.dtype, torch.float32)
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+    return (x.to(dt) * cos.to(dt) + rotated.to(dt) * sin.to(dt)).to(x.dtype)
 
 
 class Attention(nn.Module):

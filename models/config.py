@@ -69,6 +69,11 @@ class TransformerConfig:
     """polynorm: recompute x^2, x^3 in backward instead of storing them (the reference checkpoints)."""
     powlu_m: float = 3.0
     """powlu: exponent parameter m, 0 < m < 10."""
+    kernels: str = "auto"
+    """Activation implementation: 'reference' (plain-torch formulas), 'fused' (PolyNorm/PowLU custom
+    autograd Functions that recompute in backward; relu2, gelu, swiglu, geglu, polyrelu, swiglu_clip
+    through torch.compile), 'triton' (as fused, PolyNorm through Triton kernels; needs the gpu extra), or
+    'auto' = fused on CUDA, reference on CPU (models/kernels)."""
     norm_layer: str = "rmsnorm"
     """Normalization layer: 'rmsnorm' or 'layernorm' (both computed in fp32), or a registered one."""
     norm_eps: float = 1e-6
@@ -144,6 +149,12 @@ class TransformerConfig:
         check_choice("polynorm form", self.polynorm_form, ["rms", "l2"])
         check_choice("gelu approximation", self.gelu_approximate, ["none", "tanh"])
         self.validate_moe()
+        check_choice("kernels", self.kernels, ["auto", "reference", "fused", "triton"])
+        if self.kernels == "triton":
+            import importlib.util
+
+            if importlib.util.find_spec("triton") is None:
+                raise ValueError("model.kernels=triton needs the triton package: pip install -e '.[gpu]'")
         for name in ("vocab_size", "block_size", "d_model", "n_layers", "n_heads", "ref_intermediate_size",
                      "ffn_multiple_of"):
             if int(getattr(self, name)) < 1:

@@ -210,7 +210,7 @@ def build_block_ffn(cfg) -> nn.Module:
     h = intermediate_size(cfg)
 
     def make() -> FFN:
-        return build_ffn(cfg.activation, cfg.d_model, h, **cfg.activation_options())
+        return build_ffn(cfg.activation, cfg.d_model, h, cfg.kernels, **cfg.activation_options())
 
     return make() if cfg.ffn == "dense" else MoE(cfg.d_model, make, **cfg.moe_options())
 

@@ -44,12 +44,20 @@ class Transformer(nn.Module):
             block.reset_parameters()  # scheme-specific: DeepNorm, LNS gains, scaled projections
 
     def forward(self, idx: torch.Tensor, return_hidden: bool = False):
+        h, hidden = self.features(idx, return_hidden=True) if return_hidden else (self.features(idx), None)
+        logits = self.lm_head(h)
+        return (logits, hidden) if return_hidden else logits
+
+    def features(self, idx: torch.Tensor, return_hidden: bool = False):
+        """The final-normed hidden states the LM head reads (B, T, d) (and each block's output)."""
         x = self.embed(idx)
-        rope = rope_cache(idx.shape[1], self.cfg.head_dim, self.cfg.rope_base, idx.device)
+        # fp32 angles, fp64 for an fp64 model (bf16 models keep fp32: RoPE runs in the promoted dtype)
+        dt = torch.promote_types(self.embed.weight.dtype, torch.float32)
+        rope = rope_cache(idx.shape[1], self.cfg.head_dim, self.cfg.rope_base, idx.device, dt)
         hidden = [x]
         for block in self.blocks:
             x = block(x, rope)
             if return_hidden:
                 hidden.append(x)
-        logits = self.lm_head(self.norm(x))
-        return (logits, hidden) if return_hidden else logits
+        h = self.norm(x)
+        return (h, hidden) if return_hidden else h

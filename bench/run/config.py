@@ -93,8 +93,18 @@ class TrainConfig:
     """Lightning precision: 32-true (CPU), bf16-mixed (GPU), bf16-true (pure bf16, as GPAS), or fp8 /
     fp8-tensorwise / fp8-rowwise / fp8-rowwise_with_gw_hp (torchao float8 training over bf16-mixed; CUDA with
     compute capability >= 8.9 only; see docs/precision.md)."""
-    compile: bool = False
-    """torch.compile the model."""
+    compile: str = "auto"
+    """torch.compile the training and validation steps the Lightning way (torch.compile(module) before
+    fit): 'auto' (on for CUDA, off for CPU, where compiling costs more than it saves in short runs),
+    'true' or 'false'."""
+    fused_loss: str = "auto"
+    """LM head + cross-entropy as one chunked function with exact gradients and no full fp32 logits
+    tensor (models/kernels/linear_ce.py): 'auto' (on for CUDA, off for CPU, so CPU numerics stay
+    bitwise the reference's), 'true' or 'false'."""
+    nan_check_every: int = 50
+    """Read the device-side non-finite-loss flag back to the host every this many optimizer steps (and
+    at each validation and the end). The recorded diverged_step is exact whatever this is; a smaller
+    value stops a diverged cell sooner, at one device synchronization per check."""
     deterministic: bool = False
     """Lightning's deterministic mode (torch.use_deterministic_algorithms): bitwise-repeatable GPU runs,
     slower; CPU runs are bitwise repeatable without it."""
@@ -149,6 +159,12 @@ class RunConfig:
         if d["model"]["ffn"] == "dense":  # MoE options build nothing then: dense hashes (and cell ids) stay as before
             for name in [k for k in d["model"] if k == "ffn" or k.startswith("moe_")]:
                 d["model"].pop(name)
+        for path, default in LATER_FIELDS.items():  # at their default, newer fields leave old ids as they were
+            section, name = path.split(".")
+            if d[section].get(name) == default:
+                d[section].pop(name)
+        if d["train"]["compile"] == "auto":  # like accelerator 'auto', the device's choice: hashed as the old default
+            d["train"]["compile"] = False
         parts = plugin_parts(self.model)
         if parts:  # changing a plugin's code makes a new cell
             d["plugins"] = {kind: p["sha256"] for kind, p in parts.items()}
@@ -158,7 +174,10 @@ class RunConfig:
 
 # Where caches live and how often to log or probe: they change no trained weight or final metric.
 NON_SEMANTIC = ("data.cache_dir", "data.storage_options", "data.max_cache_size", "train.log_every",
-                "train.probe_every")
+                "train.probe_every", "train.nan_check_every")
+# Fields added after cells were first recorded, with the default that changes nothing a cell measures
+# on CPU ('auto' picks by device, as train.accelerator does, which is not part of a cell's identity either).
+LATER_FIELDS = {"model.kernels": "auto", "train.fused_loss": "auto", "data.eval": {}}
 SECTIONS = {"model": TransformerConfig, "data": DataConfig, "train": TrainConfig}
 TOP_FIELDS = ("scale", "recipe", "seed")
 
@@ -359,7 +378,9 @@ def validate_run(cfg: RunConfig) -> None:
     t, d = cfg.train, cfg.data
     check_choice("optimizer", t.optimizer, ["adamw", "adam"])
     check_choice("precision", t.precision, PRECISIONS)
-    for name in ("max_steps", "batch_size", "grad_accum", "val_every", "val_tokens", "log_every"):
+    for name in ("compile", "fused_loss"):  # YAML/CLI booleans arrive as 'True'/'False'
+        setattr(t, name, check_choice(f"train.{name}", str(getattr(t, name)).lower(), ["auto", "true", "false"]))
+    for name in ("max_steps", "batch_size", "grad_accum", "val_every", "val_tokens", "log_every", "nan_check_every"):
         if getattr(t, name) < 1:
             raise ConfigError(f"train.{name} must be a positive integer, got {getattr(t, name)}")
     for name in ("warmup_steps", "throughput_warmup", "probe_every"):
@@ -382,6 +403,19 @@ def validate_run(cfg: RunConfig) -> None:
         check_data(d, cfg.model.block_size)
     except CorpusError as e:
         raise ConfigError(str(e)) from None
+
+
+def on_cuda(cfg: RunConfig) -> bool:
+    """Whether this run's root device is a CUDA GPU (what 'auto' switches on)."""
+    import torch
+
+    acc = cfg.train.accelerator
+    return acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available())
+
+
+def flag(value: str, cfg: RunConfig) -> bool:
+    """An 'auto' | 'true' | 'false' setting as a bool: 'auto' is on for CUDA, off elsewhere."""
+    return value == "true" or (value == "auto" and on_cuda(cfg))
 
 
 def vocab_size(data: DataConfig, configured: int) -> int:

@@ -12,8 +12,9 @@ from torchmetrics import MeanMetric
 
 from models import Transformer
 from models.moe import moe_layers, weighted_router_loss
+from models.kernels import linear_cross_entropy
 
-from .config import RunConfig
+from .config import RunConfig, flag
 
 VAL_SPLITS = ("val", "ood")  # default names: loader 0 is in-domain validation, 1 the out-of-domain text
 
@@ -66,16 +67,40 @@ class LMModule(L.LightningModule):
     def forward(self, idx):
         return self.model(idx)
 
+    @property
+    def fused_loss(self) -> bool:
+        """train.fused_loss; 'auto' stays off under FSDP, whose sharded LM head only its forward gathers."""
+        t = self.cfg.train
+        return t.fused_loss == "true" or (flag(t.fused_loss, self.cfg) and "fsdp" not in str(t.strategy))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Forward and loss: the reference (full logits, fp32 cross-entropy) or, with train.fused_loss,
+        the chunked LM head + cross-entropy (same value and exact gradients, no full logits tensor)."""
+        if self.fused_loss:
+            h = self.model.features(x)
+            return linear_cross_entropy(h, self.model.lm_head.weight, y, reduction=reduction)
+        return lm_loss(self.model(x), y, reduction=reduction)
+
     def training_step(self, batch, batch_idx):
         x, y = split_batch(batch)
-        loss = lm_loss(self.model(x), y)
-        self.last_train_loss = loss.detach()
-        self.log("train/loss", self.last_train_loss, prog_bar=True)
+        loss = self.loss(x, y)
+        self._log_train(loss.detach())
         if self.moe:  # router losses (models/moe.py), logged apart from the LM loss
             router, aux = weighted_router_loss(self.moe, self.cfg.model)
-            self.log_dict({f"train/moe_{k}_loss": v.detach() for k, v in aux.items()})
+            self._log_router({f"train/moe_{k}_loss": v.detach() for k, v in aux.items()})
             loss = loss + router
         return loss
+
+    @torch.compiler.disable
+    def _log_train(self, loss: torch.Tensor) -> None:
+        """Outside the compiled step (dynamo cannot trace Lightning's self.log): the model's forward
+        and loss stay one graph, and this runs eagerly after it."""
+        self.last_train_loss = loss
+        self.log("train/loss", loss, prog_bar=True)
+
+    @torch.compiler.disable
+    def _log_router(self, losses: dict) -> None:
+        self.log_dict(losses)
 
     def on_validation_epoch_start(self):
         for metric in self.val_loss:  # bf16-true casts the module, metric states included: undo that
@@ -84,8 +109,12 @@ class LMModule(L.LightningModule):
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = split_batch(batch)
         n_tokens = (y != -100).sum()
-        loss = lm_loss(self.model(x), y, reduction="sum") / n_tokens.clamp(min=1)
-        self.val_loss[dataloader_idx].update(loss, weight=n_tokens)
+        loss = self.loss(x, y, reduction="sum") / n_tokens.clamp(min=1)
+        self._update_val(dataloader_idx, loss, n_tokens)
+
+    @torch.compiler.disable
+    def _update_val(self, dataloader_idx: int, loss: torch.Tensor, n_tokens: torch.Tensor) -> None:
+        self.val_loss[dataloader_idx].update(loss, weight=n_tokens)  # torchmetrics: eager
 
     def on_validation_epoch_end(self):
         for split, metric in zip(self.val_names, self.val_loss):
@@ -110,7 +139,9 @@ class LMModule(L.LightningModule):
         t = self.cfg.train
         groups = param_groups(self.model, t.weight_decay)
         cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[t.optimizer]
-        opt = cls(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps)  # adam: weight decay is L2
+        # adam: weight decay is L2. fused: one multi-tensor kernel per step on CUDA (same update)
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        opt = cls(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps, **fused)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: cosine_with_warmup(s, t.warmup_steps, t.max_steps, t.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

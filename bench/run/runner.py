@@ -29,6 +29,7 @@ from ..launch.claims import STALE_AFTER, acquire, holder, wait_for
 from ..faults import pause_point
 from .callbacks import CellMetrics, Diverged, LiveProgress
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
+from .config import flag
 from .matrix import Cell
 from .module import LMModule
 from .moe_probes import MoEProbes
@@ -164,7 +165,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     }
     t = cfg.train
     tokens_per_batch = t.batch_size * cfg.model.block_size
-    metrics_cb = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum)
+    metrics_cb = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum,
+                             t.nan_check_every * t.grad_accum)
     callbacks = [metrics_cb, PausePoints(), RelayEarlySignal(stop)]
     saver = PeriodicCheckpoint(ckpt_dir / LATEST, opts.ckpt_every, t.val_every)
     task = None
@@ -195,8 +197,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         callbacks += extra_probes.values()
         if opts.ckpt_every > 0:  # model, optimizer, schedule, the data loader's position, callbacks' state
             callbacks.append(saver)  # last: the state it saves includes every other callback's step
-        if t.compile:
-            module.model.compile()
+        fit_module = torch.compile(module) if flag(t.compile, cfg) else module  # Lightning's way: before fit
         trainer = make_trainer(
             cfg, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
             val_check_interval=t.val_every * t.grad_accum, check_val_every_n_epoch=None,
@@ -207,7 +208,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         if resume is not None:
             record["resumed_from"] = str(resume)
         # phase 1, train: a checkpoint at max_steps makes fit() a no-op (no train hooks run)
-        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+        trainer.fit(fit_module, datamodule=dm, ckpt_path=resume)
         if resume is not None:
             record["resumed_from_step"] = metrics_cb.start_step if metrics_cb.start_step is not None \
                 else trainer.global_step

@@ -1,0 +1,219 @@
+"""`bench cost`: what each activation costs through its reference and its fast path.
+
+For every scale x activation x path (model.kernels 'reference' or 'fused'), a bare training loop (the
+harness's loss path, optimizer, precision and compilation; random tokens, so no data preparation)
+runs ``warmup`` untimed steps and ``steps`` timed ones, synchronizing the device only at the two
+ends. Columns: tokens/s, MFU (PyTorch's FlopCounterMode count of forward + backward, LM head and
+loss included, the same count `bench run` uses, over the device's peak), peak memory, and step
+time and memory as ratios to SwiGLU through the same path. Writes ``<out>/<gpu|cpu>/<name>/cost.md``
+and ``cost.json`` with the device's name and the date: numbers measured on a CPU are never written
+under a gpu folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+
+ACTIVATIONS = ("swiglu", "gelu", "relu2", "polyrelu", "polynorm", "powlu", "swiglu_clip")
+SCALES = ("gpas-71m", "gpas-350m")
+PATHS = ("reference", "fused")
+
+
+def measure_row(settings: dict, steps: int, warmup: int) -> dict:
+    """One training loop; tokens/s, MFU and peak memory on the run's device."""
+    from .callbacks import flops_per_batch
+    from .config import flag, on_cuda, resolve
+    from .module import LMModule, param_groups
+    from .system import available_flops, peak_memory, reset_peak_memory
+
+    cfg = resolve(settings)
+    t, m = cfg.train, cfg.model
+    device = torch.device("cuda") if on_cuda(cfg) else torch.device("cpu")
+    torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    reset_peak_memory(device)
+    module = LMModule(cfg).to(device)
+    if t.precision == "bf16-true":
+        module = module.to(torch.bfloat16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16-mixed")
+    loss_fn = torch.compile(module.loss) if flag(t.compile, cfg) else module.loss
+    cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[t.optimizer]
+    opt = cls(param_groups(module.model, t.weight_decay), lr=t.lr, betas=tuple(t.betas), eps=t.eps,
+              **({"fused": True} if device.type == "cuda" else {}))
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    tokens = torch.randint(0, m.vocab_size, (t.batch_size, m.block_size + 1), device=device, generator=gen)
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    start = None
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        with autocast:
+            loss = loss_fn(x, y)
+        loss.backward()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(module.model.parameters(), t.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    _sync(device)
+    seconds = (time.perf_counter() - start) / steps
+    mem, mem_basis = peak_memory(device)
+    flops = flops_per_batch(m, t.batch_size, m.block_size)
+    peak, peak_basis = available_flops(device, t.precision)
+    from .system import device_name
+
+    return {"scale": cfg.scale, "activation": m.activation, "kernels": m.kernels, "batch_size": t.batch_size,
+            "block_size": m.block_size, "precision": t.precision, "compile": flag(t.compile, cfg),
+            "fused_loss": module.fused_loss, "step_seconds": seconds,
+            "tokens_per_sec": t.batch_size * m.block_size / seconds, "flops_per_step": flops,
+            "mfu": flops / seconds / peak if peak else None, "peak_flops_basis": peak_basis,
+            "peak_memory_bytes": mem, "peak_memory_basis": mem_basis, "device": device_name(device),
+            "final_loss": float(loss)}
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """Step time and peak memory over SwiGLU's at the same scale and path."""
+    base = {(r["scale"], r["kernels"]): r for r in rows if r["activation"] == "swiglu"}
+    for r in rows:
+        b = base.get((r["scale"], r["kernels"]))
+        r["step_time_vs_swiglu"] = r["step_seconds"] / b["step_seconds"] if b else None
+        r["memory_vs_swiglu"] = r["peak_memory_bytes"] / b["peak_memory_bytes"] if b else None
+
+
+def to_markdown(table: dict) -> str:
+    rows = table["rows"]
+    lines = [f"# Activation cost: {table['device']}", "",
+             f"Measured {table['date']} on **{table['device']}** ({table['device_kind']}), "
+             f"torch {table['torch']}, commit {table['commit'] or '?'}. Command: `{table['command']}`", "",
+             "| scale | activation | kernels | tokens/s | MFU | peak memory (GiB) | step time vs swiglu | memory vs swiglu |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+        ratio = lambda v: f"{v:.2f}x" if v is not None else "-"  # noqa: E731
+        lines.append(f"| {r['scale']} | {r['activation']} | {r['kernels']} | {r['tokens_per_sec']:,.0f} | {mfu} | "
+                     f"{r['peak_memory_bytes'] / 2**30:.2f} | {ratio(r['step_time_vs_swiglu'])} | "
+                     f"{ratio(r['memory_vs_swiglu'])} |")
+    first = rows[0] if rows else {}
+    lines += ["", f"{table['steps']} timed steps after {table['warmup']} untimed ones, one micro-batch per step "
+              f"({first.get('batch_size')} x {first.get('block_size')} tokens, {first.get('precision')}, compile "
+              f"{first.get('compile')}, fused loss {first.get('fused_loss')}), random tokens; the device is "
+              "synchronized only at the ends of the timed window.",
+              "MFU: FLOPs of forward + backward counted by PyTorch's FlopCounterMode (LM head and loss included, "
+              f"the count `bench run` uses), over {first.get('peak_flops_basis')}.",
+              f"Peak memory: {first.get('peak_memory_basis')}. Ratios are against SwiGLU at the same scale through "
+              "the same kernels path (issue 8's targets: at most 1.10x for each fast path).",
+              "kernels: 'reference' = the plain-torch formulas of models/activations.py; 'fused' = models/kernels "
+              "(custom autograd Functions for PolyNorm and PowLU, torch.compile for the elementwise ones)."]
+    return "\n".join(lines) + "\n"
+
+
+def run_cost(scales, activations, paths, steps: int, warmup: int, overrides: dict, progress=None) -> dict:
+    from .system import device_name, git_state
+
+    rows = []
+    for scale in scales:
+        for path in paths:
+            for act in activations:
+                settings = {"recipe": "gpas", "scale": scale, **overrides, "activation": act, "model.kernels": path}
+                if progress:
+                    progress(f"{scale} {act} {path}")
+                try:
+                    rows.append(measure_row(settings, steps, warmup))
+                except torch.OutOfMemoryError:
+                    rows.append({"scale": scale, "activation": act, "kernels": path, "error": "out of memory"})
+    done = [r for r in rows if "error" not in r]
+    add_ratios(done)
+    cuda = any("cuda" in str(r.get("peak_memory_basis", "")) for r in done)
+    device = done[0]["device"] if done else device_name(torch.device("cpu"))
+    return {"device": device, "device_kind": "gpu" if cuda else "cpu",
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
+            "commit": git_state()["commit"], "steps": steps, "warmup": warmup, "rows": done,
+            "failed": [r for r in rows if "error" in r]}
+
+
+def write_table(table: dict, out: Path, name: str) -> Path:
+    """<out>/<gpu|cpu>/<name>/cost.{md,json}: the device kind decides the folder."""
+    folder = Path(out) / table["device_kind"] / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cost.json").write_text(json.dumps(table, indent=2) + "\n")
+    (folder / "cost.md").write_text(to_markdown(table))
+    return folder
+
+
+def cmd_cost(args) -> int:
+    import sys
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ..cli import overrides_from, split_list
+    from .config import resolve
+    from models import ACTIVATIONS, check_choice
+
+    scales = split_list(args.scale) or list(SCALES)
+    acts = split_list(args.activation) or list(ACTIVATIONS)
+    paths = split_list(args.kernels) or list(PATHS)
+    for a in acts:
+        check_choice("activation", a, ACTIVATIONS)
+    for p in paths:
+        check_choice("kernels path", p, PATHS)
+    overrides = overrides_from(args)
+    for s in scales:
+        resolve({"recipe": "gpas", "scale": s, **overrides})  # every bad setting before any run
+    if args.steps < 1 or args.warmup < 0:
+        raise ConfigError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
+    if args.require_gpu and not torch.cuda.is_available():
+        raise ConfigError("--require-gpu: no CUDA device here; CPU numbers are never written as GPU figures")
+    console = Console()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("cost", total=len(scales) * len(acts) * len(paths))
+
+        def step(desc):
+            progress.update(task, description=desc)
+            progress.advance(task)
+
+        table = run_cost(scales, acts, paths, args.steps, args.warmup, overrides, step)
+    table["command"] = "bench " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["cost"] else "bench cost"
+    folder = write_table(table, Path(args.out), args.name)
+    console.print(to_markdown(table), highlight=False)
+    console.print(f"wrote {folder}/cost.md and cost.json ({table['device_kind']}: {table['device']})")
+    for r in table["failed"]:
+        console.print(f"[red]{r['scale']} {r['activation']} {r['kernels']}: {r['error']}[/]")
+    return 0
+
+
+def add_cost_parser(sub) -> argparse.ArgumentParser:
+    """The `cost` subcommand on the CLI's subparsers."""
+    from ..cli import add_overrides
+
+    p = sub.add_parser(
+        "cost", help="benchmark: tokens/s, MFU and peak memory of each activation, reference vs fast path",
+        description="Time a bare training loop (the harness's loss, optimizer, precision, compilation; random "
+                    "tokens) for every scale x activation x kernels path and write the cost table to "
+                    "<out>/<gpu|cpu>/<name>/cost.md and cost.json, with the device name and date.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--scale", default=",".join(SCALES), help="comma-separated scale presets")
+    p.add_argument("--activation", default=",".join(ACTIVATIONS), help="comma-separated activations")
+    p.add_argument("--kernels", default=",".join(PATHS), help="comma-separated kernels paths (model.kernels)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per row")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, allocator)")
+    p.add_argument("--name", default="cost", help="table folder name under <out>/<gpu|cpu>/")
+    p.add_argument("--out", default="results", help="results root")
+    p.add_argument("--require-gpu", action="store_true", help="refuse to run without a CUDA device")
+    add_overrides(p)
+    p.set_defaults(func=cmd_cost)
+    return p
