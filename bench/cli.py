@@ -94,33 +94,45 @@ def cmd_list(args) -> int:
 
 # ---- bench plan --------------------------------------------------------------------------------
 
-def plan_rows(cells) -> list[dict]:
+def plan_rows(cells, gpu: str | None = None) -> list[dict]:
+    from .launch.memory import GPUS, estimate
+
     rows = []
     for cell in cells:
         c = count_params(cell.config.model)
+        mem = estimate(cell.config, flash=gpu is not None or cell.config.train.accelerator == "gpu")
         rows.append({
             "id": cell.id, "activation": cell.config.model.activation, "norm": cell.config.norm,
             "scale": cell.config.scale, "seed": cell.config.seed, "intermediate_size": c.intermediate_size,
             "params": c.total, "params_non_embedding": c.non_embedding, "params_ffn": c.ffn,
             "reference_params": c.reference_total, "deviation": c.deviation,
+            "memory_bytes": mem.total, "fits": mem.fits(GPUS[gpu]) if gpu else None,
         })
     return rows
 
 
 def cmd_plan(args) -> int:
+    from .launch.memory import fmt_bytes, gpu_memory
+
     matrix, cells = cells_from(args)
-    rows = plan_rows(cells)
+    if args.gpu:
+        gpu_memory(args.gpu)  # an unknown name is one line, before anything
+    rows = plan_rows(cells, args.gpu)
     if args.json:
         print(json.dumps({"matrix": matrix.name, "cells": rows}, indent=2))
         return 0
     t = Table(title=f"{matrix.name}: {len(rows)} cells (dry run, nothing trained)", title_justify="left")
-    for col in ("id", "activation", "norm", "scale", "seed", "h", "params", "non-emb", "ffn", "vs ref"):
-        t.add_column(col, justify="right" if col in ("h", "params", "non-emb", "ffn", "vs ref", "seed") else "left")
+    mem_col = f"mem/dev (fits {args.gpu})" if args.gpu else "mem/dev"
+    for col in ("id", "activation", "norm", "scale", "seed", "h", "params", "non-emb", "ffn", "vs ref", mem_col):
+        t.add_column(col, justify="left" if col in ("id", "activation", "norm", "scale") else "right")
     for r in rows:
+        fits = "" if r["fits"] is None else (" [green]yes[/]" if r["fits"] else " [red]NO[/]")
         t.add_row(r["id"], r["activation"], r["norm"], r["scale"], str(r["seed"]), str(r["intermediate_size"]),
                   f"{r['params']:,}", f"{r['params_non_embedding']:,}", f"{r['params_ffn']:,}",
-                  f"{r['deviation']:+.4%}")
+                  f"{r['deviation']:+.4%}", fmt_bytes(r["memory_bytes"]) + fits)
     console.print(t)
+    console.print("mem/dev: estimated peak memory per device (weights, gradients, Adam states, activations at "
+                  "the micro-batch, 1 GiB CUDA overhead; formula in bench/launch/memory.py)")
     return 0
 
 
@@ -133,6 +145,8 @@ def cmd_run(args) -> int:
     from .run.runner import RunOptions, run_matrix
 
     matrix, cells = cells_from(args)  # the whole matrix is validated before anything trains
+    from .launch.memory import warn_too_big
+    warn_too_big(cells, args.gpu, err_console)
     opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
                       quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints)
     records = run_matrix(matrix.name, cells, opts, console)
@@ -215,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help='print {"cells": [{"id", "activation", "norm", "scale", "intermediate_size", '
                         '"params", "params_non_embedding", ...}]}')
+    from .launch.memory import add_gpu_arg
+
+    add_gpu_arg(p)
     add_overrides(p)
     p.set_defaults(func=cmd_plan)
 
@@ -229,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save a resumable checkpoint every N optimizer steps (0 = never); a killed cell "
                         "resumes from it on the next run")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep a finished cell's last checkpoint")
+    add_gpu_arg(p)
     add_overrides(p)
     p.set_defaults(func=cmd_run)
 

@@ -1,0 +1,1 @@
+"""Launching cells: parallel local workers, SLURM arrays, memory planning (claims: claims.py)."""
