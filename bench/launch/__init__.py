@@ -1,1 +1,1 @@
-"""Launching cells: parallel local workers, SLURM arrays, memory planning (claims: claims.py)."""
+"""Launching cells: claims on a shared results folder, local workers, SLURM."""
