@@ -149,6 +149,11 @@ def cmd_run(args) -> int:
     warn_too_big(cells, args.gpu, err_console)
     opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
                       quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints)
+    from .launch.ranks import is_rank_zero
+    if not is_rank_zero():  # another rank of a DDP/FSDP cell: train along, write and print nothing
+        opts.quiet = True
+        run_matrix(matrix.name, cells, opts, Console(quiet=True))
+        return 0
     records = run_matrix(matrix.name, cells, opts, console)
     folder = opts.out / matrix.name
     render_rich(records, console, matrix.name)

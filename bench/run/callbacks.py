@@ -96,15 +96,22 @@ class CellMetrics(L.Callback):
 
 
 def steady_state(series, tokens, samples, flops, peak_flops, world_size=1) -> dict:
-    """Tokens/s and MFU over the whole post-warm-up window, through Lightning's Throughput."""
+    """Tokens/s and MFU over the whole post-warm-up window, through Lightning's Throughput.
+    ``tokens``, ``samples``, ``flops`` are one device's micro-batch; under DDP/FSDP the ranks step in
+    lockstep, so the totals are this rank's rates x world_size. tokens_per_sec and flops_per_sec are
+    totals over ranks; mfu is total FLOP/s over (world_size x one device's peak)."""
     if len(series) < 2:
         return {}
     tp = Throughput(available_flops=peak_flops, world_size=world_size, window_size=len(series))
-    for t, b in series:
-        tp.update(time=t, batches=b + 1, samples=(b + 1) * samples, lengths=(b + 1) * tokens, flops=flops)
+    for t, b in series:  # Throughput takes FLOPs summed over devices
+        tp.update(time=t, batches=b + 1, samples=(b + 1) * samples, lengths=(b + 1) * tokens,
+                  flops=flops * world_size)
     m = tp.compute()
-    return {"tokens_per_sec": m.get("device/items_per_sec"), "mfu": m.get("device/mfu"),
-            "flops_per_sec": m.get("device/flops_per_sec")}
+    dev_tps, dev_flops = m.get("device/items_per_sec"), m.get("device/flops_per_sec")
+    return {"tokens_per_sec": None if dev_tps is None else dev_tps * world_size, "mfu": m.get("device/mfu"),
+            "flops_per_sec": None if dev_flops is None else dev_flops * world_size,
+            "tokens_per_sec_per_device": dev_tps, "world_size": world_size,
+            "throughput_scope": "total over ranks" if world_size > 1 else "one device"}
 
 
 class LiveProgress(L.Callback):

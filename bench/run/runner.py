@@ -25,6 +25,7 @@ from .callbacks import CellMetrics, Diverged, LiveProgress
 from .matrix import Cell
 from .module import LMModule
 from .probes import Probes
+from ..launch.ranks import is_rank_zero
 from ..results.records import DONE, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
@@ -92,7 +93,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     cfg = cell.config
     folder = cell_dir(opts.out, matrix_name, cell.id)
     ckpt_dir = folder / "checkpoints"
-    if opts.force:
+    writer = is_rank_zero()  # other DDP/FSDP ranks train too, but write nothing (issue 14 item 10)
+    if opts.force and writer:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     resume = ckpt_dir / "latest.ckpt"
@@ -109,10 +111,11 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
                  "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl()},
         "command": sys.argv, "started": now(),
     }
-    if resume is not None and (folder / "metrics.csv").exists():  # Lightning's CSVLogger would start anew
+    if writer and resume is not None and (folder / "metrics.csv").exists():  # CSVLogger would start anew
         n = len(list(folder.glob("metrics.part-*.csv"))) + 1
         (folder / "metrics.csv").rename(folder / f"metrics.part-{n:03d}.csv")
-    write_json(folder / "record.json", record)  # status 'running': never read as complete
+    if writer:
+        write_json(folder / "record.json", record)  # status 'running': never read as complete
     t = cfg.train
     tokens_per_batch = t.batch_size * cfg.model.block_size
     metrics_cb = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum)
@@ -152,7 +155,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         train_loss = module.last_train_loss
         record["metrics"] = {"train_loss": float(train_loss) if train_loss is not None else None,
                              **module.val_results, **metrics_cb.result,
-                             "steps": trainer.global_step, "tokens": trainer.global_step * tokens_per_batch * t.grad_accum}
+                             "steps": trainer.global_step,
+                             "tokens": trainer.global_step * tokens_per_batch * t.grad_accum * trainer.world_size}
         record["status"] = "ok"
     except Diverged as e:
         record.update(status="diverged", error=str(e), diverged_step=e.step,
@@ -168,6 +172,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     from .system import environment
     record["environment"] = environment(_root_device(cfg))
     record["precision"] = t.precision
+    if not writer:
+        return record
     if resume is not None:
         merge_curves(folder)
     write_json(folder / "record.json", record)
