@@ -139,25 +139,44 @@ def cmd_plan(args) -> int:
 # ---- bench run / bench table -------------------------------------------------------------------
 
 def cmd_run(args) -> int:
-    from pathlib import Path
+    from .run.runner import run_matrix
 
-    from .results.leaderboard import render_rich, write_tables
-    from .run.runner import RunOptions, run_matrix
-
+    if args.devices_per_cell > 1 and args.workers != "1":  # part of each cell's config (and id)
+        setattr(args, "set:train.devices", str(args.devices_per_cell))
     matrix, cells = cells_from(args)  # the whole matrix is validated before anything trains
     from .launch.memory import warn_too_big
     warn_too_big(cells, args.gpu, err_console)
-    opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
-                      quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints)
+    opts = run_options(args)
+    if args.workers != "1":
+        from .launch.workers import run_workers
+
+        records = run_workers(matrix.name, cells, opts, args.argv, args.workers, args.devices_per_cell,
+                              cells[0].config.train.accelerator if cells else "auto", console)
+        return finish_run(matrix.name, records, opts)
     from .launch.ranks import is_rank_zero
     if not is_rank_zero():  # another rank of a DDP/FSDP cell: train along, write and print nothing
         opts.quiet = True
         run_matrix(matrix.name, cells, opts, Console(quiet=True))
         return 0
     records = run_matrix(matrix.name, cells, opts, console)
-    folder = opts.out / matrix.name
-    render_rich(records, console, matrix.name)
-    md, cv = write_tables(folder, records, matrix.name)
+    return finish_run(matrix.name, records, opts)
+
+
+def run_options(args):
+    from pathlib import Path
+
+    from .run.runner import RunOptions
+
+    return RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
+                      quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints)
+
+
+def finish_run(matrix_name: str, records: list[dict], opts) -> int:
+    from .results.leaderboard import render_rich, write_tables
+
+    folder = opts.out / matrix_name
+    render_rich(records, console, matrix_name)
+    md, cv = write_tables(folder, records, matrix_name)
     console.print(f"wrote {md} and {cv}")
     bad = [r["id"] for r in records if r["status"] != "ok"]
     if bad:
@@ -252,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "resumes from it on the next run")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep a finished cell's last checkpoint")
     add_gpu_arg(p)
+    from .launch.workers import add_worker_args
+
+    add_worker_args(p)
     add_overrides(p)
     p.set_defaults(func=cmd_run)
 
@@ -288,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # --workers children rerun it
     try:
         return args.func(args)
     except (ConfigError, UnknownName) as e:
