@@ -305,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     add_check_parser(sub)
+    from .launch.slurm import add_submit_parser
+    from .launch.status import add_status_parser
+
+    add_submit_parser(sub, add_filters, add_overrides)
+    add_status_parser(sub, add_filters, add_overrides)
     return parser
 
 

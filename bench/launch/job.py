@@ -14,6 +14,14 @@ from ..results.records import DONE, cell_dir, read_record
 from .claims import acquire
 from .ranks import is_rank_zero
 
+HELD: set = set()  # claims this process holds now (released by a SLURM task's checkpoint())
+
+
+def release_held() -> None:
+    for claim in list(HELD):
+        claim.release()
+        HELD.discard(claim)
+
 
 def finished(record: dict | None, fresh_after: str | None = None) -> bool:
     """Done, and (with --force) trained after ``fresh_after`` (an ISO time) by this launch."""
@@ -33,6 +41,8 @@ def claim_train_release(cell, matrix_name: str, opts, data, progress=None, fresh
     claim = acquire(folder, log=log) if is_rank_zero() else None
     if claim is None and is_rank_zero():
         return None
+    if claim is not None:
+        HELD.add(claim)
     try:
         rec = read_record(folder / "record.json")
         if finished(rec, fresh_after if opts.force else None):
@@ -41,6 +51,7 @@ def claim_train_release(cell, matrix_name: str, opts, data, progress=None, fresh
     finally:
         if claim is not None:
             claim.release()
+            HELD.discard(claim)
 
 
 def run_cells(matrix_name: str, cells, opts, progress=None, fresh_after: str | None = None, log=None,
