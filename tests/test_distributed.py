@@ -78,3 +78,39 @@ def test_workers_train_every_cell_exactly_once(tmp_path):
     # a rerun finds everything done and trains nothing
     r2 = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and "0 cell(s) to train" in r2.stdout
+
+
+def _shard_worker(rank: int, world: int, init: str, full: "torch.Tensor", out: "torch.multiprocessing.Queue"):
+    import torch
+    import torch.distributed as dist
+
+    from bench.run.probes import whole_norms
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    shard = full.flatten().chunk(world)[rank]  # FSDP's flat sharding: disjoint pieces of the tensor
+
+    def reduce(t):
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    norms = torch.stack([torch.linalg.vector_norm(shard), torch.linalg.vector_norm(2 * shard)])
+    out.put((rank, whole_norms(norms, reduce).tolist()))
+    dist.destroy_process_group()
+
+
+def test_fsdp_probe_norms_are_whole_model_norms(tmp_path):
+    """Two real gloo processes, each holding half of a weight (FSDP's flat shards): the probes'
+    combination gives the whole tensor's norm on every rank, not the local shard's. (Lightning 2.6
+    refuses FSDP on CPU: "The strategy `fsdp` requires a GPU accelerator", so the full FSDP cell
+    is a GPU check.)"""
+    import torch
+    import torch.multiprocessing as mp
+
+    full = torch.randn(7, 5, generator=torch.Generator().manual_seed(0))
+    q = mp.get_context("spawn").Queue()
+    mp.spawn(_shard_worker, args=(2, f"file://{tmp_path}/rendezvous", full, q), nprocs=2)
+    got = dict(q.get() for _ in range(2))
+    want = [torch.linalg.vector_norm(full).item(), 2 * torch.linalg.vector_norm(full).item()]
+    for rank in (0, 1):
+        assert got[rank] == pytest.approx(want, rel=1e-6)
+    assert torch.linalg.vector_norm(full.flatten().chunk(2)[0]).item() < 0.9 * want[0]  # a shard's is not it

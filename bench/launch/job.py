@@ -8,7 +8,11 @@ cell, and a cell finished meanwhile by someone else is not trained again.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import sys
+import time
+from pathlib import Path
 
 from ..results.records import DONE, cell_dir, read_record
 from .claims import acquire
@@ -30,23 +34,66 @@ def finished(record: dict | None, fresh_after: str | None = None) -> bool:
     return fresh_after is None or str(record.get("started", "")) >= fresh_after
 
 
+class RankDecisions:
+    """Rank 0 decides (by claim) which cells to train; the other ranks of a multi-device cell, which
+    Lightning starts by re-running the command, must make the same decisions or a fit would wait for
+    a rank that skipped it. Rank 0 writes each decision to OUT/<matrix>/.ranks/<its pid>.json
+    before the cell's fit; the children (which inherit BENCH_RANK0_PID) read it. One node only:
+    ranks started by srun on other nodes do not share the file name."""
+
+    def __init__(self, out, matrix_name: str):
+        self.rank0 = is_rank_zero()
+        pid = os.getpid() if self.rank0 else int(os.environ.get("BENCH_RANK0_PID", "0"))
+        if self.rank0:
+            os.environ["BENCH_RANK0_PID"] = str(pid)  # inherited by the ranks Lightning starts
+        self.path = Path(out) / matrix_name / ".ranks" / f"{pid}.json"
+        self.decisions: dict[str, bool] = {}
+
+    def record(self, cell_id: str, train: bool) -> None:
+        self.decisions[cell_id] = train
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.decisions))
+        os.replace(tmp, self.path)
+
+    def wait(self, cell_id: str) -> bool:
+        while True:
+            try:
+                got = json.loads(self.path.read_text())
+                if cell_id in got:
+                    return bool(got[cell_id])
+            except (OSError, ValueError):
+                pass
+            try:
+                os.kill(int(self.path.stem), 0)
+            except ProcessLookupError:
+                raise SystemExit(f"rank 0 (pid {self.path.stem}) is gone") from None
+            time.sleep(0.2)
+
+
 def claim_train_release(cell, matrix_name: str, opts, data, progress=None, fresh_after: str | None = None,
-                        log=None) -> dict | None:
-    """Train ``cell`` under its claim; None when another live process holds it. Other DDP ranks
-    follow rank 0 without claiming (rank 0 holds the claim for the whole cell)."""
+                        log=None, ranks: RankDecisions | None = None) -> dict | None:
+    """Train ``cell`` under its claim; None when another live process holds it. Other ranks of a
+    multi-device cell follow rank 0's decision without claiming (rank 0 holds the claim)."""
     from ..run.runner import train_cell
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     folder = cell_dir(opts.out, matrix_name, cell.id)
-    claim = acquire(folder, log=log) if is_rank_zero() else None
-    if claim is None and is_rank_zero():
+    ranks = ranks or RankDecisions(opts.out, matrix_name)
+    if not ranks.rank0:
+        return train_cell(cell, matrix_name, data.get(cell.config), opts, progress) if ranks.wait(cell.id) else None
+    claim = acquire(folder, log=log)
+    if claim is None:
+        ranks.record(cell.id, False)
         return None
     if claim is not None:
         HELD.add(claim)
     try:
         rec = read_record(folder / "record.json")
         if finished(rec, fresh_after if opts.force else None):
+            ranks.record(cell.id, False)
             return rec  # finished by another process between our listing and our claim
+        ranks.record(cell.id, True)
         return train_cell(cell, matrix_name, data.get(cell.config), opts, progress)
     finally:
         if claim is not None:
@@ -59,12 +106,14 @@ def run_cells(matrix_name: str, cells, opts, progress=None, fresh_after: str | N
     """Every cell not finished and not claimed by a live holder, in order; returns what it trained."""
     from ..run.runner import DataCache
 
-    data, done = DataCache(), []
+    data, done, ranks = DataCache(), [], RankDecisions(opts.out, matrix_name)
     for cell in cells:
-        rec = read_record(cell_dir(opts.out, matrix_name, cell.id) / "record.json")
-        if finished(rec, fresh_after if opts.force else None):
-            continue
-        rec = claim_train_release(cell, matrix_name, opts, data, progress, fresh_after, log)
+        if ranks.rank0:
+            rec = read_record(cell_dir(opts.out, matrix_name, cell.id) / "record.json")
+            if finished(rec, fresh_after if opts.force else None):
+                ranks.record(cell.id, False)
+                continue
+        rec = claim_train_release(cell, matrix_name, opts, data, progress, fresh_after, log, ranks)
         if rec is not None:
             done.append(rec)
             if on_record is not None:

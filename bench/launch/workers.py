@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import ConfigError
 from ..results.records import DONE, cell_dir, read_record
 from .job import now, run_cells
+from .ranks import is_rank_zero
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,6 +115,9 @@ def child_main(argv: list[str]) -> int:
         torch.set_num_threads(int(threads))
     device = f"cuda:{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") \
         else f"cpu x{threads or '?'}"
+    if not is_rank_zero():  # another rank of this worker's multi-device cell: train along, report nothing
+        run_cells(matrix.name, cells, opts, None, os.environ.get("BENCH_FRESH_AFTER") or None)
+        return 0
     status = StatusFile(Path(os.environ["BENCH_WORKER_STATUS"]), index, device)
 
     def on_record(rec):
