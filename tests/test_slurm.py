@@ -70,7 +70,7 @@ def test_submit_matrix_completes_and_table_shows_every_cell(tmp_path):
 
 def test_signalled_task_requeues_and_resumes_from_its_checkpoint(tmp_path):
     sel = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--out", str(tmp_path),
-           "--train.probe_every", "0", "--train.max_steps", "150", "--train.val_every", "150",
+           "--train.probe_every", "0", "--train.max_steps", "80", "--train.val_every", "80",
            "--train.val_tokens", "4096"]
     bench("submit", *sel, "--time", "10", "--cpus-per-task", "1", "--ckpt-every", "10")
     (job,) = json.loads((tmp_path / "default" / ".slurm" / "jobs.json").read_text()).values()
@@ -96,7 +96,7 @@ def test_signalled_task_requeues_and_resumes_from_its_checkpoint(tmp_path):
     (cell,) = s.values()
     assert cell["state"] == "done"
     rec = json.loads(next((tmp_path / "default").glob("*/record.json")).read_text())
-    assert rec["status"] == "ok" and rec["metrics"]["steps"] == 150
+    assert rec["status"] == "ok" and rec["metrics"]["steps"] == 80
     assert rec.get("resumed_from_step", 0) > 0  # resumed, not retrained from step 0
     log = "".join(p.read_text() for p in (tmp_path / "default" / ".slurm").glob("*/*log.out"))
     assert "Requeued job" in log
