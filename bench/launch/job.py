@@ -38,15 +38,19 @@ class RankDecisions:
     """Rank 0 decides (by claim) which cells to train; the other ranks of a multi-device cell, which
     Lightning starts by re-running the command, must make the same decisions or a fit would wait for
     a rank that skipped it. Rank 0 writes each decision to OUT/<matrix>/.ranks/<its pid>.json
-    before the cell's fit; the children (which inherit BENCH_RANK0_PID) read it. One node only:
-    ranks started by srun on other nodes do not share the file name."""
+    before the cell's fit; the children (which inherit BENCH_RANK0_PID) read it. Ranks started by
+    srun (a multi-GPU SLURM task) share OUT/<matrix>/.ranks/slurm-<job id>.json instead."""
 
     def __init__(self, out, matrix_name: str):
         self.rank0 = is_rank_zero()
-        pid = os.getpid() if self.rank0 else int(os.environ.get("BENCH_RANK0_PID", "0"))
-        if self.rank0:
-            os.environ["BENCH_RANK0_PID"] = str(pid)  # inherited by the ranks Lightning starts
-        self.path = Path(out) / matrix_name / ".ranks" / f"{pid}.json"
+        if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:  # ranks started by srun: one job, one key
+            key, self.pid = f"slurm-{os.environ.get('SLURM_JOB_ID', '0')}", None
+        else:
+            self.pid = os.getpid() if self.rank0 else int(os.environ.get("BENCH_RANK0_PID", "0"))
+            key = str(self.pid)
+            if self.rank0:
+                os.environ["BENCH_RANK0_PID"] = key  # inherited by the ranks Lightning starts
+        self.path = Path(out) / matrix_name / ".ranks" / f"{key}.json"
         self.decisions: dict[str, bool] = {}
 
     def record(self, cell_id: str, train: bool) -> None:
@@ -65,9 +69,10 @@ class RankDecisions:
             except (OSError, ValueError):
                 pass
             try:
-                os.kill(int(self.path.stem), 0)
+                if self.pid:
+                    os.kill(self.pid, 0)
             except ProcessLookupError:
-                raise SystemExit(f"rank 0 (pid {self.path.stem}) is gone") from None
+                raise SystemExit(f"rank 0 (pid {self.pid}) is gone") from None
             time.sleep(0.2)
 
 

@@ -154,8 +154,8 @@ def cmd_submit(args) -> int:
                          "export LITDATA_DISABLE_VERSION_CHECK=1"])
     if args.partition:
         params["partition"] = args.partition
-    if args.gpus_per_cell:
-        params.update(gpus_per_node=args.gpus_per_cell, ntasks_per_node=1)
+    if args.gpus_per_cell:  # one srun task per GPU: Lightning's SLURM environment sees its ranks
+        params.update(gpus_per_node=args.gpus_per_cell, ntasks_per_node=args.gpus_per_cell)
     if args.cpus_per_task:
         params["cpus_per_task"] = args.cpus_per_task
     if args.mem:
