@@ -150,9 +150,9 @@ def cmd_run(args) -> int:
     if args.workers != "1":
         from .launch.workers import run_workers
 
-        records = run_workers(matrix.name, cells, opts, args.argv, args.workers, args.devices_per_cell,
-                              cells[0].config.train.accelerator if cells else "auto", console)
-        return finish_run(matrix.name, records, opts)
+        records, unfinished = run_workers(matrix.name, cells, opts, args.argv, args.workers, args.devices_per_cell,
+                                          cells[0].config.train.accelerator if cells else "auto", console)
+        return max(finish_run(matrix.name, records, opts), 1 if unfinished else 0)
     from .launch.ranks import is_rank_zero
     if not is_rank_zero():  # another rank of a DDP/FSDP cell: train along, write and print nothing
         opts.quiet = True

@@ -114,3 +114,40 @@ def test_fsdp_probe_norms_are_whole_model_norms(tmp_path):
     for rank in (0, 1):
         assert got[rank] == pytest.approx(want, rel=1e-6)
     assert torch.linalg.vector_norm(full.flatten().chunk(2)[0]).item() < 0.9 * want[0]  # a shard's is not it
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_only_its_cell_which_resumes(tmp_path):
+    """kill -9 one worker mid-cell: the other cell finishes, the parent says which cell is left
+    and exits non-zero, and a plain rerun resumes that cell from its checkpoint."""
+    import signal
+    import time
+
+    env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"}
+    sel = ["--scale", "nano", "--activation", "swiglu,gelu", "--norm", "pre", "--train.probe_every", "0",
+           "--train.max_steps", "60", "--train.val_every", "60", "--train.val_tokens", "4096", "--out", str(tmp_path)]
+    parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *sel, "--ckpt-every", "10", "--workers", "2"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    folder, victim = tmp_path / "default", None
+    t0 = time.time()
+    while victim is None and time.time() - t0 < 300 and parent.poll() is None:
+        time.sleep(0.5)
+        try:
+            s = json.loads((folder / ".workers" / "w0.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if s["cell"] and (folder / s["cell"] / "checkpoints" / "latest.ckpt").exists():
+            victim = s
+    assert victim is not None, "worker 0 never reached a checkpoint"
+    os.kill(victim["pid"], signal.SIGKILL)
+    out, _ = parent.communicate(timeout=600)
+    assert parent.returncode != 0 and "worker w0 exited" in out and victim["cell"] in out
+    records = {p.name: json.loads((p / "record.json").read_text()) for p in folder.iterdir() if (p / "record.json").exists()}
+    assert records[victim["cell"]]["status"] == "running"  # never read as done
+    (other,) = [c for c in records if c != victim["cell"]]
+    assert records[other]["status"] == "ok"
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "run", *sel, "--ckpt-every", "10", "--quiet"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rec = json.loads((folder / victim["cell"] / "record.json").read_text())
+    assert rec["status"] == "ok" and rec["resumed_from_step"] >= 10 and rec["metrics"]["steps"] == 60

@@ -144,8 +144,9 @@ def strip_worker_args(argv: list[str]) -> list[str]:
 
 
 def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, per_cell: int, accelerator: str,
-                console: Console) -> list[dict]:
-    """Start the workers, show one display until they all exit, return every cell's record."""
+                console: Console) -> tuple[list[dict], list[str]]:
+    """Start the workers, show one display until they all exit; return every finished record and
+    the ids of the cells left unfinished (a killed worker's cell)."""
     todo = [c for c in cells if opts.force or (read_record(cell_dir(opts.out, matrix_name, c.id) / "record.json")
                                                or {}).get("status") not in DONE]
     plan = plan_workers(workers, per_cell, accelerator, max(1, len(todo)))
@@ -194,8 +195,12 @@ def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, pe
         if proc.returncode != 0:
             console.print(f"[red]worker w{i} exited {proc.returncode}[/]: its cell stays resumable; "
                           f"see {run_dir / f'w{i}.log'}")
-    return [r for r in (read_record(cell_dir(opts.out, matrix_name, c.id) / "record.json") for c in cells)
-            if r is not None]
+    records = {c.id: read_record(cell_dir(opts.out, matrix_name, c.id) / "record.json") for c in cells}
+    unfinished = [cid for cid, r in records.items() if r is None]
+    if unfinished:
+        console.print(f"[red]{len(unfinished)} cell(s) not finished[/] (resumable: run the same command again): "
+                      f"{', '.join(unfinished)}", highlight=False)
+    return [r for r in records.values() if r is not None], unfinished
 
 
 if __name__ == "__main__":
