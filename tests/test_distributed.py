@@ -151,3 +151,24 @@ def test_killed_worker_loses_only_its_cell_which_resumes(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rec = json.loads((folder / victim["cell"] / "record.json").read_text())
     assert rec["status"] == "ok" and rec["resumed_from_step"] >= 10 and rec["metrics"]["steps"] == 60
+
+
+@pytest.mark.slow
+def test_workers_with_ddp_cells_follow_rank0_claims(tmp_path):
+    """--workers 2 --devices-per-cell 2 on CPU: two workers, each a 2-rank DDP cell; the ranks
+    Lightning starts follow their rank 0's claim decisions, so each cell is trained once."""
+    env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"}
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--scale", "nano", "--activation", "swiglu,gelu",
+                        "--norm", "pre", "--train.probe_every", "0", "--train.max_steps", "10", "--train.val_every", "10",
+                        "--train.val_tokens", "4096", "--ckpt-every", "0", "--train.accelerator", "cpu",
+                        "--train.strategy", "ddp", "--out", str(tmp_path), "--workers", "2", "--devices-per-cell", "2"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    folder = tmp_path / "default"
+    decisions = [json.loads(p.read_text()) for p in (folder / ".ranks").glob("*.json")]
+    assert len(decisions) == 2
+    cells = sorted(decisions[0])
+    assert sorted(c for d in decisions for c, train in d.items() if train) == cells  # each cell by one worker
+    for c in cells:
+        m = json.loads((folder / c / "record.json").read_text())["metrics"]
+        assert m["world_size"] == 2 and m["tokens"] == 10 * 8 * 64 * 2

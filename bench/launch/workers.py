@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import ConfigError
@@ -185,7 +186,7 @@ def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, pe
                 except (OSError, ValueError):
                     continue
                 state = s["cell"] or s["state"] if running[i] else f"exited {proc.returncode}"
-                progress.update(tasks[i], description=f"  w{i} [{s['device']}] {state}",
+                progress.update(tasks[i], description=escape(f"  w{i} [{s['device']}] {state}"),
                                 total=max(1, s["total"]), completed=s["step"], loss=str(s["loss"]), tps=str(s["tps"]))
             if not any(running):
                 break
