@@ -1,6 +1,5 @@
 """bench/launch/memory.py against a hand computation of its docstring's formula."""
 
-import pytest
 
 from bench.cli import main
 from bench.launch.memory import GPUS, OVERHEAD, estimate, too_big

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 
-
-
 def is_rank_zero() -> bool:
     """Global rank 0: no rank variable names another rank (srun's SLURM_PROCID counts only when it
     launched several tasks; an array task is always its own rank 0)."""
