@@ -90,6 +90,7 @@ class CellMetrics(L.Callback):
             "peak_flops": self.peak_flops, "mfu_basis": self.peak_flops_basis,
             "peak_memory_bytes": mem, "peak_memory_basis": mem_basis,
             "train_seconds": self.train_time, "steady_steps": max(0, len(self.series) - 1),
+            "world_size": trainer.world_size,
         }
         self.result.update(steady_state(self.series, self.tokens_per_batch, self.samples_per_batch,
                                         pl_module.flops_per_batch, self.peak_flops, trainer.world_size))
