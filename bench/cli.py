@@ -12,6 +12,7 @@ from rich.table import Table
 from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEME_DOCS, SCHEMES, UnknownName, count_params
 from models.activations import describe
 
+from .errors import Interrupted
 from .run.config import ConfigError, all_fields, recipes, scales
 from .run.matrix import MATRIX_DIR, expand, load_matrix
 
@@ -138,28 +139,34 @@ def cmd_plan(args) -> int:
 
 # ---- bench run / bench table -------------------------------------------------------------------
 
+def report_problems(problems) -> None:
+    """One line per record.json that could not be used: never dropped in silence."""
+    for p in problems:
+        err_console.print(f"[yellow]skipped record[/] {p.path}: {p.reason}", highlight=False, soft_wrap=True)
+
+
 def cmd_run(args) -> int:
+    from .launch.memory import warn_too_big
+    from .launch.ranks import is_rank_zero
     from .run.runner import run_matrix
 
     if args.devices_per_cell > 1 and args.workers != "1":  # part of each cell's config (and id)
         setattr(args, "set:train.devices", str(args.devices_per_cell))
     matrix, cells = cells_from(args)  # the whole matrix is validated before anything trains
-    from .launch.memory import warn_too_big
     warn_too_big(cells, args.gpu, err_console)
     opts = run_options(args)
     if args.workers != "1":
         from .launch.workers import run_workers
 
-        records, unfinished = run_workers(matrix.name, cells, opts, args.argv, args.workers, args.devices_per_cell,
-                                          cells[0].config.train.accelerator if cells else "auto", console)
-        return max(finish_run(matrix.name, records, opts), 1 if unfinished else 0)
-    from .launch.ranks import is_rank_zero
+        ran, unfinished = run_workers(matrix.name, cells, opts, args.argv, args.workers, args.devices_per_cell,
+                                      cells[0].config.train.accelerator if cells else "auto", console)
+        return max(finish_run(matrix.name, cells, ran, opts), 1 if unfinished else 0)
     if not is_rank_zero():  # another rank of a DDP/FSDP cell: train along, write and print nothing
         opts.quiet = True
         run_matrix(matrix.name, cells, opts, Console(quiet=True))
         return 0
-    records = run_matrix(matrix.name, cells, opts, console)
-    return finish_run(matrix.name, records, opts)
+    ran = run_matrix(matrix.name, cells, opts, console)
+    return finish_run(matrix.name, cells, ran, opts)
 
 
 def run_options(args):
@@ -168,17 +175,27 @@ def run_options(args):
     from .run.runner import RunOptions
 
     return RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
-                      quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints)
+                      quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints,
+                      wait=getattr(args, "wait", False), stale_after=getattr(args, "stale_after", 300.0))
 
 
-def finish_run(matrix_name: str, records: list[dict], opts) -> int:
+def finish_run(matrix_name: str, cells, ran, opts) -> int:
+    """The leaderboard of the whole matrix folder, and the exit status of this run's cells."""
     from .results.leaderboard import render_rich, write_tables
+    from .results.records import load_records
 
     folder = opts.out / matrix_name
-    render_rich(records, console, matrix_name)
-    md, cv = write_tables(folder, records, matrix_name)
-    console.print(f"wrote {md} and {cv}")
-    bad = [r["id"] for r in records if r["status"] != "ok"]
+    records, problems = load_records(folder)  # the whole matrix folder: a filtered run loses no rows
+    ids = {c.id for c in cells}
+    render_rich([r for r in records if r.id in ids] or ran, console, matrix_name)
+    report_problems(p for p in problems if p.path.parent.name not in ids)
+    for path in write_tables(folder, records, matrix_name, console=err_console):
+        console.print(f"wrote {path}")
+    done = {r.id for r in ran}
+    skipped = sorted(ids - done)
+    if skipped:
+        err_console.print(f"[yellow]{len(skipped)} cell(s) left to the run training them:[/] {', '.join(skipped)}")
+    bad = [r.id for r in ran if r.status != "ok"]
     if bad:
         err_console.print(f"[red]{len(bad)} cell(s) did not finish ok:[/] {', '.join(bad)}")
     return 1 if bad else 0
@@ -192,7 +209,8 @@ def cmd_table(args) -> int:
 
     target = Path(args.target) if args.target and Path(args.target).is_dir() else Path(args.out) / (
         load_matrix(args.target).name)
-    records = load_records(target)
+    records, problems = load_records(target)
+    report_problems(problems)
     if not records:
         raise ConfigError(f"no finished cells under {target} (run `bench run` first)")
     title = target.name
@@ -205,7 +223,7 @@ def cmd_table(args) -> int:
         print(to_csv(records, args.target_loss, curves), end="")
     else:
         render_rich(records, console, title, args.baseline, args.target_loss, curves)
-    write_tables(target, records, title, args.baseline, args.target_loss)
+    write_tables(target, records, title, args.baseline, args.target_loss, console=err_console)
     return 0
 
 
@@ -270,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save a resumable checkpoint every N optimizer steps (0 = never); a killed cell "
                         "resumes from it on the next run")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep a finished cell's last checkpoint")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for cells another run is training (claimed in their folder) instead of skipping them")
+    p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
+                   help="take over a cell whose claim's heartbeat is older than this (its holder died; on the "
+                        "same host a dead pid is noticed at once)")
     add_gpu_arg(p)
     from .launch.workers import add_worker_args
 
@@ -321,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UnknownName) as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 2
+    except Interrupted as e:  # the cell was saved and recorded as `interrupted`
+        err_console.print(f"[bold yellow]stopped:[/] {e}", highlight=False, soft_wrap=True)
+        return e.exit_code
 
 
 if __name__ == "__main__":

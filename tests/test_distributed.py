@@ -45,7 +45,7 @@ def test_ddp_two_ranks_match_one_rank_and_write_once(tmp_path):
     rec, val = one_cell(tmp_path / "ddp")
     rec1, val1 = one_cell(tmp_path / "one")
     m = rec["metrics"]
-    assert rec["status"] == "ok" and m["world_size"] == 2 and m["throughput_scope"] == "total over ranks"
+    assert rec["status"] == "ok" and m["world_size"] == 2 and m["tokens_per_sec_basis"] == "total over 2 ranks"
     assert m["tokens"] == 30 * 4 * 64 * 2 == rec1["metrics"]["tokens"]
     assert m["tokens_per_sec"] == pytest.approx(2 * m["tokens_per_sec_per_device"])
     assert m["flops_per_sec"] == pytest.approx(2 * m["flops_per_batch"] * m["tokens_per_sec_per_device"] / (4 * 64))

@@ -86,7 +86,7 @@ def test_steady_state_uses_lightning_throughput():
 def test_train_cell_writes_a_complete_record(tmp_path, tiny_dm):
     cell = nano_cell()
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True))
-    assert rec["status"] == "ok", rec.get("traceback")
+    assert rec.status == "ok", rec.traceback
     on_disk = json.loads((tmp_path / "t" / cell.id / "record.json").read_text())
     assert on_disk["config_hash"] == cell.config.config_hash() and on_disk["status"] == "ok"
     m = on_disk["metrics"]
@@ -105,14 +105,14 @@ def test_train_cell_writes_a_complete_record(tmp_path, tiny_dm):
 def test_training_learns_the_pattern(tmp_path, tiny_dm):
     cell = nano_cell(**{"train.max_steps": 60, "train.lr": 1e-2})
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True))
-    assert rec["status"] == "ok"
-    assert rec["metrics"]["val_loss"] < math.log(256) - 1.0  # well below uniform guessing
+    assert rec.status == "ok"
+    assert rec.metrics.val_loss < math.log(256) - 1.0  # well below uniform guessing
 
 
 def test_non_finite_loss_is_recorded_as_diverged(tmp_path, tiny_dm):
     cell = nano_cell(**{"train.lr": 1e6, "train.grad_clip": 0.0, "train.max_steps": 40, "train.warmup_steps": 1})
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True))
-    assert rec["status"] == "diverged" and rec["diverged_step"] < 40
+    assert rec.status == "diverged" and rec.extra["diverged_step"] < 40
 
 
 def test_exception_is_recorded_as_failed(tmp_path, tiny_dm, monkeypatch):
@@ -120,7 +120,7 @@ def test_exception_is_recorded_as_failed(tmp_path, tiny_dm, monkeypatch):
         raise RuntimeError("injected failure")
     monkeypatch.setattr(LMModule, "training_step", boom)
     rec = train_cell(nano_cell(), "t", tiny_dm, RunOptions(out=tmp_path, quiet=True))
-    assert rec["status"] == "failed" and "injected failure" in rec["traceback"]
+    assert rec.status == "failed" and "injected failure" in rec.traceback
 
 
 def test_gpas_gate_clip_bounds_the_joint_gate_gradient():
@@ -170,8 +170,8 @@ def test_bf16_true_validation_is_accumulated_in_full_precision(tmp_path, tiny_dm
     the record's losses must not be rounded to bf16."""
     cell = nano_cell(**{"train.precision": "bf16-true"})
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True))
-    assert rec["status"] == "ok", rec.get("traceback")
-    losses = [rec["metrics"][k] for k in ("val_loss", "ood_loss", "train_loss")]
+    assert rec.status == "ok", rec.traceback
+    losses = [rec.metrics.get(k) for k in ("val_loss", "ood_loss", "train_loss")]
     rounded = [float(torch.tensor(v).bfloat16()) for v in losses]
     assert sum(v != r for v, r in zip(losses, rounded)) >= 2
 
@@ -179,8 +179,8 @@ def test_bf16_true_validation_is_accumulated_in_full_precision(tmp_path, tiny_dm
 def test_final_validation_runs_at_the_last_step_with_accumulation(tmp_path, tiny_dm):
     cell = nano_cell(**{"train.grad_accum": 2, "train.max_steps": 8, "train.val_every": 4})
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True))
-    assert rec["status"] == "ok" and rec["metrics"]["steps"] == 8
-    assert rec["metrics"]["val_ppl"] > 1 and rec["metrics"]["tokens"] == 8 * 2 * 8 * 64
+    assert rec.status == "ok" and rec.metrics.steps == 8
+    assert rec.metrics.val_ppl > 1 and rec.metrics.tokens == 8 * 2 * 8 * 64
 
 
 def test_pivot_pools_only_seed_repeats():

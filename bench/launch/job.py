@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..results.records import DONE, cell_dir, read_record
 from .claims import acquire
-from .ranks import is_rank_zero
+from .ranks import RankDecisions, is_rank_zero
 
 HELD: set = set()  # claims this process holds now (released by a SLURM task's checkpoint())
 
@@ -27,53 +27,20 @@ def release_held() -> None:
         HELD.discard(claim)
 
 
-def finished(record: dict | None, fresh_after: str | None = None) -> bool:
+def record_of(folder: Path):
+    """The cell's valid Record, or None (missing, unreadable, or still 'running')."""
+    path = Path(folder) / "record.json"
+    if not path.exists():
+        return None
+    rec, _ = read_record(path)
+    return rec
+
+
+def finished(record, fresh_after: str | None = None) -> bool:
     """Done, and (with --force) trained after ``fresh_after`` (an ISO time) by this launch."""
-    if record is None or record.get("status") not in DONE:
+    if record is None or record.status not in DONE:
         return False
-    return fresh_after is None or str(record.get("started", "")) >= fresh_after
-
-
-class RankDecisions:
-    """Rank 0 decides (by claim) which cells to train; the other ranks of a multi-device cell, which
-    Lightning starts by re-running the command, must make the same decisions or a fit would wait for
-    a rank that skipped it. Rank 0 writes each decision to OUT/<matrix>/.ranks/<its pid>.json
-    before the cell's fit; the children (which inherit BENCH_RANK0_PID) read it. Ranks started by
-    srun (a multi-GPU SLURM task) share OUT/<matrix>/.ranks/slurm-<job id>.json instead."""
-
-    def __init__(self, out, matrix_name: str):
-        self.rank0 = is_rank_zero()
-        if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:  # ranks started by srun: one job, one key
-            key, self.pid = f"slurm-{os.environ.get('SLURM_JOB_ID', '0')}", None
-        else:
-            self.pid = os.getpid() if self.rank0 else int(os.environ.get("BENCH_RANK0_PID", "0"))
-            key = str(self.pid)
-            if self.rank0:
-                os.environ["BENCH_RANK0_PID"] = key  # inherited by the ranks Lightning starts
-        self.path = Path(out) / matrix_name / ".ranks" / f"{key}.json"
-        self.decisions: dict[str, bool] = {}
-
-    def record(self, cell_id: str, train: bool) -> None:
-        self.decisions[cell_id] = train
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.decisions))
-        os.replace(tmp, self.path)
-
-    def wait(self, cell_id: str) -> bool:
-        while True:
-            try:
-                got = json.loads(self.path.read_text())
-                if cell_id in got:
-                    return bool(got[cell_id])
-            except (OSError, ValueError):
-                pass
-            try:
-                if self.pid:
-                    os.kill(self.pid, 0)
-            except ProcessLookupError:
-                raise SystemExit(f"rank 0 (pid {self.pid}) is gone") from None
-            time.sleep(0.2)
+    return fresh_after is None or str(record.started or "") >= fresh_after
 
 
 def claim_train_release(cell, matrix_name: str, opts, data, progress=None, fresh_after: str | None = None,
@@ -86,7 +53,8 @@ def claim_train_release(cell, matrix_name: str, opts, data, progress=None, fresh
     folder = cell_dir(opts.out, matrix_name, cell.id)
     ranks = ranks or RankDecisions(opts.out, matrix_name)
     if not ranks.rank0:
-        return train_cell(cell, matrix_name, data.get(cell.config), opts, progress) if ranks.wait(cell.id) else None
+        return train_cell(cell, matrix_name, data.get(cell.config), opts, progress, log) if ranks.wait(cell.id) \
+            else None
     claim = acquire(folder, log=log)
     if claim is None:
         ranks.record(cell.id, False)
@@ -94,12 +62,12 @@ def claim_train_release(cell, matrix_name: str, opts, data, progress=None, fresh
     if claim is not None:
         HELD.add(claim)
     try:
-        rec = read_record(folder / "record.json")
+        rec = record_of(folder)
         if finished(rec, fresh_after if opts.force else None):
             ranks.record(cell.id, False)
             return rec  # finished by another process between our listing and our claim
         ranks.record(cell.id, True)
-        return train_cell(cell, matrix_name, data.get(cell.config), opts, progress)
+        return train_cell(cell, matrix_name, data.get(cell.config), opts, progress, log)
     finally:
         if claim is not None:
             claim.release()
@@ -114,7 +82,7 @@ def run_cells(matrix_name: str, cells, opts, progress=None, fresh_after: str | N
     data, done, ranks = DataCache(), [], RankDecisions(opts.out, matrix_name)
     for cell in cells:
         if ranks.rank0:
-            rec = read_record(cell_dir(opts.out, matrix_name, cell.id) / "record.json")
+            rec = record_of(cell_dir(opts.out, matrix_name, cell.id))
             if finished(rec, fresh_after if opts.force else None):
                 ranks.record(cell.id, False)
                 continue

@@ -24,10 +24,10 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..results.records import cell_dir, read_record
+from ..results.records import cell_dir
 from . import job
 from .claims import holder
-from .job import finished
+from .job import finished, record_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,11 +54,11 @@ class CellTask:
         if not cells:
             raise RuntimeError(f"cell {self.cell_id} is not in matrix {matrix.name} any more")
         done = job.run_cells(matrix.name, cells, opts, log=lambda m: print(m, flush=True))
-        rec = done[0] if done else read_record(cell_dir(opts.out, matrix.name, self.cell_id) / "record.json")
-        status = (rec or {}).get("status", "skipped (claimed by a live holder)")
+        rec = done[0] if done else record_of(cell_dir(opts.out, matrix.name, self.cell_id))
+        status = rec.status if rec is not None else "skipped (claimed by a live holder)"
         print(f"{self.cell_id}: {status}", flush=True)
         if status not in ("ok", "diverged") and not status.startswith("skipped"):
-            raise RuntimeError(f"{self.cell_id} ended {status}: {(rec or {}).get('error', '')}")
+            raise RuntimeError(f"{self.cell_id} ended {status}: {rec.error if rec is not None else ''}")
         return status
 
     def checkpoint(self, *args, **kwargs):
@@ -134,7 +134,7 @@ def cmd_submit(args) -> int:
     for c in cells:
         folder = cell_dir(out, matrix.name, c.id)
         claim = holder(folder)
-        if finished(read_record(folder / "record.json")) or (claim is not None and not claim.is_stale()):
+        if finished(record_of(folder)) or (claim is not None and not claim.is_stale()):
             continue
         todo.append(c)
     console.print(f"{matrix.name}: {len(todo)} cell(s) to submit, {len(cells) - len(todo)} done or running")

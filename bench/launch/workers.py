@@ -24,8 +24,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import ConfigError
-from ..results.records import DONE, cell_dir, read_record
-from .job import now, run_cells
+from ..results.records import DONE, cell_dir
+from .job import now, record_of, run_cells
 from .ranks import is_rank_zero
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +123,7 @@ def child_main(argv: list[str]) -> int:
 
     def on_record(rec):
         status.state["trained"] += 1
-        print(f"w{index} {rec['status']} {rec['id']}", flush=True)
+        print(f"w{index} {rec.status} {rec.id}", flush=True)
 
     run_cells(matrix.name, cells, opts, status, os.environ.get("BENCH_FRESH_AFTER") or None,
               log=lambda m: print(m, flush=True), on_record=on_record)
@@ -148,8 +148,8 @@ def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, pe
                 console: Console) -> tuple[list[dict], list[str]]:
     """Start the workers, show one display until they all exit; return every finished record and
     the ids of the cells left unfinished (a killed worker's cell)."""
-    todo = [c for c in cells if opts.force or (read_record(cell_dir(opts.out, matrix_name, c.id) / "record.json")
-                                               or {}).get("status") not in DONE]
+    todo = [c for c in cells if opts.force or getattr(record_of(cell_dir(opts.out, matrix_name, c.id)), "status",
+                                                      None) not in DONE]
     plan = plan_workers(workers, per_cell, accelerator, max(1, len(todo)))
     run_dir = opts.out / matrix_name / ".workers"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -177,8 +177,8 @@ def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, pe
         tasks = [progress.add_task(f"  w{i} starting", total=1, loss="", tps="") for i in range(len(procs))]
         while True:
             running = [p.poll() is None for p, _, _ in procs]
-            n_done = sum(1 for c in cells if (read_record(cell_dir(opts.out, matrix_name, c.id) / "record.json")
-                                              or {}).get("status") in DONE)
+            n_done = sum(1 for c in cells if getattr(record_of(cell_dir(opts.out, matrix_name, c.id)), "status",
+                                                     None) in DONE)
             progress.update(matrix_task, completed=n_done)
             for i, (proc, _, status) in enumerate(procs):
                 try:
@@ -196,7 +196,7 @@ def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, pe
         if proc.returncode != 0:
             console.print(f"[red]worker w{i} exited {proc.returncode}[/]: its cell stays resumable; "
                           f"see {run_dir / f'w{i}.log'}")
-    records = {c.id: read_record(cell_dir(opts.out, matrix_name, c.id) / "record.json") for c in cells}
+    records = {c.id: record_of(cell_dir(opts.out, matrix_name, c.id)) for c in cells}
     unfinished = [cid for cid, r in records.items() if r is None]
     if unfinished:
         console.print(f"[red]{len(unfinished)} cell(s) not finished[/] (resumable: run the same command again): "

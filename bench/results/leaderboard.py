@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import ConfigError
-from .records import write_text
+from .records import Record, as_record, write_text
 from .stats import (MARK_LEGEND, Comparison, Summary, baseline_groups, cell_order, compare_to_baseline,
                     final_val_ppl, group_records, load_curves, parse_baseline, row_labels, summarize,
                     time_to_target)
@@ -42,24 +42,25 @@ def resolve_baseline(baseline) -> tuple[str, str] | None:
         raise ConfigError(str(e)) from None
 
 
-def long_rows(records: list[dict], target: float | None = None, curves: dict | None = None) -> list[dict]:
+def long_rows(records: list[Record], target: float | None = None, curves: dict | None = None) -> list[Record]:
     """One row per cell, sorted by validation PPL; failed cells last with their status. With a
     target loss: tokens and seconds to first reach it (from ``curves``: record id -> parsed
     metrics.csv), None when not reached, 'target_reached' None when there is no curve."""
     rows = []
-    for r in records:
-        m = r.get("metrics") or {}
+    for r in as_records(records):
+        m = r.metrics
         row = {
-            "id": r["id"], "scale": r["scale"], "activation": r["activation"], "norm": r["norm"], "seed": r["seed"],
-            "status": r["status"], "val_ppl": m.get("val_ppl"), "ood_ppl": m.get("ood_ppl"),
-            "val_loss": m.get("val_loss"), "train_loss": m.get("train_loss"),
-            "tokens_per_sec": m.get("tokens_per_sec"), "mfu": m.get("mfu"),
-            "peak_memory_mb": m["peak_memory_bytes"] / 2**20 if m.get("peak_memory_bytes") else None,
-            "params": r["params"]["total"], "params_non_embedding": r["params"]["non_embedding"],
-            "wall_seconds": r.get("wall_seconds"),
+            "id": r.id, "scale": r.scale, "activation": r.activation, "norm": r.norm, "seed": r.seed,
+            "status": r.status, "val_ppl": m.val_ppl, "ood_ppl": m.ood_ppl,
+            "val_loss": m.val_loss, "train_loss": m.train_loss,
+            "tokens_per_sec": m.tokens_per_sec, "mfu": m.mfu,
+            "peak_memory_mb": m.peak_memory_bytes / 2**20 if m.peak_memory_bytes else None,
+            "params": r.params.total if r.params else None,
+            "params_non_embedding": r.params.non_embedding if r.params else None,
+            "wall_seconds": r.wall_seconds,
         }
         if target is not None:
-            curve = (curves or {}).get(r["id"])
+            curve = (curves or {}).get(r.id)
             ttt = time_to_target(r, curve, target)
             row.update(tokens_to_target=ttt.tokens, seconds_to_target=ttt.seconds,
                        seconds_estimated=ttt.seconds_estimated, steps_to_target=ttt.step,
@@ -77,11 +78,12 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return s.mean, s.std
 
 
-def pivots(records: list[dict], baseline=None) -> dict[str, dict]:
+def pivots(records: list[Record], baseline=None) -> dict[str, dict]:
     """scale -> {'rows': row labels, 'cols': norms, 'cells': {(row, norm): Summary of the final
     validation PPL over ok seeds}, 'baseline': (row, norm) or None, 'comparisons': {(row, norm):
     Comparison against the baseline (Welch's t-test on final validation losses)}}.
     ``baseline``: None (first row x first column of each scale), (act, norm) or 'ACT:NORM'."""
+    records = as_records(records)
     base = resolve_baseline(baseline)
     try:
         bases = baseline_groups(records, base) if records else {}
@@ -130,7 +132,7 @@ COMPARISON_COLUMNS = ("scale", "activation", "norm", "n", "val_loss", "delta_los
                       "t", "dof", "p", "result")
 
 
-def comparison_rows(records: list[dict], baseline=None) -> list[dict]:
+def comparison_rows(records: list[Record], baseline=None) -> list[Record]:
     """The test of each group against its scale's baseline, as table rows (raw numbers)."""
     rows = []
     for scale, p in pivots(records, baseline).items():
@@ -145,13 +147,14 @@ def comparison_rows(records: list[dict], baseline=None) -> list[dict]:
     return rows
 
 
-def unigram_reference(records: list[dict]) -> dict[str, float]:
+def unigram_reference(records: list[Record]) -> dict[str, float]:
     """The 'learned nothing' PPL per tokenizer fingerprint (one value per distinct validation text)."""
     refs = {}
-    for r in records:
-        d = r.get("data") or {}
+    for r in as_records(records):
+        d = r.data
         if d.get("unigram_ppl") is not None:
-            refs[f"{r['config']['data']['tokenizer']} ({d['tokenizer_fingerprint'][:8]})"] = d["unigram_ppl"]
+            tok = (r.config.get("data") or {}).get("tokenizer", "?")
+            refs[f"{tok} ({str(d.get('tokenizer_fingerprint', ''))[:8]})"] = d["unigram_ppl"]
     return refs
 
 
@@ -206,14 +209,15 @@ def fmt_cell(row: dict, col: str) -> str:
     return _fmt(row.get(col), FORMATS.get(col, ""))
 
 
-def notes(records: list[dict], target: float | None = None) -> list[str]:
+def notes(records: list[Record], target: float | None = None) -> list[str]:
     """Footnotes: unigram reference PPL, MFU and memory bases, how time-to-target is measured."""
     lines = []
     for name, ppl in unigram_reference(records).items():
         lines.append(f"Reference: unigram PPL of the validation text under tokenizer {name}: {ppl:.3f} "
                      "(what a model that learned nothing but token frequencies scores).")
-    basis = {(r.get("metrics") or {}).get("mfu_basis") for r in records} - {None}
-    mem = {(r.get("metrics") or {}).get("peak_memory_basis") for r in records} - {None}
+    records = as_records(records)
+    basis = {r.metrics.mfu_basis for r in records} - {None}
+    mem = {r.metrics.peak_memory_basis for r in records} - {None}
     if basis:
         lines.append(f"MFU is against: {'; '.join(sorted(basis))}. Peak memory is {'; '.join(sorted(mem))}.")
     if target is not None:
@@ -228,7 +232,7 @@ def _title(scale: str) -> str:
     return f"{scale}: final validation PPL (mean ± 95% CI over seeds)"
 
 
-def to_markdown(records: list[dict], title: str, baseline=None, target: float | None = None,
+def to_markdown(records: list[Record], title: str, baseline=None, target: float | None = None,
                 curves: dict | None = None) -> str:
     lines = [f"# {title}", ""]
     piv = pivots(records, baseline)
@@ -255,7 +259,7 @@ def to_markdown(records: list[dict], title: str, baseline=None, target: float | 
     return "\n".join(lines) + "\n"
 
 
-def to_csv(records: list[dict], target: float | None = None, curves: dict | None = None) -> str:
+def to_csv(records: list[Record], target: float | None = None, curves: dict | None = None) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=long_columns(target), extrasaction="ignore")
     w.writeheader()
@@ -264,7 +268,7 @@ def to_csv(records: list[dict], target: float | None = None, curves: dict | None
     return buf.getvalue()
 
 
-def render_rich(records: list[dict], console: Console, title: str, baseline=None, target: float | None = None,
+def render_rich(records: list[Record], console: Console, title: str, baseline=None, target: float | None = None,
                 curves: dict | None = None) -> None:
     for scale, p in pivots(records, baseline).items():
         t = Table(title=f"{title} - {_title(scale)}", title_justify="left")
@@ -288,11 +292,33 @@ def render_rich(records: list[dict], console: Console, title: str, baseline=None
         console.print(notes(records, target)[-1], highlight=False)
 
 
-def write_tables(folder: Path, records: list[dict], title: str, baseline=None,
-                 target: float | None = None) -> tuple[Path, Path]:
-    """leaderboard.md and leaderboard.csv in ``folder`` (time-to-target read from the curves there)."""
+def as_records(records) -> list[Record]:
+    return [as_record(r) for r in records]
+
+
+def write_tables(folder: Path, records: list[Record], title: str, baseline=None, target: float | None = None,
+                 console: Console | None = None) -> list[Path]:
+    """leaderboard.md and leaderboard.csv in ``folder`` (time-to-target read from the curves there).
+    Never replaces a leaderboard listing cells the new one lacks (a record damaged or deleted since):
+    the new tables go beside it as leaderboard.new.{md,csv}, with a message."""
+    records = as_records(records)
     curves = load_curves(folder) if target is not None else None
     md, cv = Path(folder) / "leaderboard.md", Path(folder) / "leaderboard.csv"
+    lost = previous_ids(cv) - {r.id for r in records}
+    if lost:
+        md, cv = md.with_name("leaderboard.new.md"), cv.with_name("leaderboard.new.csv")
+        msg = (f"{Path(folder) / 'leaderboard.csv'} lists {len(lost)} cell(s) with no usable record now "
+               f"({', '.join(sorted(lost))}): kept it, wrote {md.name} and {cv.name} beside it")
+        (console or Console(stderr=True)).print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
     write_text(md, to_markdown(records, title, baseline, target, curves))
     write_text(cv, to_csv(records, target, curves))
-    return md, cv
+    return [md, cv]
+
+
+def previous_ids(path: Path) -> set[str]:
+    """The cell ids of an existing leaderboard.csv (empty if none or unreadable)."""
+    try:
+        with open(path, newline="") as f:
+            return {row["id"] for row in csv.DictReader(f) if row.get("id")}
+    except (OSError, KeyError, csv.Error, UnicodeDecodeError):
+        return set()

@@ -9,6 +9,7 @@ import datetime as dt
 import html
 import io
 import math
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 from ..errors import ConfigError
 from .leaderboard import (COMPARISON_COLUMNS, comparison_rows, fmt_cell, fmt_comparison, fmt_value, legend,
                           long_columns, long_rows, notes, pivot_cell, pivots, resolve_baseline)
-from .records import load_records, write_text
+from .records import Record, as_record, load_records, write_text
 from .stats import (POWER_LAW, SATURATING, group_records, load_curves, pareto_front, run_order, scaling_fits,
                     summarize, tokens_per_step)
 
@@ -58,41 +59,41 @@ def _plain_log(axis, sparse: bool = False) -> None:
         lambda v, _: _num(v) if not sparse or f"{v:.0e}"[0] in "25" else ""))
 
 
-def _styles(records: list[dict]) -> tuple[dict, dict]:
+def _styles(records: list[Record]) -> tuple[dict, dict]:
     """activation -> color, norm -> linestyle (in first-seen order)."""
     import matplotlib
     cmap = matplotlib.colormaps["tab10"]
     records = run_order(records)
-    acts = list(dict.fromkeys(r["activation"] for r in records))
-    norms = list(dict.fromkeys(r["norm"] for r in records))
+    acts = list(dict.fromkeys(r.activation for r in records))
+    norms = list(dict.fromkeys(r.norm for r in records))
     return ({a: cmap(i % 10) for i, a in enumerate(acts)},
             {n: LINESTYLES[i % len(LINESTYLES)] for i, n in enumerate(norms)})
 
 
-def fig_loss_curves(records: list[dict], curves: dict) -> str | None:
+def fig_loss_curves(records: list[Record], curves: dict) -> str | None:
     """Training and validation loss against tokens, one line per cell: color = activation,
     linestyle = norm; a row per scale."""
-    recs = [r for r in run_order(records) if curves.get(r["id"])]
+    recs = [r for r in run_order(records) if curves.get(r.id)]
     if not recs:
         return None
     from matplotlib.ticker import EngFormatter, MaxNLocator
     colors, styles = _styles(records)
-    scales = list(dict.fromkeys(r["scale"] for r in recs))
+    scales = list(dict.fromkeys(r.scale for r in recs))
     with _rc():
         fig = _figure(9.5, 2.8 * len(scales))
         axes = fig.subplots(len(scales), 2, squeeze=False)
         for row, scale in enumerate(scales):
             seen = set()
-            for r in (r for r in recs if r["scale"] == scale):
+            for r in (r for r in recs if r.scale == scale):
                 tps = tokens_per_step(r) or 1
-                key = (r["activation"], r["norm"])
-                label = f"{r['activation']} / {r['norm']}" if key not in seen else None
+                key = (r.activation, r.norm)
+                label = f"{r.activation} / {r.norm}" if key not in seen else None
                 seen.add(key)
                 for ax, col in zip(axes[row], ("train/loss", "val/loss")):
-                    pts = curves[r["id"]].get(col) or []
+                    pts = curves[r.id].get(col) or []
                     if pts:
                         x = [(s + 1) * tps for s, _ in pts]
-                        ax.plot(x, [v for _, v in pts], color=colors[r["activation"]], ls=styles[r["norm"]],
+                        ax.plot(x, [v for _, v in pts], color=colors[r.activation], ls=styles[r.norm],
                                 lw=1.1, alpha=0.85, marker="." if col == "val/loss" else None, ms=3, label=label)
             for ax, name in zip(axes[row], ("training loss", "validation loss")):
                 ax.set_title(f"{scale}: {name}")
@@ -108,22 +109,21 @@ def fig_loss_curves(records: list[dict], curves: dict) -> str | None:
         return _png(fig)
 
 
-def frontier_points(records: list[dict]) -> list[dict]:
+def frontier_points(records: list[Record]) -> list[dict]:
     """Per group: mean tokens/s and mean val PPL over ok seeds, with their 95% CI half-widths."""
     pts = []
     for (scale, row, norm), recs in group_records(records).items():
-        ok = [r for r in recs if r.get("status") == "ok" and (r.get("metrics") or {}).get("val_ppl") is not None
-              and (r.get("metrics") or {}).get("tokens_per_sec")]
+        ok = [r for r in recs if r.status == "ok" and r.metrics.val_ppl is not None and r.metrics.tokens_per_sec]
         if not ok:
             continue
-        s = summarize([r["metrics"]["tokens_per_sec"] for r in ok])
-        q = summarize([r["metrics"]["val_ppl"] for r in ok])
-        pts.append({"scale": scale, "row": row, "norm": norm, "activation": ok[0]["activation"],
+        s = summarize([r.metrics.tokens_per_sec for r in ok])
+        q = summarize([r.metrics.val_ppl for r in ok])
+        pts.append({"scale": scale, "row": row, "norm": norm, "activation": ok[0].activation,
                     "tps": s.mean, "tps_ci": s.half_width, "ppl": q.mean, "ppl_ci": q.half_width, "n": q.n})
     return pts
 
 
-def fig_frontier(records: list[dict]) -> tuple[str | None, list[dict]]:
+def fig_frontier(records: list[Record]) -> tuple[str | None, list[Record]]:
     """Validation PPL against tokens/s per group (95% CI bars), the Pareto front highlighted."""
     pts = frontier_points(records)
     if not pts:
@@ -359,8 +359,8 @@ def _pivot_html(records, baseline) -> list[str]:
     return parts
 
 
-def _provenance(records: list[dict]) -> list[str]:
-    envs = [r.get("environment") or {} for r in records]
+def _provenance(records: list[Record]) -> list[str]:
+    envs = [r.environment for r in records]
 
     def common(get):
         vals = {repr(get(e)) for e in envs}
@@ -384,24 +384,24 @@ def _provenance(records: list[dict]) -> list[str]:
     parts.append(_table(["key", "value"], facts))
     rows = []
     for r in records:
-        e = r.get("environment") or {}
+        e = r.environment
         git = e.get("git") or {}
         commit = (git.get("commit") or "-")[:12] + (" (dirty)" if git.get("dirty") else "")
         pkgs = ", ".join(f"{k} {v}" for k, v in (e.get("packages") or {}).items()) if pk is None else "as above"
-        rows.append([r["id"], r.get("config_hash", "-"), r.get("status", "-"), commit, e.get("device", "-"),
-                     r.get("precision", "-"), r.get("started", "-"), fmt_value(r.get("wall_seconds")), pkgs])
+        rows.append([r.id, r.config_hash or "-", r.status, commit, r.device or e.get("device", "-"),
+                     r.precision or "-", r.started or "-", fmt_value(r.wall_seconds), pkgs])
     parts.append(_table(["id", "config hash", "status", "git commit", "device", "precision", "started",
                          "wall s", "packages"], rows))
-    cmds = {" ".join(map(str, r.get("command") or [])) for r in records} - {""}
+    cmds = {" ".join(map(str, r.command)) for r in records} - {""}
     if cmds:
         parts.append('<p class="note">Command line(s):</p>' + "".join(
             f"<pre><code>{_e(c)}</code></pre>" for c in sorted(cmds)))
     return parts
 
 
-def _probe_section(r: dict) -> list[str]:
-    pr = r.get("probes")
-    parts = [f"<h3>{_e(r['id'])}</h3>"]
+def _probe_section(r: Record) -> list[str]:
+    pr = r.probes
+    parts = [f"<h3>{_e(r.id)}</h3>"]
     facts = []
     if pr.get("loss_spikes") is not None:
         spikes = pr.get("spike_steps") or []
@@ -416,16 +416,17 @@ def _probe_section(r: dict) -> list[str]:
     if facts:
         parts.append(f'<p class="note">{_e("; ".join(facts))}</p>')
     for name, fn in (("per-layer dynamics", fig_probe_dynamics), ("structure", fig_probe_structure)):
-        parts.append(_figure_html(f"{r['id']} probes: {name}", fn, pr))
+        parts.append(_figure_html(f"{r.id} probes: {name}", fn, pr))
     return parts
 
 
-def render_html(records: list[dict], title: str, curves: dict | None = None, baseline=None,
+def render_html(records: list[Record], title: str, curves: dict | None = None, baseline=None,
                 target: float | None = None) -> str:
     """The whole report as one HTML string (figures embedded as base64 PNG data URIs)."""
     curves = curves or {}
+    records = [as_record(r) for r in records]
     baseline = resolve_baseline(baseline)
-    status = Counter(r.get("status") for r in records)
+    status = Counter(r.status for r in records)
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{_e(title)}: benchmark report</title>", f"<style>{CSS}</style></head><body>",
              f"<h1>{_e(title)}: benchmark report</h1>",
@@ -467,7 +468,7 @@ def render_html(records: list[dict], title: str, curves: dict | None = None, bas
                       for p in front)) + "</p>")
 
     fits = scaling_fits(records)
-    if len({r["scale"] for r in records}) > 1:
+    if len({r.scale for r in records}) > 1:
         parts.append("<h2>Scaling</h2>")
         if fits:
             rows = [[f"{f.group[0]} / {f.group[1]}", f.x, f.form, f.n_points, f.n_scales,
@@ -484,7 +485,7 @@ def render_html(records: list[dict], title: str, curves: dict | None = None, bas
         else:
             parts.append('<p class="note">No (activation, norm) group finished ok at two or more scales: no fit.</p>')
 
-    probed = [r for r in records if isinstance(r.get("probes"), dict)]
+    probed = [r for r in records if isinstance(r.probes, dict)]
     if probed:
         parts.append("<h2>Probes</h2>")
         parts.append('<p class="note">Per-layer lines go from the first (dark) to the last (yellow) layer.</p>')
@@ -504,10 +505,19 @@ def matrix_folders(folder: Path) -> list[Path]:
     return sorted({p.parent.parent for p in folder.glob("**/record.json")})
 
 
-def write_report(folder: Path, out: Path | None = None, baseline=None, target: float | None = None) -> list[Path]:
+def write_report(folder: Path, out: Path | None = None, baseline=None, target: float | None = None,
+                 warn=None) -> list[Path]:
     """One report.html per matrix folder under ``folder`` (default: <matrix folder>/report.html);
-    ``out`` names the file when there is exactly one matrix."""
-    mats = {m: recs for m in matrix_folders(folder) if (recs := load_records(m))}
+    ``out`` names the file when there is exactly one matrix. Each record.json that cannot be used
+    is named with the reason through ``warn`` (default: stderr)."""
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    mats = {}
+    for m in matrix_folders(folder):
+        recs, problems = load_records(m)
+        for p in problems:
+            warn(f"skipped record {p.path}: {p.reason}")
+        if recs:
+            mats[m] = recs
     if not mats:
         raise ConfigError(f"no finished cells under {folder} (run `bench run` first)")
     if out is not None and len(mats) > 1:

@@ -1,7 +1,7 @@
 """Statistics over run records: confidence intervals over seeds, significance against a baseline,
 time-to-target from the training curves, and scaling-law fits across scales.
 
-Every function here is pure (record dicts and curve dicts in, numbers and small dataclasses out),
+Every function here is pure (Records, or record dicts, and curve dicts in, numbers and small dataclasses out),
 except ``read_curve`` / ``load_curves``, which read the ``metrics.csv`` files beside the records.
 
 Decisions (also stated in the tables' legends):
@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize
 from scipy import stats as sps
+
+from .records import Record, as_record
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -81,25 +83,27 @@ def summarize(values, confidence: float = CONFIDENCE) -> Summary:
 
 # ---- groups of seed repeats --------------------------------------------------------------------
 
-def final_val_loss(record: dict) -> float | None:
+def final_val_loss(record: Record) -> float | None:
     """The final validation loss of an ok record (None otherwise)."""
-    if record.get("status") != "ok":
+    record = as_record(record)
+    if record.status != "ok":
         return None
-    m = record.get("metrics") or {}
-    if m.get("val_loss") is not None:
-        return float(m["val_loss"])
-    if m.get("val_ppl") is not None and m["val_ppl"] > 0:
-        return math.log(m["val_ppl"])
+    m = record.metrics
+    if m.val_loss is not None:
+        return float(m.val_loss)
+    if m.val_ppl is not None and m.val_ppl > 0:
+        return math.log(m.val_ppl)
     return None
 
 
-def final_val_ppl(record: dict) -> float | None:
-    if record.get("status") != "ok":
+def final_val_ppl(record: Record) -> float | None:
+    record = as_record(record)
+    if record.status != "ok":
         return None
-    m = record.get("metrics") or {}
-    if m.get("val_ppl") is not None:
-        return float(m["val_ppl"])
-    return math.exp(m["val_loss"]) if m.get("val_loss") is not None else None
+    m = record.metrics
+    if m.val_ppl is not None:
+        return float(m.val_ppl)
+    return math.exp(m.val_loss) if m.val_loss is not None else None
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -109,27 +113,27 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def row_labels(records: list[dict]) -> dict[str, str]:
+def row_labels(records: list[Record]) -> dict[str, str]:
     """Cell id -> its group's row label: the activation, plus any config field (seed aside) that
     differs between cells of the same scale, activation and scheme, so only true seed repeats are
     pooled."""
     groups = defaultdict(list)
-    for r in records:
-        groups[(r["scale"], r["activation"], r["norm"])].append(r)
+    for r in map(as_record, records):
+        groups[(r.scale, r.activation, r.norm)].append(r)
     labels = {}
     for recs in groups.values():
-        flats = [_flat(r.get("config") or {}) for r in recs]
+        flats = [_flat(r.config) for r in recs]
         varying = sorted({k for f in flats for k in f
                           if k != "seed" and len({repr(g.get(k)) for g in flats}) > 1})
         for r, f in zip(recs, flats):
-            labels[r["id"]] = r["activation"] + "".join(f" [{k}={f.get(k)}]" for k in varying)
+            labels[r.id] = r.activation + "".join(f" [{k}={f.get(k)}]" for k in varying)
     return labels
 
 
-def run_order(records: list[dict]) -> list[dict]:
+def run_order(records: list[Record]) -> list[Record]:
     """The records in the order they were started (a matrix trains its cells in the matrix's order,
     whatever the folder names sort as); records without a start time keep their place among equals."""
-    return sorted(records, key=lambda r: str(r.get("started") or ""))
+    return sorted(map(as_record, records), key=lambda r: str(r.started or ""))
 
 
 def _flag_values(command, flag: str) -> list[str]:
@@ -143,7 +147,7 @@ def _flag_values(command, flag: str) -> list[str]:
     return []
 
 
-def cell_order(records: list[dict]) -> dict[str, tuple[list[str], list[str]]]:
+def cell_order(records: list[Record]) -> dict[str, tuple[list[str], list[str]]]:
     """scale -> (row labels, norms) in the order of the pivot. Activations and norms named on a
     recorded command line (``--activation b,a``) come first, in that order; the rest follow in run
     order (the order of the matrix file when it was run whole)."""
@@ -152,14 +156,14 @@ def cell_order(records: list[dict]) -> dict[str, tuple[list[str], list[str]]]:
     named: dict[str, list[str]] = {"--activation": [], "--norm": []}
     for r in recs:
         for flag, seen in named.items():
-            seen += [v for v in _flag_values(r.get("command"), flag) if v not in seen]
+            seen += [v for v in _flag_values(r.command, flag) if v not in seen]
     order: dict[str, tuple[list[str], list[str]]] = {}
     for r in recs:
-        rows, cols = order.setdefault(r["scale"], ([], []))
-        if labels[r["id"]] not in rows:
-            rows.append(labels[r["id"]])
-        if r["norm"] not in cols:
-            cols.append(r["norm"])
+        rows, cols = order.setdefault(r.scale, ([], []))
+        if labels[r.id] not in rows:
+            rows.append(labels[r.id])
+        if r.norm not in cols:
+            cols.append(r.norm)
 
     def rank(names: list[str]):
         return lambda v: names.index(v) if v in names else len(names)
@@ -170,15 +174,15 @@ def cell_order(records: list[dict]) -> dict[str, tuple[list[str], list[str]]]:
     return order
 
 
-def group_records(records: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+def group_records(records: list[Record]) -> dict[tuple[str, str, str], list[Record]]:
     """(scale, row label, norm) -> the records of that group (seed repeats, in run order); groups
     by scale (run order), then row and column as ``cell_order`` orders them."""
     labels = row_labels(records)
     order = cell_order(records)
     scales = list(order)
-    out: dict[tuple[str, str, str], list[dict]] = {}
+    out: dict[tuple[str, str, str], list[Record]] = {}
     for r in run_order(records):
-        out.setdefault((r["scale"], labels[r["id"]], r["norm"]), []).append(r)
+        out.setdefault((r.scale, labels[r.id], r.norm), []).append(r)
     return dict(sorted(out.items(), key=lambda kv: (scales.index(kv[0][0]), order[kv[0][0]][0].index(kv[0][1]),
                                                    order[kv[0][0]][1].index(kv[0][2]))))
 
@@ -281,7 +285,7 @@ def parse_baseline(text: str | None) -> tuple[str, str] | None:
     return act.strip(), norm.strip()
 
 
-def baseline_groups(records: list[dict], baseline: tuple[str, str] | None = None) -> dict[str, tuple[str, str] | None]:
+def baseline_groups(records: list[Record], baseline: tuple[str, str] | None = None) -> dict[str, tuple[str, str] | None]:
     """scale -> the (row label, norm) of its baseline group. Default: the first row x the first
     column of each scale as ``cell_order`` orders them (the matrix's first activation and norm). A given
     (act, norm) matches a row label exactly, or else the first row of that activation; a scale
@@ -301,7 +305,7 @@ def baseline_groups(records: list[dict], baseline: tuple[str, str] | None = None
     return out
 
 
-def compare_to_baseline(records: list[dict], baseline: tuple[str, str] | None = None,
+def compare_to_baseline(records: list[Record], baseline: tuple[str, str] | None = None,
                         alpha: float = ALPHA) -> dict[tuple[str, str, str], Comparison]:
     """(scale, row label, norm) -> Comparison of that group with its scale's baseline group."""
     groups = group_records(records)
@@ -339,16 +343,16 @@ def parse_curve(text: str) -> dict[str, list[tuple[int, float]]]:
     dropped. ``step`` is the logged (zero-based) optimizer step."""
     out: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for row in csv.DictReader(io.StringIO(text)):
-        step = row.get("step")
-        if step in (None, ""):
+        try:  # a garbled row (cut by a kill, overwritten) is skipped, not fatal
+            s = int(float(row.get("step") or ""))
+        except (ValueError, TypeError):
             continue
-        s = int(float(step))
         for k, v in row.items():
             if k in ("step", "epoch") or k is None or v in (None, ""):
                 continue
             try:
                 out[k].append((s, float(v)))
-            except ValueError:
+            except (ValueError, TypeError):
                 continue
     return {k: sorted(v, key=lambda x: x[0]) for k, v in out.items()}
 
@@ -356,7 +360,7 @@ def parse_curve(text: str) -> dict[str, list[tuple[int, float]]]:
 def read_curve(path: Path) -> dict[str, list[tuple[int, float]]] | None:
     try:
         return parse_curve(Path(path).read_text())
-    except OSError:
+    except (OSError, UnicodeDecodeError, csv.Error):  # missing or garbled beyond parsing: no curve
         return None
 
 
@@ -371,12 +375,13 @@ def load_curves(folder: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
     return out
 
 
-def tokens_per_step(record: dict) -> int | None:
+def tokens_per_step(record: Record) -> int | None:
     """train.batch_size * model.block_size * train.grad_accum (per process, as the record counts)."""
-    m = record.get("metrics") or {}
-    if m.get("tokens") and m.get("steps"):
-        return int(round(m["tokens"] / m["steps"]))
-    cfg = record.get("config") or {}
+    record = as_record(record)
+    m = record.metrics
+    if m.tokens and m.steps:
+        return int(round(m.tokens / m.steps))
+    cfg = record.config
     try:
         t, mod = cfg["train"], cfg["model"]
         return int(t["batch_size"]) * int(mod["block_size"]) * int(t.get("grad_accum", 1))
@@ -402,13 +407,14 @@ def _steps_done(logged_step: int, total: int | None) -> int:
     return min(done, total) if total else done
 
 
-def time_to_target(record: dict, curve: dict[str, list[tuple[int, float]]] | None, target: float,
+def time_to_target(record: Record, curve: dict[str, list[tuple[int, float]]] | None, target: float,
                    column: str = "val/loss") -> TimeToTarget:
     """Tokens and seconds until the validation loss first reaches ``target`` (<=)."""
     if not curve or column not in curve:
         return TimeToTarget(target, False)
-    m = record.get("metrics") or {}
-    total = m.get("steps")
+    record = as_record(record)
+    m = record.metrics
+    total = m.steps
     hit = next(((s, v) for s, v in curve[column] if v <= target), None)
     if hit is None:
         return TimeToTarget(target, False)
@@ -421,8 +427,8 @@ def time_to_target(record: dict, curve: dict[str, list[tuple[int, float]]] | Non
         before = [v for s, v in curve[tcol] if s <= logged]
         if before:
             seconds, estimated = before[-1], False
-    if seconds is None and m.get("train_seconds") and total:
-        seconds = float(m["train_seconds"]) * step / total
+    if seconds is None and m.train_seconds and total:
+        seconds = float(m.train_seconds) * step / total
     return TimeToTarget(target, True, step, step * tps if tps else None, seconds, estimated, loss)
 
 
@@ -496,22 +502,22 @@ def fit_saturating(xs, ys) -> tuple[float, float, float, float | None, float | N
     return a * x0 ** alpha, alpha, e, se_alpha, se_e
 
 
-def scaling_points(records: list[dict]) -> dict[tuple[str, str], list[tuple[str, float, float, float]]]:
+def scaling_points(records: list[Record]) -> dict[tuple[str, str], list[tuple[str, float, float, float]]]:
     """(activation label, norm) -> [(scale, N non-embedding, C = 6 N D, final val loss)] per ok record."""
     labels = row_labels(records)
     out: dict[tuple[str, str], list] = defaultdict(list)
-    for r in records:
+    for r in map(as_record, records):
         loss = final_val_loss(r)
-        n = (r.get("params") or {}).get("non_embedding")
+        n = r.params.non_embedding if r.params else None
         if loss is None or not n:
             continue
-        m = r.get("metrics") or {}
-        d = m.get("tokens") or ((tokens_per_step(r) or 0) * (m.get("steps") or 0))
-        out[(labels[r["id"]], r["norm"])].append((r["scale"], float(n), 6.0 * n * d if d else float("nan"), loss))
+        m = r.metrics
+        d = m.tokens or ((tokens_per_step(r) or 0) * (m.steps or 0))
+        out[(labels[r.id], r.norm)].append((r.scale, float(n), 6.0 * n * d if d else float("nan"), loss))
     return dict(out)
 
 
-def scaling_fits(records: list[dict], min_saturating_scales: int = 4) -> list[ScalingFit]:
+def scaling_fits(records: list[Record], min_saturating_scales: int = 4) -> list[ScalingFit]:
     """A fit of final validation loss against N and against C for each (activation, norm) group
     present at >= 2 scales. Saturating form with >= ``min_saturating_scales`` scales (falls back to
     the power law, and says so, if it does not converge); pure power law otherwise."""

@@ -41,6 +41,8 @@ class CellMetrics(L.Callback):
         self.batches = 0  # micro-batches this fit (batch_idx restarts every epoch)
         self._t = None
         self.result: dict = {}
+        self.start_step: int | None = None  # set when training starts (a resume at max_steps trains nothing)
+        self._restored = False
 
     def setup(self, trainer, pl_module, stage):
         seq = pl_module.cfg.model.block_size
@@ -54,6 +56,8 @@ class CellMetrics(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         self.start_step = trainer.global_step  # > 0 when resumed from a checkpoint
+        if self._restored:  # steps remain: throughput is measured on the resumed part alone
+            self.series, self.train_time, self.batches, self._restored = [], 0.0, 0, False
         reset_peak_memory(trainer.strategy.root_device)
         self._t = time.perf_counter()
 
@@ -96,6 +100,16 @@ class CellMetrics(L.Callback):
                                         pl_module.flops_per_batch, self.peak_flops, trainer.world_size))
 
 
+    # checkpoints: a cell resumed at its last step (nothing left to train) still reports the
+    # throughput measured before the interruption
+    def state_dict(self) -> dict:
+        return {"series": list(self.series), "train_time": self.train_time, "batches": self.batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.series = [tuple(p) for p in state["series"]]
+        self.train_time, self.batches, self._restored = state["train_time"], state["batches"], True
+
+
 def steady_state(series, tokens, samples, flops, peak_flops, world_size=1) -> dict:
     """Tokens/s and MFU over the whole post-warm-up window, through Lightning's Throughput.
     ``tokens``, ``samples``, ``flops`` are one device's micro-batch; under DDP/FSDP the ranks step in
@@ -111,7 +125,7 @@ def steady_state(series, tokens, samples, flops, peak_flops, world_size=1) -> di
     return {"tokens_per_sec": None if dev_tps is None else dev_tps * world_size, "mfu": m.get("device/mfu"),
             "flops_per_sec": None if dev_flops is None else dev_flops * world_size,
             "tokens_per_sec_per_device": dev_tps, "world_size": world_size,
-            "throughput_scope": "total over ranks" if world_size > 1 else "one device"}
+            "tokens_per_sec_basis": f"total over {world_size} ranks" if world_size > 1 else "one device"}
 
 
 class LiveProgress(L.Callback):

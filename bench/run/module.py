@@ -91,6 +91,14 @@ class LMModule(L.LightningModule):
                 metric.reset()
         self.validated_at = self.global_step
 
+    def on_save_checkpoint(self, checkpoint):  # a resume at the last step still knows its final train loss
+        loss = self.last_train_loss
+        checkpoint["last_train_loss"] = float(loss) if loss is not None else None
+
+    def on_load_checkpoint(self, checkpoint):
+        if checkpoint.get("last_train_loss") is not None:
+            self.last_train_loss = torch.tensor(checkpoint["last_train_loss"])
+
     def configure_optimizers(self):
         t = self.cfg.train
         groups = param_groups(self.model, t.weight_decay)

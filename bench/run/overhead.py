@@ -52,9 +52,9 @@ def bare_loop(cfg, loader, steps: int, warmup: int) -> float:
 def harness(cell: Cell, dm) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         rec = train_cell(cell, "overhead", dm, RunOptions(out=Path(tmp), loggers=("csv",), quiet=True))
-    if rec["status"] != "ok":
-        raise RuntimeError(f"harness run failed: {rec.get('error')}")
-    return rec["metrics"]["tokens_per_sec"]
+    if rec.status != "ok":
+        raise RuntimeError(f"harness run failed: {rec.error}")
+    return rec.metrics.tokens_per_sec
 
 
 def measure(cell: Cell, repeats: int = 3) -> dict:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
+import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -14,19 +17,24 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from models import count_params
 
+from ..errors import ConfigError
+from ..launch.claims import STALE_AFTER, acquire, holder, wait_for
+from ..faults import pause_point
 from .callbacks import CellMetrics, Diverged, LiveProgress
+from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
 from .matrix import Cell
 from .module import LMModule
 from .probes import Probes
-from ..launch.ranks import is_rank_zero
-from ..results.records import DONE, cell_dir, merge_curves, read_record, write_json
+from .signals import Interrupted, RelayEarlySignal, StopRequest
+from ..launch.ranks import RankDecisions, is_rank_zero
+from ..results.records import DONE, Record, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
 for _name in ("lightning.pytorch", "lightning.fabric"):
@@ -46,6 +54,8 @@ class RunOptions:
     quiet: bool = False
     ckpt_every: int = 100  # optimizer steps between resumable checkpoints (0 = none)
     keep_checkpoints: bool = False
+    wait: bool = False  # wait for cells another run is training instead of skipping them
+    stale_after: float = STALE_AFTER  # seconds without a heartbeat before a claim is taken over
 
 
 def now() -> str:
@@ -81,24 +91,60 @@ class DataCache:
         if key not in self._dms:
             dm = TextDataModule(cfg.data, seq_len=cfg.model.block_size, batch_size=cfg.train.batch_size,
                                 seed=cfg.seed, val_tokens=cfg.train.val_tokens)
-            dm.prepare_data()
-            dm.setup("fit")
+            try:
+                dm.prepare_data()
+                dm.setup("fit")
+                dm.train_dataloader()  # checks the training split holds at least one row
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"corpus {cfg.data.corpus} is not UTF-8 text (byte {e.start}: {e.reason}); "
+                                  "give a text, .jsonl or .parquet corpus") from None
+            except ValueError as e:  # CorpusError included: an empty, unreadable or too short corpus
+                raise ConfigError(f"corpus {cfg.data.corpus}: {e}") from None
             self._dms[key] = dm
         return self._dms[key]
 
 
-def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None) -> dict:
-    """Train one cell and return its record (status ok/diverged/oom/failed); never raises for a
-    training failure, so the matrix goes on."""
+ENV_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only filesystem",
+              errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+              errno.ENOTDIR: "not a folder", errno.EEXIST: "a file is in the way"}
+
+
+def env_error(e: OSError, what: str) -> ConfigError:
+    """A filesystem condition the user fixes (free space, permissions): one line, exit 2."""
+    reason = ENV_ERRNOS.get(e.errno, e.strerror or type(e).__name__)
+    where = f" ({e.filename})" if e.filename else ""
+    return ConfigError(f"{what}: {reason}{where}; fix it and rerun: finished cells are kept and the cell resumes "
+                       "from its last good checkpoint")
+
+
+def make_trainer(cfg, **kw) -> L.Trainer:
+    """The cell's Trainer; Lightning's complaints about accelerator, devices, strategy or precision
+    (e.g. no GPU) become one ConfigError line."""
+    t = cfg.train
+    try:
+        return L.Trainer(accelerator=t.accelerator, devices=_devices(t.devices), strategy=t.strategy,
+                         num_nodes=t.num_nodes, precision=t.precision, **kw)
+    except (MisconfigurationException, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot run on --train.accelerator {t.accelerator} --train.devices {t.devices} "
+                          f"--train.strategy {t.strategy} --train.precision {t.precision}: {first}") from None
+
+
+def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None, warn=None,
+               stop: StopRequest | None = None) -> Record:
+    """Train one cell and return its record (status ok/diverged/oom/failed/interrupted); a training
+    failure is recorded and the matrix goes on. Every phase can be redone from any checkpoint: the
+    checkpoint taken at the last step carries the fit loop, the measured throughput and the final
+    train loss, so a cell killed during final validation, probes or the record write resumes there.
+    Raises ConfigError for what the user must fix (no GPU, full disk...), after recording the cell."""
+    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     cfg = cell.config
     folder = cell_dir(opts.out, matrix_name, cell.id)
     ckpt_dir = folder / "checkpoints"
     writer = is_rank_zero()  # other DDP/FSDP ranks train too, but write nothing (issue 14 item 10)
     if opts.force and writer:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    resume = ckpt_dir / "latest.ckpt"
-    resume = resume if resume.is_file() else None
+    resume = find_resume(ckpt_dir, warn)
     cfg.model.vocab_size = dm.vocab_size
     counts = count_params(cfg.model)
     record = {
@@ -111,77 +157,131 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
                  "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl()},
         "command": sys.argv, "started": now(),
     }
-    if writer and resume is not None and (folder / "metrics.csv").exists():  # CSVLogger would start anew
-        n = len(list(folder.glob("metrics.part-*.csv"))) + 1
-        (folder / "metrics.csv").rename(folder / f"metrics.part-{n:03d}.csv")
-    if writer:
-        write_json(folder / "record.json", record)  # status 'running': never read as complete
     t = cfg.train
     tokens_per_batch = t.batch_size * cfg.model.block_size
     metrics_cb = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum)
-    callbacks = [metrics_cb]
-    if opts.ckpt_every > 0:  # model, optimizer, schedule and the data loader's position
-        callbacks.append(ModelCheckpoint(ckpt_dir, filename="latest", every_n_train_steps=opts.ckpt_every,
-                                         save_top_k=1, enable_version_counter=False))
+    callbacks = [metrics_cb, PausePoints(), RelayEarlySignal(stop)]
+    saver = PeriodicCheckpoint(ckpt_dir / LATEST, opts.ckpt_every, t.val_every)
     task = None
     if progress is not None:
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
         callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
     wall = time.perf_counter()
-    probes = None
+    probes, trainer, user_error = None, None, None
     try:
+        if writer and resume is not None and (folder / "metrics.csv").exists():  # CSVLogger would start anew
+            n = len(list(folder.glob("metrics.part-*.csv"))) + 1
+            (folder / "metrics.csv").rename(folder / f"metrics.part-{n:03d}.csv")
+        if writer:
+            write_json(folder / "record.json", record)  # status 'running': never read as complete
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         module = LMModule(cfg)
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
+        if opts.ckpt_every > 0:  # model, optimizer, schedule, the data loader's position, callbacks' state
+            callbacks.append(saver)  # last: the state it saves includes every other callback's step
         if t.compile:
             module.model.compile()
-        trainer = L.Trainer(
-            accelerator=t.accelerator, devices=_devices(t.devices), strategy=t.strategy, num_nodes=t.num_nodes,
-            precision=t.precision, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
+        trainer = make_trainer(
+            cfg, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
             val_check_interval=t.val_every * t.grad_accum, check_val_every_n_epoch=None,
             num_sanity_val_steps=0, log_every_n_steps=t.log_every, deterministic=t.deterministic,
             logger=build_loggers(opts.loggers, folder), callbacks=callbacks, enable_progress_bar=False,
-            enable_model_summary=False, enable_checkpointing=opts.ckpt_every > 0, default_root_dir=folder,
-        )
+            enable_model_summary=False, enable_checkpointing=False, default_root_dir=folder,
+            plugins=[AtomicCheckpointIO()])
         if resume is not None:
             record["resumed_from"] = str(resume)
+        # phase 1, train: a checkpoint at max_steps makes fit() a no-op (no train hooks run)
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
         if resume is not None:
-            record["resumed_from_step"] = metrics_cb.start_step
-        if module.validated_at != trainer.global_step:  # final metrics always come from the last step
+            record["resumed_from_step"] = metrics_cb.start_step if metrics_cb.start_step is not None \
+                else trainer.global_step
+        pause_point("final-checkpoint")
+        # phase 2, final validation: final metrics always come from the last step
+        if module.validated_at != trainer.global_step:
             trainer.validate(module, datamodule=dm, verbose=False)
+        # phase 3, end-of-training probes and the throughput summary (their train-end hooks do not
+        # run when the resumed fit had nothing left to train)
+        pause_point("probes")
+        if probes is not None and not probes.final:
+            probes.on_train_end(trainer, module)
+        if not metrics_cb.result:
+            metrics_cb.on_train_end(trainer, module)
         train_loss = module.last_train_loss
         record["metrics"] = {"train_loss": float(train_loss) if train_loss is not None else None,
                              **module.val_results, **metrics_cb.result,
                              "steps": trainer.global_step,
                              "tokens": trainer.global_step * tokens_per_batch * t.grad_accum * trainer.world_size}
         record["status"] = "ok"
+    except SIGTERMException:
+        record.update(status="interrupted", error="interrupted by a signal", interrupted_step=trainer.global_step,
+                      checkpoint_step=saver.interrupt_step)
     except Diverged as e:
         record.update(status="diverged", error=str(e), diverged_step=e.step,
                       metrics={**metrics_cb.result, "steps": e.step})
     except torch.OutOfMemoryError as e:
         record.update(status="oom", error=str(e), traceback=traceback.format_exc())
+    except ConfigError as e:
+        user_error = e
+        record.update(status="failed", error=str(e))
+    except OSError as e:
+        if e.errno not in ENV_ERRNOS:
+            raise
+        user_error = env_error(e, f"{cell.id}: cannot write under {folder}")
+        record.update(status="failed", error=str(user_error), traceback=traceback.format_exc())
     except Exception as e:  # noqa: BLE001 - any failure is recorded and the matrix goes on
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     if probes is not None:  # also after a divergence: the history up to it
         record["probes"] = probes.result()
     record["wall_seconds"] = time.perf_counter() - wall
     record["ended"] = now()
-    from .system import environment
-    record["environment"] = environment(_root_device(cfg))
-    record["precision"] = t.precision
-    if not writer:
-        return record
-    if resume is not None:
-        merge_curves(folder)
-    write_json(folder / "record.json", record)
-    if record["status"] in DONE and not opts.keep_checkpoints:
+    device = trainer.strategy.root_device if trainer is not None else _root_device(cfg)
+    record["environment"] = _environment(device)
+    record["precision"] = trainer.precision if trainer is not None else t.precision  # as run (16-mixed on CPU is bf16-mixed)
+    record["device"] = str(device)
+    if not writer:  # rank 0 writes and reports this cell; this rank's record is never used
+        if progress is not None and task is not None:
+            progress.remove_task(task)
+        return Record(id=cell.id, status=record["status"], scale=cfg.scale, activation=cfg.model.activation,
+                      norm=cfg.norm, seed=cfg.seed)
+    try:  # never let the bookkeeping hide the cell's own error
+        if resume is not None:
+            merge_curves(folder)
+        pause_point("record")
+        write_json(folder / "record.json", record)
+    except (OSError, ValueError) as e:
+        warn(f"could not write the record of {cell.id}: {type(e).__name__}: {e}")
+        if user_error is None:
+            user_error = env_error(e, f"{cell.id}: cannot write its record") if isinstance(e, OSError) and \
+                e.errno in ENV_ERRNOS else ConfigError(f"{cell.id}: cannot write its record: {e}")
+    if record["status"] in DONE and not opts.keep_checkpoints and user_error is None:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     if progress is not None and task is not None:
         progress.remove_task(task)
-    return record
+    if user_error is not None:
+        raise user_error
+    return Record.from_dict(record, folder / "record.json")
+
+
+def _environment(device):
+    from .system import environment
+
+    try:
+        return environment(device)
+    except Exception as e:  # noqa: BLE001 - provenance must not replace the cell's own error
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+class PausePoints(L.Callback):
+    """The kill tests' fault-injection points inside the loops (see bench/faults.py)."""
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 4:
+            pause_point("train")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        pause_point("validation")
 
 
 def _devices(devices: str):
@@ -194,36 +294,128 @@ def _root_device(cfg) -> torch.device:
         else torch.device("cpu")
 
 
-def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: Console | None = None) -> list[dict]:
-    """Every cell of the matrix; finished cells (same id, complete record) are not trained again."""
+def check_out(out: Path) -> None:
+    """--out must be a folder this process can create files in: one line otherwise."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder: name a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise env_error(e, f"--out {out} is not writable") from None
+
+
+def preflight(cells: list[Cell]) -> None:
+    """Accelerator, devices, strategy and precision of every cell, before anything trains."""
+    seen = set()
+    for cell in cells:
+        t = cell.config.train
+        key = (t.accelerator, t.devices, t.strategy, t.num_nodes, t.precision)
+        if key not in seen:
+            seen.add(key)
+            make_trainer(cell.config, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+
+
+def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: Console | None = None) -> list[Record]:
+    """Every cell of the matrix: claim, train, record, release. Finished cells (same id, complete
+    record) are not trained again; a cell claimed by another live run is skipped (or waited for
+    with ``opts.wait``). SIGTERM/SIGINT stop the current cell at a step boundary, record it as
+    `interrupted` and raise ``Interrupted``."""
     console = console or Console()
+    warn = lambda msg: console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
+    check_out(opts.out)
+    preflight(cells)
     records, todo = [], []
     for cell in cells:
-        rec = read_record(cell_dir(opts.out, matrix_name, cell.id) / "record.json")
-        if rec is not None and not opts.force and rec["status"] in DONE:
+        rec, why = _done_record(opts, matrix_name, cell)
+        if rec is not None:
             records.append(rec)
         else:
+            if why:
+                console.print(f"{cell.id}: {why}", highlight=False)
             todo.append(cell)
     if not todo:
         console.print(f"[green]all {len(cells)} cells of {matrix_name} are done[/] (use --force to retrain)")
         return records
     console.print(f"{matrix_name}: {len(todo)} cell(s) to train, {len(cells) - len(todo)} already done")
-    data = DataCache()
+    data, ranks = DataCache(), RankDecisions(opts.out, matrix_name)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=opts.quiet, transient=False) as progress:
+    with StopRequest() as stop, Progress(*columns, console=console, disable=opts.quiet, transient=False) as progress:
         matrix_task = progress.add_task(f"[bold]{matrix_name}[/] cells", total=len(cells),
                                         completed=len(cells) - len(todo), loss="loss", tps="tok/s")
         for cell in todo:
-            progress.update(matrix_task, description=f"[bold]{matrix_name}[/] preparing data")
-            dm = data.get(cell.config)
-            progress.update(matrix_task, description=f"[bold]{matrix_name}[/] cells")
-            rec = train_cell(cell, matrix_name, dm, opts, progress)
+            if stop.signum:
+                break
+            folder = cell_dir(opts.out, matrix_name, cell.id)
+            if not ranks.rank0:  # another rank of a multi-device cell: rank 0 claims, this one follows
+                if ranks.wait(cell.id):
+                    records.append(train_cell(cell, matrix_name, data.get(cell.config), opts, None, warn, stop))
+                continue
+            claim = _claim(folder, cell, opts, progress.console)
+            ranks.record(cell.id, claim is not None)
+            if claim is None:
+                progress.advance(matrix_task)
+                continue
+            with claim:  # released on every exit path
+                rec, _ = _done_record(opts, matrix_name, cell)  # finished by another run meanwhile?
+                if rec is not None and not opts.force:
+                    ranks.record(cell.id, False)
+                if rec is None or opts.force:
+                    progress.update(matrix_task, description=f"[bold]{matrix_name}[/] preparing data")
+                    dm = data.get(cell.config)
+                    progress.update(matrix_task, description=f"[bold]{matrix_name}[/] cells")
+                    rec = train_cell(cell, matrix_name, dm, opts, progress, warn, stop)
+                    _summary(rec, cell, progress.console)
             records.append(rec)
-            status = rec["status"]
-            m = rec.get("metrics") or {}
-            summary = (f"val ppl {m.get('val_ppl', float('nan')):.2f}, {m.get('tokens_per_sec') or 0:,.0f} tok/s"
-                       if status == "ok" else rec.get("error", ""))
-            progress.console.print(f"{'[green]ok' if status == 'ok' else '[red]' + status}[/] {cell.id}: {summary}")
             progress.advance(matrix_task)
+            if rec.status == "interrupted" and not stop.signum:
+                stop.signum = signal.SIGTERM  # a signal Lightning saw before ours was installed
+        if stop.signum:
+            where = next((f"; {r.id} stopped at step {r.extra.get('interrupted_step')}" + (
+                f", checkpoint saved at step {r.extra['checkpoint_step']}"
+                if r.extra.get("checkpoint_step") is not None else "")
+                for r in records if r.status == "interrupted"), "")
+            raise Interrupted(stop.signum, f"interrupted by {stop.name}{where}; rerun the same command to resume")
     return records
+
+
+def _done_record(opts: RunOptions, matrix_name: str, cell: Cell) -> tuple[Record | None, str | None]:
+    """(the finished record, None) or (None, why it is trained again: None for a plain new cell)."""
+    path = cell_dir(opts.out, matrix_name, cell.id) / "record.json"
+    if not path.exists():
+        return None, None
+    rec, problem = read_record(path)
+    if problem is not None:
+        if problem.startswith("status 'running'"):
+            return None, "its last run did not finish (resuming it)"
+        return None, f"its record cannot be used ({problem}); training it again"
+    if opts.force or rec.status not in DONE:
+        return None, None
+    return rec, None
+
+
+def _claim(folder: Path, cell: Cell, opts: RunOptions, console):
+    claim = acquire(folder, stale_after=opts.stale_after,
+                    log=lambda msg: console.print(f"[yellow]{msg}[/]", highlight=False, soft_wrap=True))
+    if claim is not None:
+        return claim
+    held = holder(folder)
+    who = held.describe() if held else "another run"
+    if not opts.wait:
+        console.print(f"[yellow]skipped[/] {cell.id}: being trained by {who} (bench run --wait waits for it)",
+                      highlight=False)
+        return None
+    console.print(f"waiting for {cell.id}: being trained by {who}", highlight=False)
+    return wait_for(folder, stale_after=opts.stale_after, poll=2.0)
+
+
+def _summary(rec: Record, cell: Cell, console) -> None:
+    status, m = rec.status, rec.metrics
+    summary = (f"val ppl {m.get('val_ppl', float('nan')):.2f}, {m.tokens_per_sec or 0:,.0f} tok/s"
+               if status == "ok" else rec.error or "")
+    console.print(f"{'[green]ok' if status == 'ok' else '[red]' + status}[/] {cell.id}: {summary}")
