@@ -51,7 +51,7 @@ def claim_train_release(cell, matrix_name: str, opts, data, progress=None, fresh
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     folder = cell_dir(opts.out, matrix_name, cell.id)
-    ranks = ranks or RankDecisions(opts.out, matrix_name)
+    ranks = ranks or RankDecisions(opts.out, matrix_name, [cell])
     if not ranks.rank0:
         return train_cell(cell, matrix_name, data.get(cell.config), opts, progress, log) if ranks.wait(cell.id) \
             else None
@@ -79,7 +79,7 @@ def run_cells(matrix_name: str, cells, opts, progress=None, fresh_after: str | N
     """Every cell not finished and not claimed by a live holder, in order; returns what it trained."""
     from ..run.runner import DataCache
 
-    data, done, ranks = DataCache(), [], RankDecisions(opts.out, matrix_name)
+    data, done, ranks = DataCache(), [], RankDecisions(opts.out, matrix_name, cells)
     for cell in cells:
         if ranks.rank0:
             rec = record_of(cell_dir(opts.out, matrix_name, cell.id))

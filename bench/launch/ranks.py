@@ -29,8 +29,10 @@ class RankDecisions:
     before the cell's fit; the children (which inherit BENCH_RANK0_PID) read it. Ranks started by
     srun (a multi-GPU SLURM task) share OUT/<matrix>/.ranks/slurm-<job id>.json instead."""
 
-    def __init__(self, out, matrix_name: str):
+    def __init__(self, out, matrix_name: str, cells=()):
         self.rank0 = is_rank_zero()
+        # only matrices with a multi-process cell need the file (str(devices) "1" is one device)
+        self.needed = any(str(c.config.train.devices) != "1" or c.config.train.num_nodes > 1 for c in cells)
         if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:  # ranks started by srun: one job, one key
             key, self.pid = f"slurm-{os.environ.get('SLURM_JOB_ID', '0')}", None
         else:
@@ -42,6 +44,8 @@ class RankDecisions:
         self.decisions: dict[str, bool] = {}
 
     def record(self, cell_id: str, train: bool) -> None:
+        if not self.needed:
+            return
         self.decisions[cell_id] = train
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")

@@ -342,7 +342,7 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
         console.print(f"[green]all {len(cells)} cells of {matrix_name} are done[/] (use --force to retrain)")
         return records
     console.print(f"{matrix_name}: {len(todo)} cell(s) to train, {len(cells) - len(todo)} already done")
-    data, ranks = DataCache(), RankDecisions(opts.out, matrix_name)
+    data, ranks = DataCache(), RankDecisions(opts.out, matrix_name, todo)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     with StopRequest() as stop, Progress(*columns, console=console, disable=opts.quiet, transient=False) as progress:
