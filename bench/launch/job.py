@@ -91,6 +91,8 @@ def run_cells(matrix_name: str, cells, opts, progress=None, fresh_after: str | N
             done.append(rec)
             if on_record is not None:
                 on_record(rec)
+            if rec.status == "interrupted":  # a signal stopped it: stop here too (the cell resumes later)
+                break
     return done
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Interrupted
 from ..results.records import DONE, cell_dir
 from .job import now, record_of, run_cells
 from .ranks import is_rank_zero
@@ -125,11 +126,11 @@ def child_main(argv: list[str]) -> int:
         status.state["trained"] += 1
         print(f"w{index} {rec.status} {rec.id}", flush=True)
 
-    run_cells(matrix.name, cells, opts, status, os.environ.get("BENCH_FRESH_AFTER") or None,
-              log=lambda m: print(m, flush=True), on_record=on_record)
+    done = run_cells(matrix.name, cells, opts, status, os.environ.get("BENCH_FRESH_AFTER") or None,
+                     log=lambda m: print(m, flush=True), on_record=on_record)
     status.state.update(state="finished", cell=None)
     status.write()
-    return 0
+    return 143 if any(r.status == "interrupted" for r in done) else 0
 
 
 def strip_worker_args(argv: list[str]) -> list[str]:
@@ -169,9 +170,46 @@ def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, pe
                    [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
         log = open(run_dir / f"w{i}.log", "w")
         procs.append((subprocess.Popen([sys.executable, "-m", "bench.launch.workers", *child_argv], cwd=ROOT,
-                                       env=env, stdout=log, stderr=subprocess.STDOUT), log, status))
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-               TextColumn("{task.fields[tps]}"), TimeElapsedColumn()]
+                                       env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True),  # a terminal's Ctrl-C reaches the parent only
+                      log, status))
+    stopped: list[int] = []
+
+    def forward(signum, frame):  # stop every worker at a step boundary; each records its cell 'interrupted'
+        stopped.append(signum)
+        for p, _, _ in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _display(progress_columns(), procs, cells, matrix_name, opts, console)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    for i, (proc, log, _) in enumerate(procs):
+        log.close()
+        if proc.returncode != 0 and not stopped:
+            console.print(f"[red]worker w{i} exited {proc.returncode}[/]: its cell stays resumable; "
+                          f"see {run_dir / f'w{i}.log'}")
+    records = {c.id: record_of(cell_dir(opts.out, matrix_name, c.id)) for c in cells}
+    unfinished = [cid for cid, r in records.items() if r is None or r.status == "interrupted"]
+    if stopped:
+        raise Interrupted(stopped[0], f"workers stopped by signal {stopped[0]}; {len(unfinished)} cell(s) left "
+                                      "resumable; rerun the same command to resume")
+    if unfinished:
+        console.print(f"[red]{len(unfinished)} cell(s) not finished[/] (resumable: run the same command again): "
+                      f"{', '.join(unfinished)}", highlight=False)
+    return [r for r in records.values() if r is not None], unfinished
+
+
+def progress_columns():
+    return [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+            TextColumn("{task.fields[tps]}"), TimeElapsedColumn()]
+
+
+def _display(columns, procs, cells, matrix_name, opts, console) -> None:
+    """One display of the matrix and every worker until all workers have exited."""
     with Progress(*columns, console=console, disable=opts.quiet) as progress:
         matrix_task = progress.add_task(f"[bold]{matrix_name}[/] cells", total=len(cells), loss="loss", tps="tok/s")
         tasks = [progress.add_task(f"  w{i} starting", total=1, loss="", tps="") for i in range(len(procs))]
@@ -191,17 +229,6 @@ def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, pe
             if not any(running):
                 break
             time.sleep(0.5)
-    for i, (proc, log, _) in enumerate(procs):
-        log.close()
-        if proc.returncode != 0:
-            console.print(f"[red]worker w{i} exited {proc.returncode}[/]: its cell stays resumable; "
-                          f"see {run_dir / f'w{i}.log'}")
-    records = {c.id: record_of(cell_dir(opts.out, matrix_name, c.id)) for c in cells}
-    unfinished = [cid for cid, r in records.items() if r is None]
-    if unfinished:
-        console.print(f"[red]{len(unfinished)} cell(s) not finished[/] (resumable: run the same command again): "
-                      f"{', '.join(unfinished)}", highlight=False)
-    return [r for r in records.values() if r is not None], unfinished
 
 
 if __name__ == "__main__":
