@@ -41,7 +41,7 @@ def test_ddp_two_ranks_match_one_rank_and_write_once(tmp_path):
     single = bench_run(tmp_path / "one", "--train.batch_size", "8")
     assert single.returncode == 0, single.stderr[-3000:]
     # only rank 0 prints and writes (issue 14 item 10): one leaderboard, one "wrote" line
-    assert ddp.stdout.count("wrote ") == 1 and ddp.stdout.count("1 cell(s) to train") == 1
+    assert ddp.stdout.count("leaderboard.md") == 1 and ddp.stdout.count("1 cell(s) to train") == 1
     rec, val = one_cell(tmp_path / "ddp")
     rec1, val1 = one_cell(tmp_path / "one")
     m = rec["metrics"]
@@ -118,8 +118,9 @@ def test_fsdp_probe_norms_are_whole_model_norms(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_loses_only_its_cell_which_resumes(tmp_path):
-    """kill -9 one worker mid-cell: the other cell finishes, the parent says which cell is left
-    and exits non-zero, and a plain rerun resumes that cell from its checkpoint."""
+    """kill -9 one worker mid-cell: the other cell finishes; the killed worker's cell is either
+    taken over by the surviving worker (dead holder) or named by the parent, which exits non-zero,
+    and resumed by a plain rerun; either way it resumes from its checkpoint, not from step 0."""
     import signal
     import time
 
@@ -141,15 +142,18 @@ def test_killed_worker_loses_only_its_cell_which_resumes(tmp_path):
     assert victim is not None, "worker 0 never reached a checkpoint"
     os.kill(victim["pid"], signal.SIGKILL)
     out, _ = parent.communicate(timeout=600)
-    assert parent.returncode != 0 and "worker w0 exited" in out and victim["cell"] in out
     records = {p.name: json.loads((p / "record.json").read_text()) for p in folder.iterdir() if (p / "record.json").exists()}
-    assert records[victim["cell"]]["status"] == "running"  # never read as done
     (other,) = [c for c in records if c != victim["cell"]]
-    assert records[other]["status"] == "ok"
-    r = subprocess.run([sys.executable, "-m", "bench.cli", "run", *sel, "--ckpt-every", "10", "--quiet"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    rec = json.loads((folder / victim["cell"] / "record.json").read_text())
+    assert records[other]["status"] == "ok"  # the other worker's cell was not lost
+    rec = records[victim["cell"]]
+    if rec["status"] != "ok":  # no surviving worker came back to it: left resumable, and said so
+        assert rec["status"] == "running"  # never read as done
+        assert parent.returncode != 0 and "worker w0 exited" in out and victim["cell"] in out
+        r = subprocess.run([sys.executable, "-m", "bench.cli", "run", *sel, "--ckpt-every", "10", "--quiet"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        rec = json.loads((folder / victim["cell"] / "record.json").read_text())
+    # else the other worker reached it after the kill, took over the dead claim and resumed it
     assert rec["status"] == "ok" and rec["resumed_from_step"] >= 10 and rec["metrics"]["steps"] == 60
 
 
