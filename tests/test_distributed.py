@@ -28,7 +28,7 @@ def bench_run(out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def one_cell(out: Path) -> tuple[dict, list[float]]:
-    (folder,) = [p for p in (out / "default").iterdir() if p.is_dir()]
+    (folder,) = [p for p in (out / "default").iterdir() if p.is_dir() and not p.name.startswith(".")]
     rec = json.loads((folder / "record.json").read_text())
     val = [float(r["val/loss"]) for r in csv.DictReader(open(folder / "metrics.csv")) if r.get("val/loss")]
     return rec, val
