@@ -176,3 +176,36 @@ def test_workers_with_ddp_cells_follow_rank0_claims(tmp_path):
     for c in cells:
         m = json.loads((folder / c / "record.json").read_text())["metrics"]
         assert m["world_size"] == 2 and m["tokens"] == 10 * 8 * 64 * 2
+
+
+@pytest.mark.slow
+def test_sigterm_to_workers_parent_interrupts_every_cell_resumably(tmp_path):
+    """SIGTERM to `bench run --workers 2`: every worker stops its cell at a step boundary, the cell
+    is recorded `interrupted` with a checkpoint, claims are released, and the exit status is 143."""
+    import signal
+    import time
+
+    env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"}
+    parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--scale", "nano", "--activation", "swiglu,gelu",
+                               "--norm", "pre", "--train.probe_every", "0", "--train.max_steps", "5000",
+                               "--train.val_every", "5000", "--train.val_tokens", "4096", "--ckpt-every", "1000",
+                               "--out", str(tmp_path), "--workers", "2", "--quiet"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    status = [tmp_path / "default" / ".workers" / f"w{i}.json" for i in range(2)]
+    t0 = time.time()
+    while time.time() - t0 < 300:
+        try:
+            if all(json.loads(p.read_text())["step"] >= 5 for p in status):
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    parent.send_signal(signal.SIGTERM)
+    out, _ = parent.communicate(timeout=300)
+    assert parent.returncode == 143, out[-2000:]
+    cells = [p for p in (tmp_path / "default").iterdir() if (p / "record.json").exists()]
+    assert len(cells) == 2
+    for c in cells:
+        rec = json.loads((c / "record.json").read_text())
+        assert rec["status"] == "interrupted" and not (c / "claim.json").exists()
+        assert (c / "checkpoints").exists()  # saved at the stop (a resume starts there)
