@@ -9,8 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEME_DOCS, SCHEMES, UnknownName, count_params
-from models.activations import describe
+from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEMES, UnknownName, count_params
 
 from .errors import Interrupted
 from .run.config import ConfigError, all_fields, recipes, scales
@@ -57,17 +56,26 @@ def cells_from(args: argparse.Namespace):
         if not all(s.lstrip("-").isdigit() for s in only["seed"]):
             raise ConfigError(f"--seed takes comma-separated integers, got {args.seed!r}")
         only["seed"] = [int(s) for s in only["seed"]]
+    overrides = overrides_from(args)
+    if "," in str(overrides.get("model.ffn") or ""):  # --model.ffn moe,dense: an axis, not one value
+        only["model.ffn"] = split_list(overrides.pop("model.ffn"))
     matrix = load_matrix(args.matrix)
-    return matrix, expand(matrix, overrides_from(args), only)
+    return matrix, expand(matrix, overrides, only)
 
 
 # ---- bench list --------------------------------------------------------------------------------
 
+def _doc(registry, name: str) -> str:
+    """The one-line description; a plugin part says which module registered it."""
+    part = registry.part(name)
+    return part.doc if part.builtin else f"{part.doc} [plugin {part.source.rsplit('.', 1)[0]}]"
+
+
 def registries() -> dict[str, dict[str, str]]:
     return {
-        "activations": {n: ("gated: " if c.gated else "") + describe(c) for n, c in ACTIVATIONS.items()},
-        "schemes": {n: SCHEME_DOCS[n] for n in SCHEMES},
-        "norm_layers": {n: describe(c) for n, c in NORMS.items()},
+        "activations": {n: ("gated: " if c.gated else "") + _doc(ACTIVATIONS, n) for n, c in ACTIVATIONS.items()},
+        "schemes": {n: _doc(SCHEMES, n) for n in SCHEMES},
+        "norm_layers": {n: _doc(NORMS, n) for n in NORMS},
         "gpas_gate_acts": dict(GATE_ACTS),
         "gpas_positions": dict(POSITIONS),
         "scales": {n: s.get("description", "") for n, s in scales().items()},
@@ -107,6 +115,7 @@ def plan_rows(cells, gpu: str | None = None) -> list[dict]:
             "scale": cell.config.scale, "seed": cell.config.seed, "intermediate_size": c.intermediate_size,
             "params": c.total, "params_non_embedding": c.non_embedding, "params_ffn": c.ffn,
             "reference_params": c.reference_total, "deviation": c.deviation,
+            "ffn": cell.config.model.ffn, "params_active": c.active, "params_expert_ffn": c.expert_ffn,
             "memory_bytes": mem.total, "fits": mem.fits(GPUS[gpu]) if gpu else None,
         })
     return rows
@@ -123,13 +132,17 @@ def cmd_plan(args) -> int:
         print(json.dumps({"matrix": matrix.name, "cells": rows}, indent=2))
         return 0
     t = Table(title=f"{matrix.name}: {len(rows)} cells (dry run, nothing trained)", title_justify="left")
+    moe = any(r["ffn"] == "moe" for r in rows)  # MoE: h is per expert; active = what one token uses
     mem_col = f"mem/dev (fits {args.gpu})" if args.gpu else "mem/dev"
-    for col in ("id", "activation", "norm", "scale", "seed", "h", "params", "non-emb", "ffn", "vs ref", mem_col):
+    cols = ("id", "activation", "norm", "scale", "seed", "h", "params") + (("active", "per expert") if moe else ()) \
+        + ("non-emb", "ffn", "vs ref", mem_col)
+    for col in cols:
         t.add_column(col, justify="left" if col in ("id", "activation", "norm", "scale") else "right")
     for r in rows:
+        extra = (f"{r['params_active']:,}", f"{r['params_expert_ffn']:,}" if r["ffn"] == "moe" else "-") if moe else ()
         fits = "" if r["fits"] is None else (" [green]yes[/]" if r["fits"] else " [red]NO[/]")
         t.add_row(r["id"], r["activation"], r["norm"], r["scale"], str(r["seed"]), str(r["intermediate_size"]),
-                  f"{r['params']:,}", f"{r['params_non_embedding']:,}", f"{r['params_ffn']:,}",
+                  f"{r['params']:,}", *extra, f"{r['params_non_embedding']:,}", f"{r['params_ffn']:,}",
                   f"{r['deviation']:+.4%}", fmt_bytes(r["memory_bytes"]) + fits)
     console.print(t)
     console.print("mem/dev: estimated peak memory per device (weights, gradients, Adam states, activations at "
@@ -216,14 +229,17 @@ def cmd_table(args) -> int:
     title = target.name
     from .results.stats import load_curves
 
-    curves = load_curves(target) if args.target_loss is not None else None
+    from .results.leaderboard import resolve_at
+
+    at = resolve_at(args.at)  # a malformed --at fails before any output
+    curves = load_curves(target)  # the equal steps / compute / time views read the validation curves
     if args.format == "md":
-        print(to_markdown(records, title, args.baseline, args.target_loss, curves), end="")
+        print(to_markdown(records, title, args.baseline, args.target_loss, curves, at), end="")
     elif args.format == "csv":
         print(to_csv(records, args.target_loss, curves), end="")
     else:
-        render_rich(records, console, title, args.baseline, args.target_loss, curves)
-    write_tables(target, records, title, args.baseline, args.target_loss, console=err_console)
+        render_rich(records, console, title, args.baseline, args.target_loss, curves, at)
+    write_tables(target, records, title, args.baseline, args.target_loss, console=err_console, at=at)
     return 0
 
 
@@ -259,6 +275,10 @@ def cmd_overhead(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench", description="Benchmark FFN activations and normalization schemes for LLMs.")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE (a dotted name or a .py path) first: it registers its own activations, "
+                             "schemes, norms or probes (repeatable; see docs/plugins.md). Installed packages' "
+                             "'llm_arch_bench.plugins' entry points and $BENCH_PLUGINS are loaded too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="the registries: activations, schemes, scales, recipes, matrices")
@@ -306,10 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="results folder a matrix name is looked up in")
     p.add_argument("--format", choices=("rich", "md", "csv"), default="rich", help="output format")
     p.add_argument("--baseline", default=None, metavar="ACT:NORM",
-                   help="the cell group every other group is tested against (Welch's t-test on final validation "
-                        "loss, p < 0.05), e.g. swiglu:pre [default: first activation x first norm of each scale]")
+                   help="the cell group every other group is tested against (paired t-test on per-seed final "
+                        "validation loss, Welch's for groups without shared seeds, Holm-corrected, p < 0.05), e.g. "
+                        "swiglu:pre [default: first activation x first norm of each scale]")
     p.add_argument("--target-loss", type=float, default=None, metavar="X",
                    help="add the tokens and seconds until the validation loss first reaches X to the long table")
+    p.add_argument("--at", default=None, metavar="AXIS=BUDGET",
+                   help="rank the cells by validation loss at a matched budget: flops=X (training FLOPs), seconds=Y "
+                        "(training seconds on the cell's device) or steps=Z, interpolated between validation points; "
+                        "the axis alone (e.g. --at seconds) uses the largest budget every cell reached. The rankings "
+                        "at equal steps / FLOPs / time are always shown when curves exist")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("overhead", help="benchmark: harness vs a bare PyTorch loop, same model/data/steps",
@@ -324,8 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_overhead)
 
     from .run.check import add_check_parser
+    from .run.sweep import add_sweep_parser
     from .results.report import add_report_parser
 
+    add_sweep_parser(sub)
     add_report_parser(sub)
     add_check_parser(sub)
     from .launch.slurm import add_submit_parser
@@ -340,6 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # --workers children rerun it
     try:
+        from .plugins import export_env, load_entry_points, load_env, load_plugins
+
+        load_entry_points()  # before any matrix or name is checked: plugins add names
+        load_env()
+        load_plugins(args.plugin, "flag")
+        export_env(args.plugin)  # worker processes started from here load them too
         return args.func(args)
     except (ConfigError, UnknownName) as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .registry import ACTIVATIONS, describe  # noqa: F401  (describe: `bench list`'s one-liner)
+
 
 class Pointwise(nn.Module):
     """Base for ``down(act(up x))`` activations without parameters."""
@@ -64,6 +66,21 @@ class LeakyReLU(Pointwise):
 
     def forward(self, x):
         return F.leaky_relu(x, self.negative_slope)
+
+
+class RReLU(Pointwise):
+    """max(x, 0) + a * min(x, 0), a ~ U(1/8, 1/3) per element in training, (1/8 + 1/3) / 2 in eval  [PolyCom Table 4]
+
+    Randomized leaky ReLU (Xu et al. 2015), torch's default bounds: a fresh slope for every element
+    of every training forward, the fixed mean slope 11/48 in eval mode (validation, probes).
+    """
+
+    def __init__(self, lower: float = 1 / 8, upper: float = 1 / 3):
+        super().__init__()
+        self.lower, self.upper = lower, upper
+
+    def forward(self, x):
+        return F.rrelu(x, self.lower, self.upper, training=self.training)
 
 
 class PReLU(Pointwise):
@@ -254,7 +271,7 @@ class PowLU(Gated):
         return (gate * u.to(gate.dtype)).to(u.dtype)
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
+BUILTIN = {
     "relu": ReLU,
     "relu2": ReLU2,
     "gelu": GELU,
@@ -269,6 +286,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu6": ReLU6,
     "leaky_relu": LeakyReLU,
     "prelu": PReLU,
+    "rrelu": RReLU,
     "mish": Mish,
     "elu": ELU,
     "celu": CELU,
@@ -276,9 +294,5 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": Tanh,
     "sigmoid": Sigmoid,
 }
-
-
-def describe(cls: type) -> str:
-    """First line of the docstring: the one-line description in `bench list`."""
-    return (cls.__doc__ or "").strip().splitlines()[0]
-
+for _name, _cls in BUILTIN.items():
+    ACTIVATIONS.register(_name, _cls)

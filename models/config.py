@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .activations import ACTIVATIONS, CLIP_VARIANTS
+from .activations import CLIP_VARIANTS
 from .gpas import GATE_ACTS, POSITIONS
 from .names import check_choice
-from .norms import NORMS
+from .registry import ACTIVATIONS, NORMS, SCHEMES
 
 
 @dataclass
@@ -30,6 +30,29 @@ class TransformerConfig:
     """Explicit FFN width; None = parameter-matched to ref_intermediate_size (models/sizing.py)."""
     ffn_multiple_of: int = 1
     """Round a matched intermediate size to a multiple of this (1 = exact match)."""
+    ffn: str = "dense"
+    """FFN kind: 'dense' (one FFN) or 'moe' (top-k routed experts, each the activation's FFN; models/moe.py)."""
+    moe_experts: int = 64
+    """moe: routed experts E per layer (OLMoE: 64)."""
+    moe_top_k: int = 8
+    """moe: experts each token is routed to, k <= E (OLMoE: 8)."""
+    moe_shared_experts: int = 0
+    """moe: always-on shared experts, each the size of a routed one (Ling/DeepSeek style; OLMoE: 0)."""
+    moe_softmax: str = "before"
+    """moe: router softmax 'before' top-k (OLMoE, weights not renormalised) or 'after' (Mixtral)."""
+    moe_lb_weight: float = 0.01
+    """moe: weight of the load-balancing loss E * sum_i f_i P_i (OLMoE/PolyCom: 0.01)."""
+    moe_z_weight: float = 0.001
+    """moe: weight of the router z-loss mean_t logsumexp(logits_t)^2 (OLMoE/PolyCom: 0.001)."""
+    moe_capacity_factor: float | None = None
+    """moe: expert capacity ceil(f * tokens * k / E), overflow dropped and counted; None = dropless (OLMoE)."""
+    moe_ref_intermediate_size: int | None = None
+    """moe: the SwiGLU expert size every activation's expert is matched to (OLMoE: 1024); None =
+    ref_intermediate_size // moe_top_k (active FFN parameters as the dense model's)."""
+    moe_intermediate_size: int | None = None
+    """moe: explicit expert width; None = parameter-matched to moe_ref_intermediate_size."""
+    moe_grouped_mm: str = "auto"
+    """moe: experts as one grouped matmul: 'auto' (training on CUDA SM80+ in bf16), 'on', 'off' (loop)."""
     activation: str = "swiglu"
     """FFN activation, a name from models.ACTIVATIONS (see `bench list`)."""
     gelu_approximate: str = "none"
@@ -47,11 +70,11 @@ class TransformerConfig:
     powlu_m: float = 3.0
     """powlu: exponent parameter m, 0 < m < 10."""
     norm_layer: str = "rmsnorm"
-    """Normalization layer: 'rmsnorm' or 'layernorm' (both computed in fp32)."""
+    """Normalization layer: 'rmsnorm' or 'layernorm' (both computed in fp32), or a registered one."""
     norm_eps: float = 1e-6
     """Epsilon of every normalization layer."""
     scheme: str = "pre"
-    """Residual/normalization scheme: pre, post, sandwich, deepnorm, mixln, lns (models.SCHEMES)."""
+    """Residual/normalization scheme: pre, post, sandwich, deepnorm, mixln, lns or a registered one (models.SCHEMES)."""
     gpas: bool = False
     """Add GPAS (gradient-preserving activation scaling) to the scheme."""
     gpas_act: str = "silu"
@@ -110,8 +133,6 @@ class TransformerConfig:
 
     def validate(self) -> None:
         """One clear error per impossible setting, before anything is built."""
-        from .schemes import SCHEMES  # schemes import this module
-
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("scheme", self.scheme, SCHEMES)
         check_choice("norm layer", self.norm_layer, NORMS)
@@ -122,6 +143,7 @@ class TransformerConfig:
         check_choice("deepnorm init", self.deepnorm_init, ["all", "reference", "off"])
         check_choice("polynorm form", self.polynorm_form, ["rms", "l2"])
         check_choice("gelu approximation", self.gelu_approximate, ["none", "tanh"])
+        self.validate_moe()
         for name in ("vocab_size", "block_size", "d_model", "n_layers", "n_heads", "ref_intermediate_size",
                      "ffn_multiple_of"):
             if int(getattr(self, name)) < 1:
@@ -143,3 +165,31 @@ class TransformerConfig:
         if self.gpas and self.gpas_position != "after_sublayer" and self.scheme in ("post", "deepnorm"):
             raise ValueError(f"gpas_position={self.gpas_position!r} applies to pre-style schemes only; "
                              f"{self.scheme}+gpas puts GPAS on the shortcut (use after_sublayer)")
+
+    def validate_moe(self) -> None:
+        from .moe import GROUPED_MODES, SOFTMAX_ORDERS
+
+        check_choice("ffn", self.ffn, ["dense", "moe"])
+        check_choice("moe softmax order", self.moe_softmax, SOFTMAX_ORDERS)
+        check_choice("moe grouped_mm mode", self.moe_grouped_mm, GROUPED_MODES)
+        if self.moe_experts < 1:
+            raise ValueError(f"moe_experts must be at least 1, got {self.moe_experts}")
+        if not 1 <= self.moe_top_k <= self.moe_experts:
+            raise ValueError(f"moe_top_k must lie in [1, moe_experts={self.moe_experts}], got {self.moe_top_k}")
+        if self.moe_shared_experts < 0:
+            raise ValueError(f"moe_shared_experts must be >= 0, got {self.moe_shared_experts}")
+        if self.moe_capacity_factor is not None and not self.moe_capacity_factor > 0:
+            raise ValueError(f"moe_capacity_factor must be > 0 (or None for no dropping), "
+                             f"got {self.moe_capacity_factor}")
+        if self.moe_lb_weight < 0 or self.moe_z_weight < 0:
+            raise ValueError(f"moe_lb_weight and moe_z_weight must be >= 0, "
+                             f"got {self.moe_lb_weight}, {self.moe_z_weight}")
+        for name in ("moe_ref_intermediate_size", "moe_intermediate_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive (or None), got {getattr(self, name)}")
+
+    def moe_options(self) -> dict:
+        """MoE constructor options (models/moe.py) from the moe_* fields."""
+        return {"n_experts": self.moe_experts, "top_k": self.moe_top_k, "n_shared": self.moe_shared_experts,
+                "softmax": self.moe_softmax, "capacity_factor": self.moe_capacity_factor,
+                "grouped": self.moe_grouped_mm}

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import NORMS
+
 
 class RMSNorm(nn.Module):
     """x / sqrt(mean(x^2) + eps) * weight  (LLaMA; eps 1e-6)"""
@@ -45,4 +47,5 @@ class LayerNorm(nn.Module):
         return y.to(x.dtype)
 
 
-NORMS: dict[str, type[nn.Module]] = {"rmsnorm": RMSNorm, "layernorm": LayerNorm}
+NORMS.register("rmsnorm", RMSNorm)
+NORMS.register("layernorm", LayerNorm)

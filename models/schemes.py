@@ -23,9 +23,9 @@ from torch import nn
 
 from .attention import Attention
 from .config import TransformerConfig
-from .ffn import build_ffn
 from .gpas import GPAS
-from .norms import NORMS
+from .moe import build_block_ffn, ffn_modules
+from .registry import GPAS_EXTENSIONS, NORMS, SCHEME_DOCS, SCHEMES, register_scheme  # noqa: F401 (re-exported)
 from .sizing import intermediate_size
 
 
@@ -38,7 +38,7 @@ class Block(nn.Module):
         super().__init__()
         self.cfg, self.layer = cfg, layer  # layer is 1-based
         self.attn = Attention(cfg.d_model, cfg.n_heads, cfg.kv_heads)
-        self.ffn = build_ffn(cfg.activation, cfg.d_model, intermediate_size(cfg), **cfg.activation_options())
+        self.ffn = build_block_ffn(cfg)  # an FFN, or an MoE of FFNs (cfg.ffn)
         self.norms = nn.ModuleList(NORMS[cfg.norm_layer](cfg.d_model, cfg.norm_eps) for _ in range(self.n_norms))
         self.gpas = GPAS(cfg.gpas_act, cfg.gpas_beta, cfg.gpas_stop_grad, cfg.gpas_learnable,
                          cfg.gpas_init) if cfg.gpas else None
@@ -60,7 +60,7 @@ class Block(nn.Module):
         """Scheme-specific init, applied after the global init (see Transformer.init_weights)."""
         L = self.cfg.n_layers
         if self.cfg.scaled_out_proj:
-            for lin in (self.attn.o, self.ffn.down):
+            for lin in (self.attn.o, *(f.down for f in ffn_modules(self.ffn))):
                 nn.init.normal_(lin.weight, std=self.cfg.init_std / math.sqrt(2 * L))
 
 
@@ -130,10 +130,11 @@ class DeepNormBlock(PostBlock):
         super().reset_parameters()
         mode = self.cfg.deepnorm_init
         if mode == "all" or (mode == "reference" and not self.cfg.gpas):
-            a, f = self.attn, self.ffn
+            a = self.attn
             for lin in (a.q, a.k):
                 nn.init.xavier_normal_(lin.weight, gain=1.0)
-            for lin in (a.v, a.o, f.up, f.down) + ((f.gate,) if f.gated else ()):
+            ffns = [lin for f in ffn_modules(self.ffn) for lin in (f.up, f.down) + ((f.gate,) if f.gated else ())]
+            for lin in (a.v, a.o, *ffns):
                 nn.init.xavier_normal_(lin.weight, gain=self.beta())
 
 
@@ -143,23 +144,12 @@ def mixln_block(cfg: TransformerConfig, layer: int) -> Block:
     return PostBlock(cfg, layer) if layer <= n_post else PreBlock(cfg, layer)
 
 
-SCHEMES: dict[str, object] = {
-    "pre": PreBlock,
-    "post": PostBlock,
-    "sandwich": SandwichBlock,
-    "deepnorm": DeepNormBlock,
-    "mixln": mixln_block,
-    "lns": LNSBlock,
-}
-
-SCHEME_DOCS = {
-    "pre": "Pre-LN: x + f(N(x))",
-    "post": "Post-LN: N(x + f(x)); +gpas is an extension (not in the paper): N(G(x) + f(x))",
-    "sandwich": "Sandwich-LN: x + N2(f(N1(x)))",
-    "deepnorm": "DeepNorm: N(alpha x + f(x)), alpha=(2L)^(1/4), beta-scaled xavier init",
-    "mixln": "Mix-LN: first floor(L/4) layers post-LN, the rest pre-LN",
-    "lns": "LayerNorm scaling: x + f(N(x)/sqrt(l))",
-}
-
-# Schemes whose +gpas form is not from the GPAS paper.
-GPAS_EXTENSIONS = {"post"}
+for _name, _block, _doc in (
+    ("pre", PreBlock, "Pre-LN: x + f(N(x))"),
+    ("post", PostBlock, "Post-LN: N(x + f(x)); +gpas is an extension (not in the paper): N(G(x) + f(x))"),
+    ("sandwich", SandwichBlock, "Sandwich-LN: x + N2(f(N1(x)))"),
+    ("deepnorm", DeepNormBlock, "DeepNorm: N(alpha x + f(x)), alpha=(2L)^(1/4), beta-scaled xavier init"),
+    ("mixln", mixln_block, "Mix-LN: first floor(L/4) layers post-LN, the rest pre-LN"),
+    ("lns", LNSBlock, "LayerNorm scaling: x + f(N(x)/sqrt(l))"),
+):
+    register_scheme(_name, _block, doc=_doc, gpas_extension=_name == "post")

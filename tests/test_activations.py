@@ -93,6 +93,7 @@ REF = {
     "relu6": ("pointwise", lambda x: np.minimum(relu(x), 6.0)),
     "leaky_relu": ("pointwise", lambda x: np.where(x > 0, x, 0.01 * x)),
     "prelu": ("pointwise", lambda x: np.where(x > 0, x, 0.25 * x)),
+    "rrelu": ("pointwise", lambda x: np.where(x >= 0, x, (1 / 8 + 1 / 3) / 2 * x)),  # eval mode: the mean slope
     "mish": ("pointwise", lambda x: x * np.tanh(softplus(x))),
     "elu": ("pointwise", lambda x: np.where(x > 0, x, np.expm1(x))),
     "celu": ("pointwise", lambda x: relu(x) + np.minimum(0.0, np.expm1(x))),  # alpha = 1
@@ -149,7 +150,7 @@ def test_gated_flag_and_ffn_matrices(name):
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activation_module_matches_formula(name):
     kind, f = ref_or_fail(name)
-    act = build_activation(name).double()
+    act = build_activation(name).double().eval()  # eval: rrelu's slope is random only in training
     if kind == "gated":
         g, u = pre_activations(0), pre_activations(1)
         got = act(g, u)
@@ -167,7 +168,7 @@ def test_ffn_matches_formula_with_known_weights(name):
     """The whole FFN, down(act(up x)) or down(act(gate x, up x)), in float32 against float64."""
     kind, f = ref_or_fail(name)
     d, h = 8, 24
-    ffn = build_ffn(name, d, h)
+    ffn = build_ffn(name, d, h).eval()
     gen = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for lin in (ffn.up, ffn.down) + ((ffn.gate,) if ffn.gated else ()):
@@ -184,6 +185,29 @@ def test_ffn_matches_formula_with_known_weights(name):
     want = mid @ ffn.down.weight.detach().double().numpy().T
     assert got.shape == (5, d) and got.dtype == torch.float32
     np.testing.assert_allclose(got.detach().double().numpy(), want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+
+
+def test_rrelu_random_slope_in_training_mean_slope_in_eval():
+    """Training: each negative element gets its own slope a ~ U(1/8, 1/3) (and the gradient is that a);
+    eval: the fixed mean slope 11/48 everywhere. Positive inputs pass unchanged in both modes."""
+    act = build_activation("rrelu")
+    lo, hi = 1 / 8, 1 / 3
+    torch.manual_seed(0)
+    x = -torch.rand(200_000, dtype=torch.float64) - 0.5  # all negative, away from 0
+    x.requires_grad_(True)
+    y = act.train()(x)
+    slope = (y / x).detach()
+    assert slope.min() >= lo and slope.max() <= hi
+    assert abs(slope.mean().item() - (lo + hi) / 2) < 2e-3  # uniform: mean (lo+hi)/2, std (hi-lo)/sqrt(12)/sqrt(n)
+    assert abs(slope.std().item() - (hi - lo) / math.sqrt(12)) < 2e-3
+    assert len(torch.unique(slope)) > 100_000  # per element, not one slope per call
+    assert not torch.equal(act(x.detach()), y.detach())  # a fresh draw every forward
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, slope, rtol=1e-12, atol=0)
+    pos = torch.rand(100, dtype=torch.float64) + 0.1
+    assert torch.equal(act(pos), pos) and torch.equal(act.eval()(pos), pos)
+    with torch.no_grad():
+        torch.testing.assert_close(act.eval()(x), x * (lo + hi) / 2, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("name,fn", [("gelu", gelu_tanh), ("geglu", None)])

@@ -21,7 +21,7 @@ from bench.run.check import BASELINE, add_check_parser
 from bench.run.config import ConfigError, norm_names
 from models import ACTIVATIONS, SCHEMES, UnknownName
 
-SUBSET = ["--activation", "swiglu,polynorm", "--norm", "pre,pre+gpas,deepnorm"]
+SUBSET = ["--activation", "swiglu,polynorm", "--norm", "pre,pre+gpas,deepnorm", "--ffn", "dense"]
 SUBSET_CELLS = [f"{a}/{n}" for a in ("swiglu", "polynorm") for n in ("pre", "pre+gpas", "deepnorm")]
 
 
@@ -38,7 +38,7 @@ def bench_check(capsys, *argv: str) -> tuple[int, str]:
 def regressions(out: str) -> set[str]:
     """Cells named on the 'failing: swiglu/pre (regression), ...' line."""
     tail = out.split("failing:", 1)[1] if "failing:" in out else ""
-    return set(re.findall(r"([\w+]+/[\w+]+) \((?:regression|error|new|missing)\)", tail))
+    return set(re.findall(r"([\w+]+/[\w+]+(?:@\w+)?) \((?:regression|error|new|missing)\)", tail))
 
 
 # ---- the committed baseline ----------------------------------------------------------------------
@@ -50,7 +50,9 @@ def test_committed_baseline_covers_every_registry_cell():
     assert len(expected) == len(ACTIVATIONS) * len(SCHEMES) * 2
     assert "swiglu/post+gpas" in expected  # the extension is checked too
     assert [check.cell_name(a, n) for a, n in check.all_cells()] == expected
-    assert list(base["cells"]) == expected
+    moe = [f"{a}/{n}@moe" for a in ("swiglu", "polynorm", "powlu") for n in ("pre", "pre+gpas")]
+    assert [check.cell_name(*c) for c in check.moe_cells()] == moe
+    assert list(base["cells"]) == expected + moe
     assert base["settings"] == check.settings(base["settings"]["steps"])
     for name, cell in base["cells"].items():
         assert cell["params"]["built"] == cell["params"]["total"], name
@@ -148,7 +150,7 @@ def test_removed_schemes_are_reported_missing_until_update(capsys, monkeypatch, 
     shutil.copy(BASELINE, baseline)
     for name in [s for s in SCHEMES if s != "pre"]:  # the registry lost schemes the baseline has
         monkeypatch.delitem(SCHEMES, name)
-    args = ("--baseline", str(baseline), "--activation", "swiglu")
+    args = ("--baseline", str(baseline), "--activation", "swiglu", "--ffn", "dense")
 
     code, out = bench_check(capsys, *args)
     assert code == 1
@@ -194,3 +196,15 @@ def test_every_option_is_documented():
     for a in options:
         assert a.help and len(a.help) > 10, a.option_strings
     assert p.get_default("func") is check.cmd_check
+
+
+def test_moe_cells_pass_and_catch_a_routing_bug(capsys, monkeypatch):
+    """The MoE cells (nano-moe) pass as committed; softmax after top-k instead of before breaks exactly them."""
+    code, out = bench_check(capsys, "--ffn", "moe", "--activation", "swiglu")
+    assert code == 0 and "PASS 2 cells checked, 0 regressions" in out, out
+    import models.moe
+
+    route = models.moe.route
+    monkeypatch.setattr(models.moe, "route", lambda logits, k, softmax: route(logits, k, "after"))
+    code, out = bench_check(capsys, "--activation", "swiglu", "--norm", "pre")
+    assert code == 1 and regressions(out) == {"swiglu/pre@moe"}, out

@@ -141,9 +141,13 @@ def test_report_with_probes_ci_marks_and_scaling(tmp_path, capsys):
     assert out.is_file() and str(out) in capsys.readouterr().out
     text = out.read_text()
     c = parse(text)
-    # one figure each: loss curves, frontier, scaling; two per probed cell (dynamics, structure)
+    # one figure each: loss curves, frontier, scaling; two per probed cell (dynamics, structure); six that
+    # compare cells (view ranks, loss with seed bands, activation variance by scheme, GPAS gates, effective
+    # rank, layer cosine)
     assert n_probed == 2
-    assert text.count(DATA_URI) == 3 + 2 * n_probed == sum(1 for link in c.links if link.startswith("data:image/png"))
+    assert text.count(DATA_URI) == 3 + 6 + 2 * n_probed == sum(1 for link in c.links
+                                                               if link.startswith("data:image/png"))
+    assert text.count("<details>") == n_probed  # per-cell probe figures are collapsed
     assert text.count(IMG) == text.count(DATA_URI)
     assert all(not link.lower().startswith(("http", "//")) and "http" not in link for link in c.links)
     assert "<script" not in text and "<link" not in text
@@ -169,7 +173,7 @@ def test_report_without_probes_single_scale_and_options(tmp_path):
     assert run_cli(str(folder), "--out", str(target), "--baseline", "powlu:pre") == 0
     text = target.read_text()
     parse(text)
-    assert text.count(DATA_URI) == 2  # curves and frontier; no scaling with one scale, no probes
+    assert text.count(DATA_URI) == 4  # curves, frontier, view ranks, seed bands; no scaling, no probes
     assert "Probes" not in text and "<h2>Scaling" not in text
     assert "(n=1) (base)" in text and "No significance test was possible here" in text
     assert "powlu x pre" in text and not re.search(r"\d ± \d", text)  # n=1: no interval anywhere
@@ -186,7 +190,9 @@ def test_report_skips_missing_or_malformed_probes(tmp_path):
     recs.append({**recs[0], "id": "failed-cell", "status": "failed", "metrics": None, "probes": None})
     text = render_html(recs, "synth")
     parse(text)
-    assert text.count(DATA_URI) == 1 + 2 * 2  # no curves passed: the frontier, then two per probed cell
+    # no curves passed: the frontier, four comparisons of the probes (activation variance, GPAS gates,
+    # effective rank, layer cosine), then two per probed cell
+    assert text.count(DATA_URI) == 1 + 4 + 2 * 2
 
 
 def test_report_errors(tmp_path):

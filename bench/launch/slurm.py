@@ -47,6 +47,10 @@ class CellTask:
         from ..cli import build_parser, cells_from, run_options
 
         args = build_parser().parse_args(self.argv)
+        from ..plugins import load_entry_points, load_env
+
+        load_entry_points()  # the plugins the launching command loaded (exported in the environment)
+        load_env()
         matrix, cells = cells_from(args)
         opts = run_options(args)
         opts.quiet = True

@@ -107,6 +107,10 @@ def child_main(argv: list[str]) -> int:
     from ..cli import build_parser, cells_from, run_options
 
     args = build_parser().parse_args(argv)
+    from ..plugins import load_entry_points, load_env
+
+    load_entry_points()  # the plugins the launching command loaded (exported in the environment)
+    load_env()
     matrix, cells = cells_from(args)
     opts = run_options(args)
     index = int(os.environ["BENCH_WORKER"])

@@ -14,17 +14,25 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from .records import Record, as_record, write_text
-from .stats import (MARK_LEGEND, Comparison, Summary, baseline_groups, cell_order, compare_to_baseline,
-                    final_val_ppl, group_records, load_curves, parse_baseline, row_labels, summarize,
-                    time_to_target)
+from . import compare_tables
+from .paired import PAIRED, Paired, compare
+from .stats import (Summary, baseline_groups, cell_order, final_val_ppl, group_records, load_curves, parse_baseline,
+                    row_labels, summarize, time_to_target)
+from .views import parse_budget
 
-__all__ = ["LONG_COLUMNS", "long_columns", "long_rows", "row_labels", "pivots", "pivot_cell", "legend",
+MARK_LEGEND = ("* / †: final validation loss significantly lower / higher than the baseline cell of the same scale "
+               "(paired t-test on per-seed differences, same seed = same data order; Welch's t-test for groups "
+               "without 2 shared seeds; two-sided, Holm-corrected across the matrix, p < 0.05); no mark: not "
+               "significant, or fewer than 2 seeds in a group (no test possible). Cells: mean validation PPL ± "
+               "95% CI half-width (Student t, n-1 dof) (n seeds).")
+
+__all__ = ["LONG_COLUMNS", "plugin_mark", "long_columns", "long_rows", "row_labels", "pivots", "pivot_cell", "legend",
            "comparison_rows", "COMPARISON_COLUMNS", "fmt_cell", "fmt_value", "fmt_comparison", "FORMATS",
            "unigram_reference", "notes", "to_markdown", "to_csv", "render_rich", "write_tables", "resolve_baseline"]
 
 LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "seed", "status", "val_ppl", "ood_ppl", "val_loss",
                 "train_loss", "tokens_per_sec", "mfu", "peak_memory_mb", "params", "params_non_embedding",
-                "wall_seconds")
+                "wall_seconds", "plugin")
 TARGET_COLUMNS = ("tokens_to_target", "seconds_to_target")
 
 
@@ -57,7 +65,7 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
             "peak_memory_mb": m.peak_memory_bytes / 2**20 if m.peak_memory_bytes else None,
             "params": r.params.total if r.params else None,
             "params_non_embedding": r.params.non_embedding if r.params else None,
-            "wall_seconds": r.wall_seconds,
+            "wall_seconds": r.wall_seconds, "plugin": plugin_mark(r),
         }
         if target is not None:
             curve = (curves or {}).get(r.id)
@@ -72,6 +80,12 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
     return rows
 
 
+def plugin_mark(record: Record) -> str | None:
+    """'name@sha256[:8]' of each plugin part the cell used (record.plugins['parts']), None for built-ins."""
+    parts = (as_record(record).plugins.get("parts") or {}).values()
+    return ", ".join(f"{p['name']}@{str(p.get('sha256'))[:8]}" for p in parts) or None
+
+
 def mean_std(values: list[float]) -> tuple[float, float | None]:
     """(mean, sample std or None for one value); kept for callers of the old pivot format."""
     s = summarize(values)
@@ -81,7 +95,7 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 def pivots(records: list[Record], baseline=None) -> dict[str, dict]:
     """scale -> {'rows': row labels, 'cols': norms, 'cells': {(row, norm): Summary of the final
     validation PPL over ok seeds}, 'baseline': (row, norm) or None, 'comparisons': {(row, norm):
-    Comparison against the baseline (Welch's t-test on final validation losses)}}.
+    Paired comparison against the baseline (bench.results.paired: paired t or Welch, Holm-adjusted)}}.
     ``baseline``: None (first row x first column of each scale), (act, norm) or 'ACT:NORM'."""
     records = as_records(records)
     base = resolve_baseline(baseline)
@@ -89,7 +103,7 @@ def pivots(records: list[Record], baseline=None) -> dict[str, dict]:
         bases = baseline_groups(records, base) if records else {}
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    comps = compare_to_baseline(records, base) if records else {}
+    comps = compare(records, base) if records else {}
     out = {}
     order = cell_order(records)
     for (scale, row, norm), recs in group_records(records).items():
@@ -103,7 +117,17 @@ def pivots(records: list[Record], baseline=None) -> dict[str, dict]:
     return out
 
 
-def pivot_cell(stat: Summary | None, comp: Comparison | None = None) -> str:
+def resolve_at(at) -> tuple[str, float | None] | None:
+    """None, (axis, budget) or 'flops=1e12' -> None or (axis, budget); a malformed string is a ConfigError."""
+    if at is None or isinstance(at, tuple):
+        return at
+    try:
+        return parse_budget(at)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def pivot_cell(stat: Summary | None, comp: Paired | None = None) -> str:
     """'mean ± CI half-width (n=k)' plus '*' / '†' when significantly better / worse than the
     baseline, ' (base)' on the baseline cell; '-' for a group without an ok seed."""
     if stat is None:
@@ -128,22 +152,27 @@ def legend(p: dict, scale: str) -> str:
     return text
 
 
-COMPARISON_COLUMNS = ("scale", "activation", "norm", "n", "val_loss", "delta_loss", "val_ppl", "delta_ppl",
-                      "t", "dof", "p", "result")
+COMPARISON_COLUMNS = ("scale", "activation", "norm", "n", "delta_loss", "ci95", "seed_sd", "effect", "test", "t",
+                      "dof", "p", "p_holm", "result")
 
 
-def comparison_rows(records: list[Record], baseline=None) -> list[Record]:
-    """The test of each group against its scale's baseline, as table rows (raw numbers)."""
+def comparison_rows(records: list[Record], baseline=None) -> list[dict]:
+    """The test of each group against its scale's baseline, as table rows (raw numbers; ``test``
+    names the test used)."""
     rows = []
     for scale, p in pivots(records, baseline).items():
         for (row, norm), c in p["comparisons"].items():
             base = c.is_baseline
+            t = c.test
             rows.append({"scale": scale, "activation": row, "norm": norm,
-                         "n": str(c.n) if base else f"{c.n} vs {c.n_baseline}", "val_loss": c.loss,
-                         "delta_loss": None if base else c.diff_loss, "val_ppl": c.ppl,
-                         "delta_ppl": None if base else c.diff_ppl,
-                         "t": c.test.t if c.test else None, "dof": c.test.dof if c.test else None,
-                         "p": c.p, "result": c.verdict + (f" {c.mark}" if c.mark else "")})
+                         "n": str(c.n) if base else (f"{c.n} pairs" if t and t.name == PAIRED
+                                                     else f"{c.n} vs {c.n_baseline}"),
+                         "delta_loss": None if base else c.diff, "ci95": None if base else c.ci,
+                         "seed_sd": c.seed_sd, "effect": None if base or c.effect is None else (c.effect_name, c.effect),
+                         "test": "baseline" if base else (t.name if t else "none"),
+                         "t": t.t if t else None, "dof": t.dof if t else None, "p": t.p if t else None,
+                         "p_holm": c.p_holm, "few_seeds": c.few_seeds,
+                         "result": c.verdict + (f" {c.mark}" if c.mark else "") + (" (n<3)" if c.few_seeds else "")})
     return rows
 
 
@@ -181,10 +210,16 @@ fmt_value = _fmt  # the public name
 
 def fmt_comparison(row: dict, col: str) -> str:
     kind = {"val_loss": "loss", "val_ppl": "ppl", "delta_loss": "signed", "delta_ppl": "signed", "p": "p",
-            "t": "stat", "dof": "stat"}.get(col, "")
+            "p_holm": "p", "t": "stat", "dof": "stat", "seed_sd": "loss"}.get(col, "")
     v = row.get(col)
     if v is None:
         return "-"
+    if col == "ci95":
+        return f"[{v[0]:+.4f}, {v[1]:+.4f}]"
+    if col == "effect":
+        return f"{v[0]}={v[1]:+.2f}"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
     if kind == "loss":
         return f"{v:.4f}"
     if kind == "stat":
@@ -210,8 +245,11 @@ def fmt_cell(row: dict, col: str) -> str:
 
 
 def notes(records: list[Record], target: float | None = None) -> list[str]:
-    """Footnotes: unigram reference PPL, MFU and memory bases, how time-to-target is measured."""
+    """Footnotes: unigram reference PPL, MFU and memory bases, how time-to-target is measured, plugins."""
     lines = []
+    if any(plugin_mark(r) for r in records):
+        lines.append("plugin: the cell uses parts registered by a plugin (name@source sha256); each record's "
+                     "'plugins' lists the modules loaded, their versions and how they were loaded.")
     for name, ppl in unigram_reference(records).items():
         lines.append(f"Reference: unigram PPL of the validation text under tokenizer {name}: {ppl:.3f} "
                      "(what a model that learned nothing but token frequencies scores).")
@@ -233,7 +271,10 @@ def _title(scale: str) -> str:
 
 
 def to_markdown(records: list[Record], title: str, baseline=None, target: float | None = None,
-                curves: dict | None = None) -> str:
+                curves: dict | None = None, at=None) -> str:
+    """The leaderboard as markdown: pivots, paired statistics, the equal steps / compute / time
+    rankings (with ``curves``; ``at`` = 'flops=X' etc. adds the ranking at that budget), LR
+    robustness (LR sweeps), every cell, notes."""
     lines = [f"# {title}", ""]
     piv = pivots(records, baseline)
     for scale, p in piv.items():
@@ -243,13 +284,7 @@ def to_markdown(records: list[Record], title: str, baseline=None, target: float 
             lines.append(f"| {act} | " + " | ".join(pivot_cell(p["cells"].get((act, n)), p["comparisons"].get((act, n)))
                                                    for n in p["cols"]) + " |")
         lines += ["", legend(p, scale), ""]
-    comps = comparison_rows(records, baseline)
-    if any(c["result"] != "baseline" for c in comps):
-        lines += ["## Significance against the baseline (Welch's t-test on final validation loss)", "",
-                  "| " + " | ".join(COMPARISON_COLUMNS) + " |", "|---" * len(COMPARISON_COLUMNS) + "|"]
-        for row in comps:
-            lines.append("| " + " | ".join(fmt_comparison(row, c) for c in COMPARISON_COLUMNS) + " |")
-        lines.append("")
+    lines += compare_tables.markdown_sections(records, curves, baseline, resolve_at(at))
     cols = long_columns(target)
     lines += ["## All cells by validation PPL", "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for row in long_rows(records, target, curves):
@@ -269,7 +304,7 @@ def to_csv(records: list[Record], target: float | None = None, curves: dict | No
 
 
 def render_rich(records: list[Record], console: Console, title: str, baseline=None, target: float | None = None,
-                curves: dict | None = None) -> None:
+                curves: dict | None = None, at=None) -> None:
     for scale, p in pivots(records, baseline).items():
         t = Table(title=f"{title} - {_title(scale)}", title_justify="left")
         t.add_column("activation")
@@ -279,8 +314,11 @@ def render_rich(records: list[Record], console: Console, title: str, baseline=No
             t.add_row(act, *(pivot_cell(p["cells"].get((act, n)), p["comparisons"].get((act, n))) for n in p["cols"]))
         console.print(t)
         console.print(legend(p, scale), highlight=False)
+    compare_tables.render_rich(records, curves, console, title, baseline, resolve_at(at))
     t = Table(title=f"{title}: all cells by validation PPL", title_justify="left")
-    cols = [c for c in long_columns(target) if c not in ("id", "val_loss", "train_loss", "params_non_embedding")]
+    hidden = ("id", "val_loss", "train_loss", "params_non_embedding") + (
+        () if any(plugin_mark(r) for r in records) else ("plugin",))
+    cols = [c for c in long_columns(target) if c not in hidden]
     for c in cols:
         t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "status") else "right")
     for row in long_rows(records, target, curves):
@@ -297,12 +335,12 @@ def as_records(records) -> list[Record]:
 
 
 def write_tables(folder: Path, records: list[Record], title: str, baseline=None, target: float | None = None,
-                 console: Console | None = None) -> list[Path]:
+                 console: Console | None = None, at=None) -> list[Path]:
     """leaderboard.md and leaderboard.csv in ``folder`` (time-to-target read from the curves there).
     Never replaces a leaderboard listing cells the new one lacks (a record damaged or deleted since):
     the new tables go beside it as leaderboard.new.{md,csv}, with a message."""
     records = as_records(records)
-    curves = load_curves(folder) if target is not None else None
+    curves = load_curves(folder)  # the views and time-to-target read the validation curves
     md, cv = Path(folder) / "leaderboard.md", Path(folder) / "leaderboard.csv"
     lost = previous_ids(cv) - {r.id for r in records}
     if lost:
@@ -310,7 +348,7 @@ def write_tables(folder: Path, records: list[Record], title: str, baseline=None,
         msg = (f"{Path(folder) / 'leaderboard.csv'} lists {len(lost)} cell(s) with no usable record now "
                f"({', '.join(sorted(lost))}): kept it, wrote {md.name} and {cv.name} beside it")
         (console or Console(stderr=True)).print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
-    write_text(md, to_markdown(records, title, baseline, target, curves))
+    write_text(md, to_markdown(records, title, baseline, target, curves, at))
     write_text(cv, to_csv(records, target, curves))
     return [md, cv]
 

@@ -132,6 +132,7 @@ class Record:
     environment: dict = field(default_factory=dict)
     precision: str | None = None  # as run: Lightning may substitute (16-mixed on CPU runs bf16-mixed)
     device: str | None = None
+    plugins: dict = field(default_factory=dict)  # plugin modules loaded and the plugin parts used (bench/plugins.py)
     command: list = field(default_factory=list)
     started: str | None = None
     ended: str | None = None
@@ -156,7 +157,7 @@ class Record:
         for k, typ in (("id", str), ("scale", str), ("activation", str), ("norm", str), ("seed", int)):
             if not isinstance(d[k], typ) or isinstance(d[k], bool):
                 raise RecordError(f"{k} is {d[k]!r}, not a {typ.__name__}")
-        for k in ("config", "axes", "data", "environment"):
+        for k in ("config", "axes", "data", "environment", "plugins"):
             if d.get(k) is not None and not isinstance(d[k], dict):
                 raise RecordError(f"{k} is not an object")
         params = d.get("params")

@@ -4,10 +4,7 @@ probes, scaling fits, provenance), readable offline: no external CSS, JS, fonts 
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
-import html
-import io
 import math
 import sys
 from collections import Counter
@@ -16,35 +13,21 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .leaderboard import (COMPARISON_COLUMNS, comparison_rows, fmt_cell, fmt_comparison, fmt_value, legend,
-                          long_columns, long_rows, notes, pivot_cell, pivots, resolve_baseline)
+from .html import CSS, details, e as _e, figure_html as _figure_html, table as _table
+from .leaderboard import (fmt_cell, fmt_value, legend, long_columns, long_rows, notes, pivot_cell, pivots,
+                          resolve_at, resolve_baseline)
+from .plotting import figure as _figure, png as _png, rc as _rc
 from .records import Record, as_record, load_records, write_text
+from .report_compare import figures_section, lr_section, paired_section, views_section
+from .moe_report import moe_section
 from .stats import (POWER_LAW, SATURATING, group_records, load_curves, pareto_front, run_order, scaling_fits,
                     summarize, tokens_per_step)
 
-DPI = 80
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)))
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 # ---- figures ------------------------------------------------------------------------------------
-
-def _figure(w: float, h: float):
-    from matplotlib.figure import Figure  # no pyplot: no global state, always the Agg renderer
-    return Figure(figsize=(w, h), dpi=DPI, layout="constrained")
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _rc():
-    import matplotlib
-    return matplotlib.rc_context({"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7,
-                                  "axes.grid": True, "grid.alpha": 0.3})
-
 
 def _num(v: float) -> str:
     return f"{v:,.0f}" if 100 <= abs(v) < 1e7 else f"{v:.3g}"
@@ -289,58 +272,6 @@ def fig_scaling(fits) -> str | None:
 
 # ---- HTML ---------------------------------------------------------------------------------------
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1250px;
-color:#222;padding:0 1em;font-size:14px}
-h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
-h3{font-size:1.05em;margin-bottom:.3em}
-table{border-collapse:collapse;margin:.5em 0;font-size:12px}
-th,td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
-th{background:#f3f3f3}td.l,th.l{text-align:left}
-.legend,.note{font-size:12px;color:#555;max-width:1100px}
-.scroll{overflow-x:auto}img{max-width:100%;height:auto;display:block;margin:.4em 0}
-.better{color:#060;font-weight:600}.worse{color:#a00;font-weight:600}.base{background:#eef}
-code{font-size:12px}
-"""
-
-LEFT = {"id", "scale", "activation", "norm", "status", "result", "group", "form", "note", "x", "cell", "key"}
-
-
-def _e(v) -> str:
-    return html.escape(str(v), quote=True)
-
-
-def _table(header, rows) -> str:
-    """rows: lists of cell texts or (text, css class) pairs."""
-    out = ['<div class="scroll"><table>', "<tr>" + "".join(
-        f'<th class="l">{_e(h)}</th>' if h in LEFT else f"<th>{_e(h)}</th>" for h in header) + "</tr>"]
-    for row in rows:
-        cells = []
-        for h, c in zip(header, row):
-            text, klass = c if isinstance(c, tuple) else (c, "")
-            klass = (klass + (" l" if h in LEFT else "")).strip()
-            cells.append(f'<td class="{klass}">{_e(text)}</td>' if klass else f"<td>{_e(text)}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table></div>")
-    return "\n".join(out)
-
-
-def _img(b64: str | None, alt: str) -> str:
-    if not b64:
-        return f'<p class="note">({_e(alt)}: nothing to plot)</p>'
-    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
-
-
-def _figure_html(alt: str, fn, *args) -> str:
-    """A figure as an <img>, or a note saying why there is none (a figure that fails to draw must
-    not lose the rest of the report)."""
-    try:
-        b64 = fn(*args)
-    except Exception as exc:  # noqa: BLE001
-        return f'<p class="note">({_e(alt)} could not be drawn: {_e(type(exc).__name__)}: {_e(exc)})</p>'
-    return _img(b64, alt)
-
-
 def _pivot_html(records, baseline) -> list[str]:
     parts = []
     for scale, p in pivots(records, baseline).items():
@@ -421,8 +352,9 @@ def _probe_section(r: Record) -> list[str]:
 
 
 def render_html(records: list[Record], title: str, curves: dict | None = None, baseline=None,
-                target: float | None = None) -> str:
-    """The whole report as one HTML string (figures embedded as base64 PNG data URIs)."""
+                target: float | None = None, at=None) -> str:
+    """The whole report as one HTML string (figures embedded as base64 PNG data URIs). ``at``:
+    'flops=X' / 'seconds=Y' / 'steps=Z' sets that view's budget (default: the largest every cell reached)."""
     curves = curves or {}
     records = [as_record(r) for r in records]
     baseline = resolve_baseline(baseline)
@@ -435,16 +367,7 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
 
     parts.append("<h2>Leaderboard</h2>")
     parts += _pivot_html(records, baseline)
-    comps = comparison_rows(records, baseline)
-    if any(c["result"] != "baseline" for c in comps):
-        parts.append("<h3>Significance against the baseline (Welch's t-test on per-seed final validation loss)</h3>")
-        rows = [[fmt_comparison(c, k) if k != "result" else
-                 (c[k], "better" if c[k].startswith("better") else "worse" if c[k].startswith("worse") else "")
-                 for k in COMPARISON_COLUMNS] for c in comps]
-        parts.append(_table(list(COMPARISON_COLUMNS), rows))
-        parts.append('<p class="legend">delta = group - baseline (loss in nats/token, PPL as mean over seeds); '
-                     "t and dof: Welch's statistic and Welch-Satterthwaite degrees of freedom; p two-sided. "
-                     "A group or baseline with fewer than 2 seeds cannot be tested.</p>")
+    parts += paired_section(records, baseline)
     cols = long_columns(target)
     parts.append("<h3>All cells by validation PPL</h3>")
     parts.append(_table(list(cols), [[fmt_cell(row, c) for c in cols] for row in long_rows(records, target, curves)]))
@@ -454,6 +377,10 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
     parts.append('<p class="note">One line per cell (every seed); color = activation, linestyle = norm; '
                  "x = tokens seen.</p>")
     parts.append(_figure_html("training and validation loss curves", fig_loss_curves, records, curves))
+
+    parts += views_section(records, curves, resolve_at(at))
+    parts += lr_section(records)
+    parts += figures_section(records, curves)
 
     parts.append("<h2>Cost / quality frontier</h2>")
     front = []
@@ -487,10 +414,13 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
 
     probed = [r for r in records if isinstance(r.probes, dict)]
     if probed:
-        parts.append("<h2>Probes</h2>")
-        parts.append('<p class="note">Per-layer lines go from the first (dark) to the last (yellow) layer.</p>')
+        parts.append("<h2>Probes per cell</h2>")
+        parts.append('<p class="note">Collapsed: click a cell to open its figures. Per-layer lines go from the first '
+                     "(dark) to the last (yellow) layer.</p>")
         for r in probed:
-            parts += _probe_section(r)
+            parts += details(f"{r.id} ({r.status})", _probe_section(r))
+
+    parts += moe_section(records)  # MoE cells only: expert-load heatmaps, routing statistics
 
     parts += _provenance(records)
     parts.append("</body></html>")
@@ -506,7 +436,7 @@ def matrix_folders(folder: Path) -> list[Path]:
 
 
 def write_report(folder: Path, out: Path | None = None, baseline=None, target: float | None = None,
-                 warn=None) -> list[Path]:
+                 warn=None, at=None) -> list[Path]:
     """One report.html per matrix folder under ``folder`` (default: <matrix folder>/report.html);
     ``out`` names the file when there is exactly one matrix. Each record.json that cannot be used
     is named with the reason through ``warn`` (default: stderr)."""
@@ -526,7 +456,7 @@ def write_report(folder: Path, out: Path | None = None, baseline=None, target: f
     written = []
     for m, records in mats.items():
         path = Path(out) if out is not None else m / "report.html"
-        write_text(path, render_html(records, m.name, load_curves(m), baseline, target))
+        write_text(path, render_html(records, m.name, load_curves(m), baseline, target, at))
         written.append(path)
     return written
 
@@ -536,8 +466,9 @@ def cmd_report(args) -> int:
 
     folder = Path(args.target) if args.target and Path(args.target).is_dir() else \
         Path(args.results) / load_matrix(args.target).name
-    resolve_baseline(args.baseline)  # a malformed value fails before any work
-    for path in write_report(folder, Path(args.out) if args.out else None, args.baseline, args.target_loss):
+    resolve_baseline(args.baseline)  # malformed values fail before any work
+    at = resolve_at(args.at)
+    for path in write_report(folder, Path(args.out) if args.out else None, args.baseline, args.target_loss, at=at):
         print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
     return 0
 
@@ -547,10 +478,13 @@ def add_report_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report", help="write a self-contained HTML report (tables, curves, frontier, probes, scaling, provenance)",
         description="Write one self-contained HTML page per matrix: the leaderboard with 95% confidence "
-                    "intervals over seeds and significance marks (Welch's t-test against a baseline cell), "
-                    "loss curves, the validation PPL vs tokens/s frontier, per-cell probes, scaling fits (when "
-                    "several scales are present) and provenance. Figures are embedded PNGs: the page needs no "
-                    "network.")
+                    "intervals over seeds and paired statistics against a baseline cell (paired t-test on per-seed "
+                    "differences, Welch's for unpaired groups, Holm-corrected, effect sizes, bootstrap CIs, seed "
+                    "noise), the rankings at equal steps / FLOPs / time and where they disagree, LR robustness "
+                    "(for `bench sweep` results), comparison figures (activation variance by scheme, GPAS gates, "
+                    "effective rank, layer cosine, loss with seed bands), loss curves, the validation PPL vs "
+                    "tokens/s frontier, per-cell probes (collapsed), scaling fits (when several scales are "
+                    "present) and provenance. Figures are embedded PNGs: the page needs no network.")
     p.add_argument("target", nargs="?", default=None,
                    help="a matrix name/YAML, or a results folder: one report per matrix folder under it "
                         "[default: the default matrix]")
@@ -565,5 +499,8 @@ def add_report_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--target-loss", type=float, default=None, metavar="X",
                    help="add the tokens and seconds until the validation loss first reaches X to the cell table "
                         "[default: none]")
+    p.add_argument("--at", default=None, metavar="AXIS=BUDGET",
+                   help="the budget of one view: flops=X, seconds=Y or steps=Z [default: per scale, the largest "
+                        "budget every cell reached]")
     p.set_defaults(func=cmd_report)
     return p

@@ -8,7 +8,8 @@ Decisions (also stated in the tables' legends):
 
 - Confidence interval: Student t over seeds, ``mean ± t_{0.975, n-1} * s / sqrt(n)`` with the
   sample standard deviation ``s`` (n-1 in the denominator). One seed: the mean, no interval.
-- Significance: Welch's unequal-variance t-test (two-sided) on the per-seed final validation
+- Significance (``compare_to_baseline``; the tables now use the paired, Holm-corrected tests of
+  ``bench.results.paired``): Welch's unequal-variance t-test (two-sided) on the per-seed final validation
   losses of a group against the baseline group of the same scale, Welch-Satterthwaite degrees of
   freedom; significant at p < 0.05, uncorrected for the number of comparisons. Fewer than 2 seeds
   in either group: no test is possible, and the result says so.

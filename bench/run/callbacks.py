@@ -21,6 +21,12 @@ class Diverged(RuntimeError):
         self.step = step
 
 
+# MFU counts the FLOPs a token really uses: an MoE's meta forward runs top_k experts' worth of rows
+# (models/moe.py), so its count is the active FLOPs of a balanced, dropless dispatch.
+FLOPS_BASIS = {"dense": "all parameters (dense)",
+               "moe": "active: router + top_k routed + shared experts per token (balanced, dropless)"}
+
+
 def flops_per_batch(model_cfg, batch_size: int, seq_len: int) -> int:
     """Forward + backward FLOPs of one micro-batch, counted by PyTorch's FlopCounterMode (through
     Lightning's measure_flops) on a meta-device copy: no memory, no time."""
@@ -82,6 +88,11 @@ class CellMetrics(L.Callback):
             self.train_time += time.perf_counter() - self._t
             self._t = None
 
+    def on_validation_epoch_end(self, trainer, pl_module):
+        # training seconds so far (clock stopped at on_validation_start), beside each validation point:
+        # the x of the equal-time view (bench/results/views.py)
+        pl_module.log("time/train_seconds", float(self.train_time))
+
     def on_validation_end(self, trainer, pl_module):
         if trainer.training or trainer.state.fn == "fit":
             self._t = time.perf_counter()
@@ -92,6 +103,7 @@ class CellMetrics(L.Callback):
         self.result = {
             "tokens_per_sec": None, "mfu": None, "flops_per_batch": pl_module.flops_per_batch,
             "peak_flops": self.peak_flops, "mfu_basis": self.peak_flops_basis,
+            "flops_basis": FLOPS_BASIS[pl_module.cfg.model.ffn],
             "peak_memory_bytes": mem, "peak_memory_basis": mem_basis,
             "train_seconds": self.train_time, "steady_steps": max(0, len(self.series) - 1),
             "world_size": trainer.world_size,

@@ -10,7 +10,10 @@ batch after training, and compares them with the committed baseline
 (configs/baselines/check-nano.json): counts exactly, the rest within TOLERANCES.
 
 The cell list comes from the registries, so a new activation or scheme is checked automatically
-(and fails as 'new, not in baseline' until ``bench check --update``). See docs/check.md.
+(and fails as 'new, not in baseline' until ``bench check --update``). Six mixture-of-experts cells
+('swiglu/pre@moe': swiglu, polynorm, powlu x pre, pre+gpas at the ``nano-moe`` scale, same data)
+follow; ``--ffn dense|moe`` selects either kind. See docs/check.md and docs/moe.md. Parts
+registered by a plugin are checked against the user's own ``--baseline FILE`` (docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from models import ACTIVATIONS, Transformer, check_choice, count_params
+from models import ACTIVATIONS, SCHEMES, Transformer, check_choice, count_params
 
 from .config import CONFIGS, ConfigError, check_norm, norm_names, resolve
 from ..results.records import write_text
@@ -69,10 +72,17 @@ progress_console = Console(stderr=True)
 
 # ---- the cells ---------------------------------------------------------------------------------
 
-def cell_name(activation: str, norm: str) -> str:
-    """The baseline key of a cell: 'swiglu/pre+gpas' (no config hash: a new default must show up as
-    a regression of the cell, not as a new cell)."""
-    return f"{activation}/{norm}"
+def cell_name(activation: str, norm: str, ffn: str = "dense") -> str:
+    """The baseline key of a cell: 'swiglu/pre+gpas', 'swiglu/pre+gpas@moe' for an MoE cell (no config
+    hash: a new default must show up as a regression of the cell, not as a new cell)."""
+    return f"{activation}/{norm}" + ("" if ffn == "dense" else f"@{ffn}")
+
+
+def parse_name(name: str) -> tuple[str, str, str]:
+    """(activation, norm, ffn) of a baseline key."""
+    base, _, ffn = name.partition("@")
+    a, _, n = base.partition("/")
+    return a, n, ffn or "dense"
 
 
 def all_cells() -> list[tuple[str, str]]:
@@ -80,13 +90,46 @@ def all_cells() -> list[tuple[str, str]]:
     return [(a, n) for a in ACTIVATIONS for n in norm_names()]
 
 
+# MoE cells (models/moe.py) at MOE_SCALE: nano's shape and data, 4 experts, top-2; the key activations
+MOE_SCALE = "nano-moe"
+MOE_ACTIVATIONS = ("swiglu", "polynorm", "powlu")
+MOE_NORMS = ("pre", "pre+gpas")
+
+
+def moe_cells() -> list[tuple[str, str, str]]:
+    return [(a, n, "moe") for a in MOE_ACTIVATIONS if a in ACTIVATIONS for n in MOE_NORMS]
+
+
+def uses_plugin(activation: str, norm: str) -> bool:
+    """The cell uses a part registered by a plugin (checked against the user's own --baseline file)."""
+    return not (ACTIVATIONS.part(activation).builtin and SCHEMES.part(norm.split("+")[0]).builtin)
+
+
+def select_cells(activations, norms, baseline: dict | None, own_baseline: bool,
+                 ffns=None) -> list[tuple[str, ...]]:
+    """The cells a check runs. Named ones when --activation/--norm are given; otherwise against the
+    committed baseline every built-in cell, against a user's --baseline FILE the cells it holds plus
+    every cell that uses a plugin part (every cell when no plugin is loaded)."""
+    cells = all_cells() + moe_cells()
+    if activations or norms or ffns:
+        return [c for c in cells if (not activations or c[0] in activations) and (not norms or c[1] in norms)
+                and (not ffns or (c[2:] or ("dense",))[0] in ffns)]
+    if not own_baseline:
+        return [c for c in cells if not uses_plugin(*c[:2])]
+    if not any(uses_plugin(*c[:2]) for c in cells):
+        return cells
+    held = set((baseline or {}).get("cells", {}))
+    return [c for c in cells if uses_plugin(*c[:2]) or cell_name(*c) in held]
+
+
 def warmup_for(steps: int) -> int:
     return max(1, steps // 4)
 
 
-def cell_config(activation: str, norm: str, steps: int):
-    """The resolved RunConfig of one check cell (nano scale, cpu recipe, fixed seed)."""
-    return resolve({"scale": SCALE, "recipe": RECIPE, "seed": SEED, "activation": activation, "norm": norm,
+def cell_config(activation: str, norm: str, steps: int, ffn: str = "dense"):
+    """The resolved RunConfig of one check cell (nano or nano-moe scale, cpu recipe, fixed seed)."""
+    return resolve({"scale": SCALE if ffn == "dense" else MOE_SCALE, "recipe": RECIPE, "seed": SEED,
+                    "activation": activation, "norm": norm,
                     "data.corpus": "bundled", "data.tokenizer": "bytes",
                     "train.max_steps": steps, "train.warmup_steps": warmup_for(steps)})
 
@@ -189,13 +232,15 @@ def perturbed(model: torch.nn.Module) -> torch.nn.Module:
     return probe
 
 
-def run_cell(activation: str, norm: str, steps: int, data: CheckData) -> dict:
+def run_cell(activation: str, norm: str, steps: int, data: CheckData, ffn: str = "dense") -> dict:
     """Train one cell as the harness does (AdamW with its param groups, warmup + cosine, global grad
     clip) in a plain loop, single-threaded; returns its record (never raises for a model error)."""
     # the harness's own pieces (imported here: bench.module imports Lightning, which `bench --help` need not)
     from .module import cosine_with_warmup, lm_loss, param_groups, split_batch
 
-    cfg = cell_config(activation, norm, steps)
+    from models.moe import moe_layers, weighted_router_loss
+
+    cfg = cell_config(activation, norm, steps, ffn)
     counts = count_params(cfg.model)
     rec: dict = {"params": {"total": counts.total, "non_embedding": counts.non_embedding,
                             "intermediate_size": counts.intermediate_size},
@@ -209,17 +254,18 @@ def run_cell(activation: str, norm: str, steps: int, data: CheckData) -> dict:
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: cosine_with_warmup(s, t.warmup_steps, t.max_steps, t.min_lr_ratio))
         B, wanted = data.batch_size, set(logged_steps(steps))
+        layers = moe_layers(model)
         x, y = split_batch(data.train[:B])
         probe = perturbed(model)  # before any update: its loss and gradient are pure math, as at init
-        loss = lm_loss(probe(x), y)
-        loss.backward()
+        loss = lm_loss(probe(x), y)  # recorded: the LM loss; trained: + the router losses of an MoE
+        (loss + weighted_router_loss(moe_layers(probe), cfg.model)[0]).backward()
         losses = {"init": None, "perturbed": _value(loss)}
         grads = {"init": None, "perturbed": _value(torch.nn.utils.clip_grad_norm_(probe.parameters(), math.inf))}
         del probe
         for step in range(steps):
             x, y = split_batch(data.train[step * B:(step + 1) * B])
             loss = lm_loss(model(x), y)
-            loss.backward()
+            (loss + weighted_router_loss(layers, cfg.model)[0]).backward()
             key = "init" if step == 0 else f"step{step}" if step in wanted else "final" if step == steps - 1 else None
             if key:  # step 0's forward and backward are the model at init: pure math, no update yet
                 losses[key] = _value(loss)
@@ -249,8 +295,8 @@ def _init_worker(steps: int, data: CheckData) -> None:
     _WORKER.update(steps=steps, data=data)
 
 
-def _work(cell: tuple[str, str]) -> tuple[tuple[str, str], dict]:
-    return cell, run_cell(*cell, _WORKER["steps"], _WORKER["data"])
+def _work(cell: tuple[str, ...]) -> tuple[tuple[str, ...], dict]:
+    return cell, run_cell(cell[0], cell[1], _WORKER["steps"], _WORKER["data"], *cell[2:])
 
 
 def default_jobs() -> int:
@@ -268,7 +314,7 @@ def run_cells(cells: list[tuple[str, str]], steps: int, data: CheckData, jobs: i
     which inherit this process's modules as they are (monkeypatches included)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    results: dict[tuple[str, str], dict] = {}
+    results: dict[tuple[str, ...], dict] = {}
     jobs = max(1, min(jobs, len(cells)))
     if jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():
         jobs = 1
@@ -281,9 +327,9 @@ def run_cells(cells: list[tuple[str, str]], steps: int, data: CheckData, jobs: i
         try:
             with progress:
                 task = progress.add_task("", total=len(cells))
-                for a, n in cells:
-                    results[(a, n)] = run_cell(a, n, steps, data)
-                    progress.update(task, advance=1, description=cell_name(a, n))
+                for cell in cells:
+                    results[cell] = run_cell(cell[0], cell[1], steps, data, *cell[2:])
+                    progress.update(task, advance=1, description=cell_name(*cell))
         finally:
             torch.set_num_threads(threads)
     else:
@@ -296,7 +342,7 @@ def run_cells(cells: list[tuple[str, str]], steps: int, data: CheckData, jobs: i
             for cell, rec in pool.imap_unordered(_work, order, chunksize=1):
                 results[cell] = rec
                 progress.update(task, advance=1, description=cell_name(*cell))
-    return {cell_name(a, n): results[(a, n)] for a, n in cells}
+    return {cell_name(*cell): results[cell] for cell in cells}
 
 
 def environment() -> dict:
@@ -476,7 +522,7 @@ def read_baseline(path: Path) -> dict | None:
 
 
 def write_baseline(path: Path, steps: int, data: CheckData, cells: dict[str, dict]) -> None:
-    order = {cell_name(a, n): i for i, (a, n) in enumerate(all_cells())}
+    order = {cell_name(*c): i for i, c in enumerate(all_cells() + moe_cells())}
     doc = {
         "format": FORMAT,
         "description": "bench check baseline: nano-scale losses and parameter counts of every activation x "
@@ -510,6 +556,9 @@ def _names(text: str | None) -> list[str] | None:
 def cmd_check(args) -> int:
     activations = _names(args.activation)
     norms = _names(args.norm)
+    ffns = _names(args.ffn)
+    for f in ffns or []:
+        check_choice("ffn", f, ["dense", "moe"])
     for a in activations or []:
         check_choice("activation", a, ACTIVATIONS)
     for n in norms or []:
@@ -518,10 +567,14 @@ def cmd_check(args) -> int:
         raise ConfigError(f"--steps must be at least 2, got {args.steps}")
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    plugin_cells = [cell_name(*c) for c in select_cells(activations, norms, None, True) if uses_plugin(*c[:2])]
+    if plugin_cells and args.baseline is None and (activations or norms):
+        raise ConfigError(f"{plugin_cells[0]} uses a plugin part: plugin cells are checked against your own "
+                          f"baseline file, e.g. `bench check --baseline my-check.json --update` (docs/plugins.md)")
     path = Path(args.baseline) if args.baseline else BASELINE
     baseline = read_baseline(path)
     steps = args.steps if args.steps is not None else (baseline or {}).get("settings", {}).get("steps", DEFAULT_STEPS)
-    filtered = bool(activations or norms)
+    filtered = bool(activations or norms or ffns)
     if baseline is None and not args.update:
         raise ConfigError(f"no baseline at {path}: make one with `bench check --update`")
     if baseline is not None and baseline.get("settings") != settings(steps):
@@ -532,7 +585,7 @@ def cmd_check(args) -> int:
             raise ConfigError(f"new settings ({_settings_diff(baseline, steps)}) need a full `bench check "
                               f"--update` (without --activation/--norm): every cell changes")
 
-    cells = [(a, n) for a, n in all_cells() if (not activations or a in activations) and (not norms or n in norms)]
+    cells = select_cells(activations, norms, baseline, args.baseline is not None, ffns)
     # the command line's order of names is the user's; the registries' order is the report's
     start = time.perf_counter()
     data = load_data(steps)
@@ -540,8 +593,8 @@ def cmd_check(args) -> int:
     seconds = time.perf_counter() - start
 
     def selected(name: str) -> bool:
-        a, _, n = name.partition("/")
-        return (not activations or a in activations) and (not norms or n in norms)
+        a, n, f = parse_name(name)
+        return (not activations or a in activations) and (not norms or n in norms) and (not ffns or f in ffns)
 
     if args.update:
         errors = {k: v["error"] for k, v in results.items() if "error" in v}
@@ -604,6 +657,9 @@ def add_check_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--activation", help="comma-separated activations to check [default: all of models.ACTIVATIONS]")
     p.add_argument("--norm", help="comma-separated schemes, '+gpas' to add GPAS (e.g. pre,pre+gpas) "
                                   "[default: every scheme with and without GPAS]")
+    p.add_argument("--ffn", help="comma-separated FFN kinds to check: dense (every activation x scheme at nano), "
+                                 f"moe ({', '.join(MOE_ACTIVATIONS)} x {', '.join(MOE_NORMS)} at {MOE_SCALE}) "
+                                 "[default: both]")
     p.add_argument("--steps", type=int, default=None,
                    help=f"training steps per cell; must match the baseline's unless --update "
                         f"[default: the baseline's, else {DEFAULT_STEPS}]")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from models import GPAS_EXTENSIONS, SCHEMES, TransformerConfig, check_choice
+from models import GPAS_EXTENSIONS, SCHEMES, TransformerConfig, check_choice, plugin_parts
 
 from ..errors import ConfigError
 
@@ -128,11 +128,18 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def config_hash(self) -> str:
-        """Hash of every field that can change what is measured (NON_SEMANTIC ones left out)."""
+        """Hash of every field that can change what is measured (NON_SEMANTIC ones left out), and of
+        the source of every plugin part the model uses (built-in parts add nothing: ids stay)."""
         d = self.to_dict()
         for path in NON_SEMANTIC:
             section, name = path.split(".")
             d[section].pop(name)
+        if d["model"]["ffn"] == "dense":  # MoE options build nothing then: dense hashes (and cell ids) stay as before
+            for name in [k for k in d["model"] if k == "ffn" or k.startswith("moe_")]:
+                d["model"].pop(name)
+        parts = plugin_parts(self.model)
+        if parts:  # changing a plugin's code makes a new cell
+            d["plugins"] = {kind: p["sha256"] for kind, p in parts.items()}
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 

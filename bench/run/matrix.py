@@ -12,6 +12,7 @@
       model.poly_order: [2, 3]    # any config field
     exclude:                      # a cell is dropped when it matches every key of an entry
       - {activation: gelu, norm: pre+gpas}
+    plugins: [my_pkg.ext]         # modules (or .py paths, relative to this file) imported first
 
 A cell id is readable and stable: <scale>-<activation>-<norm>[-<other axes>]-s<seed>-<hash>, the
 hash covering the whole resolved config, so a changed config is a different cell.
@@ -28,7 +29,7 @@ from models import ACTIVATIONS, check_choice
 from .config import CONFIGS, ConfigError, RunConfig, all_fields, load_yaml, norm_names, resolve, scales
 
 MATRIX_DIR = CONFIGS / "matrix"
-MATRIX_KEYS = ("name", "description", "fixed", "axes", "exclude")
+MATRIX_KEYS = ("name", "description", "fixed", "axes", "exclude", "plugins")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Matrix:
     axes: dict[str, list]
     exclude: list[dict]
     source: str = "<inline>"
+    plugins: tuple[str, ...] = ()
 
 
 def matrix_path(name_or_path: str | None) -> Path:
@@ -68,12 +70,18 @@ def load_matrix(name_or_path: str | None = None) -> Matrix:
         raise ConfigError(f"{path}: a matrix file is a mapping with keys {', '.join(MATRIX_KEYS)}")
     for key in raw:
         check_choice(f"matrix key in {path}", key, MATRIX_KEYS)
+    plugins = raw.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(f"{path}: plugins must be a list of module names or .py paths, got {plugins!r}")
+    from ..plugins import load_plugins  # before the axes are checked: they may name plugin parts
+
+    load_plugins(plugins, f"matrix {path}", Path(path).parent)
     axes = raw.get("axes") or {}
     for k, v in axes.items():
         if not isinstance(v, list) or not v:
             raise ConfigError(f"{path}: axis {k!r} must be a non-empty list, got {v!r}")
     return Matrix(str(raw.get("name") or path.stem), str(raw.get("description", "")),
-                  dict(raw.get("fixed") or {}), dict(axes), list(raw.get("exclude") or []), str(path))
+                  dict(raw.get("fixed") or {}), dict(axes), list(raw.get("exclude") or []), str(path), tuple(plugins))
 
 
 def check_axis_values(axis: str, values: list) -> None:

@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from models import Transformer
+from models.moe import moe_layers, weighted_router_loss
 
 from .config import RunConfig
 
@@ -53,6 +54,7 @@ class LMModule(L.LightningModule):
         super().__init__()
         self.cfg = cfg
         self.model = Transformer(cfg.model)
+        self.moe = moe_layers(self.model)  # empty for a dense model: training_step adds nothing
         self.val_loss = nn.ModuleList(MeanMetric() for _ in VAL_SPLITS)  # token-weighted means
         self.flops_per_batch: int | None = None  # set by the metrics callback (Lightning's name)
         # Our own fp32 copies: under bf16-true, Lightning's logged values are accumulated in bf16.
@@ -68,6 +70,10 @@ class LMModule(L.LightningModule):
         loss = lm_loss(self.model(x), y)
         self.last_train_loss = loss.detach()
         self.log("train/loss", self.last_train_loss, prog_bar=True)
+        if self.moe:  # router losses (models/moe.py), logged apart from the LM loss
+            router, aux = weighted_router_loss(self.moe, self.cfg.model)
+            self.log_dict({f"train/moe_{k}_loss": v.detach() for k, v in aux.items()})
+            loss = loss + router
         return loss
 
     def on_validation_epoch_start(self):

@@ -55,7 +55,39 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from models.registry import Registry
+from models.moe import ffn_modules
+
 from .module import lm_loss, split_batch
+
+# ---------------------------------------------------------------- registered probes (plugins)
+
+
+def _probe_check(name, cls) -> str | None:
+    if not (isinstance(cls, type) and issubclass(cls, L.Callback)):
+        return "must be a lightning.Callback subclass"
+    if not callable(getattr(cls, "from_config", None)) or not callable(getattr(cls, "result", None)):
+        return "needs a classmethod from_config(cfg, dm) -> instance or None, and result() -> JSON-able dict"
+    return None
+
+
+PROBES = Registry("probe", _probe_check)
+
+
+def register_probe(name: str, cls=None, *, doc: str | None = None, override: bool = False):
+    """Register a probe: a Lightning Callback class with ``from_config(cfg, dm)`` (an instance, or None
+    to skip the cell) and ``result()`` (a JSON-able dict, stored in the record under
+    ``extra_probes[name]``). Registered probes run beside ``Probes`` and, like it, not when
+    train.probe_every is 0."""
+    return PROBES.register(name, cls, doc=doc, override=override)
+
+
+def registered_probes(cfg, dm) -> dict[str, L.Callback]:
+    """name -> callback of every registered probe that takes part in this cell."""
+    if cfg.train.probe_every <= 0:
+        return {}
+    built = {name: cls.from_config(cfg, dm) for name, cls in PROBES.items()}
+    return {name: cb for name, cb in built.items() if cb is not None}
 
 # ---------------------------------------------------------------- measurements (pure functions)
 
@@ -135,13 +167,19 @@ def probe_forward(model, x: torch.Tensor, context=contextlib.nullcontext) -> dic
         a = args[0].detach()
         ffn_stats.append(torch.stack([a.abs().max().float(), kurtosis(a)]))
 
-    hooks = [block.ffn.down.register_forward_pre_hook(record) for block in model.blocks]
+    from .moe_probes import PooledMoments, expert_hooks  # an MoE's experts are pooled per layer
+
+    pooled = [None if hasattr(block.ffn, "down") else PooledMoments() for block in model.blocks]
+    hooks = [block.ffn.down.register_forward_pre_hook(record) for block in model.blocks if hasattr(block.ffn, "down")]
+    hooks += [h for block, p in zip(model.blocks, pooled) if p is not None for h in expert_hooks(block.ffn, p)]
     try:
         with torch.no_grad(), context():
             logits, hidden = model.forward(x, return_hidden=True)
     finally:
         for h in hooks:
             h.remove()
+    if any(p is not None for p in pooled):
+        ffn_stats = [p.result().to(x.device) for p in pooled]
     return {"logits": logits, "hidden": hidden, "ffn": torch.stack(ffn_stats)}  # ffn: (L, 2)
 
 
@@ -292,9 +330,10 @@ class Probes(L.Callback):
         was_training = model.training
         model.eval()
         try:
-            ranks = {f"{i}.{name}": effective_rank(getattr(block.ffn, name).weight)
-                     for i, block in enumerate(model.blocks, start=1)
-                     for name in ("gate", "up", "down") if hasattr(block.ffn, name)}
+            ranks = {f"{i}.{name}": sum(per) / len(per)  # an MoE: the mean over its expert FFNs
+                     for i, block in enumerate(model.blocks, start=1) for name in ("gate", "up", "down")
+                     if (per := [effective_rank(getattr(f, name).weight) for f in ffn_modules(block.ffn)
+                                 if hasattr(f, name)])}
             hidden = probe_forward(model, self.x.to(device), context)["hidden"]
             cosine = layer_cosine(hidden).tolist()
             batches = self._importance_batches(device)

@@ -31,9 +31,11 @@ from .callbacks import CellMetrics, Diverged, LiveProgress
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
 from .matrix import Cell
 from .module import LMModule
-from .probes import Probes
+from .moe_probes import MoEProbes
+from .probes import Probes, registered_probes
 from .signals import Interrupted, RelayEarlySignal, StopRequest
 from ..launch.ranks import RankDecisions, is_rank_zero
+from ..plugins import provenance
 from ..results.records import DONE, Record, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
@@ -152,10 +154,11 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         "axes": dict(cell.axes), "activation": cfg.model.activation, "norm": cfg.norm, "scale": cfg.scale,
         "seed": cfg.seed, "config": cfg.to_dict(),
         "params": {"total": counts.total, "non_embedding": counts.non_embedding, "ffn": counts.ffn,
-                   "intermediate_size": counts.intermediate_size, "deviation": counts.deviation},
+                   "intermediate_size": counts.intermediate_size, "deviation": counts.deviation,
+                   "active": counts.active, "expert_ffn": counts.expert_ffn},
         "data": {"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
                  "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl()},
-        "command": sys.argv, "started": now(),
+        "command": sys.argv, "started": now(), "plugins": provenance(cfg),
     }
     t = cfg.train
     tokens_per_batch = t.batch_size * cfg.model.block_size
@@ -167,7 +170,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
         callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
     wall = time.perf_counter()
-    probes, trainer, user_error = None, None, None
+    probes, trainer, user_error, extra_probes, moe_probes = None, None, None, {}, None
     try:
         if writer and resume is not None and (folder / "metrics.csv").exists():  # CSVLogger would start anew
             n = len(list(folder.glob("metrics.part-*.csv"))) + 1
@@ -179,6 +182,11 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
         if probes is not None:
             callbacks.append(probes)
+        moe_probes = MoEProbes.from_config(cfg)  # None for a dense model
+        if moe_probes is not None:
+            callbacks.append(moe_probes)
+        extra_probes = registered_probes(cfg, dm)  # plugins' probes (bench.run.probes.register_probe)
+        callbacks += extra_probes.values()
         if opts.ckpt_every > 0:  # model, optimizer, schedule, the data loader's position, callbacks' state
             callbacks.append(saver)  # last: the state it saves includes every other callback's step
         if t.compile:
@@ -234,6 +242,10 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     if probes is not None:  # also after a divergence: the history up to it
         record["probes"] = probes.result()
+    if extra_probes:
+        record["extra_probes"] = {name: cb.result() for name, cb in extra_probes.items()}
+    if moe_probes is not None:
+        record["moe"] = moe_probes.result()
     record["wall_seconds"] = time.perf_counter() - wall
     record["ended"] = now()
     device = trainer.strategy.root_device if trainer is not None else _root_device(cfg)

@@ -1,0 +1,152 @@
+"""Learning-rate robustness from an LR sweep (`bench sweep`): per activation x scheme x scale, the
+best LR, the stability frontier and Wortsman et al. (2023)'s LR sensitivity.
+
+- l_0, the loss at initialization: ln V (V = vocabulary size), the loss of the uniform prediction,
+  which a freshly initialized LM (small output logits) is close to.
+- Per LR the value is the mean over its seeds of min(final validation loss, l_0), a diverged seed
+  (non-finite loss) counting as l_0; failed / oom seeds are not training outcomes and are left out.
+- Best LR: the grid point with the lowest value, l* = that value.
+- An LR trains if every seed finished ok with a final loss below l_0. The stability frontier is the
+  largest LR of the grid that trains; ``non_monotone`` says some smaller LR did not.
+- LR sensitivity (Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer training
+  instabilities", arXiv:2309.14322, Section 2.2): E over the LR grid of [min(l(eta), l_0) - l*],
+  here the mean over the grid points of (value(eta) - l*). 0 = every LR as good as the best; at
+  most l_0 - l* (every other LR no better than init). The paper's grid is log-spaced over orders of
+  magnitude, so the expectation weights each decade equally; so does ours.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .stats import _flat, final_val_loss, run_order
+from .views import as_dict
+
+LR_KEY = "train.lr"
+
+
+def record_lr(r: dict) -> float | None:
+    lr = ((r.get("config") or {}).get("train") or {}).get("lr")
+    return float(lr) if lr is not None else None
+
+
+def init_loss(r: dict) -> float | None:
+    """ln V: the loss of the uniform prediction, V from the record's data (or model) section."""
+    v = (r.get("data") or {}).get("vocab_size") or ((r.get("config") or {}).get("model") or {}).get("vocab_size")
+    return math.log(v) if v else None
+
+
+def lr_labels(records: list[dict]) -> dict[str, str]:
+    """Record id -> its row label without the LR: the activation plus any config field other than
+    the seed and the LR that differs between cells of the same scale, activation and scheme."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["scale"], r["activation"], r["norm"])].append(r)
+    labels = {}
+    for recs in groups.values():
+        flats = [_flat(r.get("config") or {}) for r in recs]
+        varying = sorted({k for f in flats for k in f
+                          if k not in ("seed", LR_KEY) and len({repr(g.get(k)) for g in flats}) > 1})
+        for r, f in zip(recs, flats):
+            labels[r["id"]] = r["activation"] + "".join(f" [{k}={f.get(k)}]" for k in varying)
+    return labels
+
+
+@dataclass
+class LRPoint:
+    lr: float
+    value: float | None  # mean over seeds of min(loss, l_0), diverged = l_0; None if no outcome
+    losses: list[float | None]  # per seed final loss (None = diverged)
+    statuses: list[str]
+    trains: bool
+
+
+@dataclass
+class LRCurve:
+    scale: str
+    group: tuple[str, str]  # (row label, norm)
+    l0: float | None
+    points: list[LRPoint] = field(default_factory=list)  # ascending LR
+
+    @property
+    def best(self) -> LRPoint | None:
+        pts = [p for p in self.points if p.value is not None]
+        return min(pts, key=lambda p: p.value) if pts else None
+
+    @property
+    def frontier(self) -> float | None:
+        """The largest LR that trains (None: none does)."""
+        ok = [p.lr for p in self.points if p.trains]
+        return max(ok) if ok else None
+
+    @property
+    def non_monotone(self) -> bool:
+        f = self.frontier
+        return f is not None and any(not p.trains and p.lr < f for p in self.points if p.value is not None)
+
+    @property
+    def sensitivity(self) -> float | None:
+        """Mean over the grid of (value(eta) - l*), Wortsman et al. 2023."""
+        vals = [p.value for p in self.points if p.value is not None]
+        if len(vals) < 2:
+            return None
+        best = min(vals)
+        return statistics.fmean(v - best for v in vals)
+
+    @property
+    def diverged(self) -> list[float]:
+        return [p.lr for p in self.points if any(s == "diverged" for s in p.statuses)]
+
+
+def lr_curves(records) -> list[LRCurve]:
+    """One LRCurve per (scale, activation label, norm) present at 2 or more learning rates."""
+    records = [as_dict(r) for r in records]
+    labels = lr_labels(records)
+    by: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in map(as_dict, run_order(records)):
+        lr = record_lr(r)
+        if lr is not None:
+            by[(r["scale"], labels[r["id"]], r["norm"])][lr].append(r)
+    out = []
+    for (scale, row, norm), per_lr in by.items():
+        if len(per_lr) < 2:
+            continue
+        l0s = [v for recs in per_lr.values() for r in recs if (v := init_loss(r)) is not None]
+        l0 = l0s[0] if l0s else None
+        curve = LRCurve(scale, (row, norm), l0)
+        for lr in sorted(per_lr):
+            recs = [r for r in per_lr[lr] if r.get("status") in ("ok", "diverged")]
+            losses = [final_val_loss(r) if r["status"] == "ok" else None for r in recs]
+            losses = [v if v is not None and math.isfinite(v) else None for v in losses]
+            capped = [l0 if v is None else (min(v, l0) if l0 is not None else v) for v in losses]
+            value = statistics.fmean(capped) if capped and all(c is not None for c in capped) else None
+            trains = bool(recs) and all(r["status"] == "ok" for r in recs) and all(
+                v is not None and (l0 is None or v < l0) for v in losses)
+            curve.points.append(LRPoint(lr, value, losses, [r["status"] for r in per_lr[lr]], trains))
+        out.append(curve)
+    return out
+
+
+def lr_rows(curves: list[LRCurve]) -> list[dict]:
+    """Table rows: best LR and loss, frontier, sensitivity, diverged LRs."""
+    rows = []
+    for c in curves:
+        b = c.best
+        rows.append({"scale": c.scale, "activation": c.group[0], "norm": c.group[1], "lrs": len(c.points),
+                     "best_lr": b.lr if b else None, "best_loss": b.value if b else None,
+                     "frontier_lr": c.frontier, "sensitivity": c.sensitivity, "l0": c.l0,
+                     "diverged_at": ", ".join(f"{v:.3g}" for v in c.diverged) or "-",
+                     "note": "a smaller LR failed to train (non-monotone)" if c.non_monotone else ""})
+    return rows
+
+
+LR_COLUMNS = ("scale", "activation", "norm", "lrs", "best_lr", "best_loss", "frontier_lr", "sensitivity",
+              "diverged_at", "note")
+LR_LEGEND = ("best_lr / best_loss: the grid LR with the lowest mean final validation loss over seeds; frontier_lr: "
+             "the largest LR whose every seed trained (finished, final loss below l_0 = ln V, the loss at init); "
+             "sensitivity: Wortsman et al. 2023's LR sensitivity, the mean over the grid of "
+             "[min(loss(lr), l_0) - l*] with l* the best loss on the grid and diverged runs counted at l_0 "
+             "(0 = flat; larger = more sensitive).")
