@@ -15,7 +15,8 @@ of shards (N = devices for FSDP's full sharding, 1 otherwise):
 
 where a is the activation element size (4 bytes at 32-true, 2 otherwise), f = 3 for a gated FFN
 (gate and up outputs, and the activation's output) and 2 for a pointwise one (up output, activation
-output), and the 6 d + 2 kv per layer and token are: the attention norm's input and output (2 d),
+output) times the experts a token passes through (MoE: top-k + shared; every expert's weights
+count in P), and the 6 d + 2 kv per layer and token are: the attention norm's input and output (2 d),
 q, k and v (d + 2 kv), the attention output (d), the FFN norm's input and output (2 d).
 ``overhead`` = 1 GiB covers the CUDA context and allocator slack. A cell "fits" a GPU when
 peak <= 0.95 x its memory. It is an estimate, meant to catch a cell that is several times too big
@@ -83,7 +84,8 @@ def estimate(cfg, flash: bool = True) -> MemoryEstimate:
     b, s, d, L, V = t.batch_size, m.block_size, m.d_model, m.n_layers, m.vocab_size
     kv = (m.n_kv_heads or m.n_heads) * (d // m.n_heads)
     f = 3 if ACTIVATIONS[m.activation].gated else 2
-    acts = b * s * L * (6 * d + 2 * kv + f * params.intermediate_size) * a
+    experts = m.moe_top_k + m.moe_shared_experts if getattr(m, "ffn", "dense") == "moe" else 1
+    acts = b * s * L * (6 * d + 2 * kv + experts * f * params.intermediate_size) * a
     if not flash:
         acts += b * m.n_heads * s * s * L * a
     acts += b * s * V * (a + 4)
