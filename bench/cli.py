@@ -103,38 +103,50 @@ def cmd_list(args) -> int:
 
 # ---- bench plan --------------------------------------------------------------------------------
 
-def plan_rows(cells) -> list[dict]:
+def plan_rows(cells, gpu: str | None = None) -> list[dict]:
+    from .launch.memory import GPUS, estimate
+
     rows = []
     for cell in cells:
         c = count_params(cell.config.model)
+        mem = estimate(cell.config, flash=gpu is not None or cell.config.train.accelerator == "gpu")
         rows.append({
             "id": cell.id, "activation": cell.config.model.activation, "norm": cell.config.norm,
             "scale": cell.config.scale, "seed": cell.config.seed, "intermediate_size": c.intermediate_size,
             "params": c.total, "params_non_embedding": c.non_embedding, "params_ffn": c.ffn,
             "reference_params": c.reference_total, "deviation": c.deviation,
             "ffn": cell.config.model.ffn, "params_active": c.active, "params_expert_ffn": c.expert_ffn,
+            "memory_bytes": mem.total, "fits": mem.fits(GPUS[gpu]) if gpu else None,
         })
     return rows
 
 
 def cmd_plan(args) -> int:
+    from .launch.memory import fmt_bytes, gpu_memory
+
     matrix, cells = cells_from(args)
-    rows = plan_rows(cells)
+    if args.gpu:
+        gpu_memory(args.gpu)  # an unknown name is one line, before anything
+    rows = plan_rows(cells, args.gpu)
     if args.json:
         print(json.dumps({"matrix": matrix.name, "cells": rows}, indent=2))
         return 0
     t = Table(title=f"{matrix.name}: {len(rows)} cells (dry run, nothing trained)", title_justify="left")
     moe = any(r["ffn"] == "moe" for r in rows)  # MoE: h is per expert; active = what one token uses
+    mem_col = f"mem/dev (fits {args.gpu})" if args.gpu else "mem/dev"
     cols = ("id", "activation", "norm", "scale", "seed", "h", "params") + (("active", "per expert") if moe else ()) \
-        + ("non-emb", "ffn", "vs ref")
+        + ("non-emb", "ffn", "vs ref", mem_col)
     for col in cols:
         t.add_column(col, justify="left" if col in ("id", "activation", "norm", "scale") else "right")
     for r in rows:
         extra = (f"{r['params_active']:,}", f"{r['params_expert_ffn']:,}" if r["ffn"] == "moe" else "-") if moe else ()
+        fits = "" if r["fits"] is None else (" [green]yes[/]" if r["fits"] else " [red]NO[/]")
         t.add_row(r["id"], r["activation"], r["norm"], r["scale"], str(r["seed"]), str(r["intermediate_size"]),
                   f"{r['params']:,}", *extra, f"{r['params_non_embedding']:,}", f"{r['params_ffn']:,}",
-                  f"{r['deviation']:+.4%}")
+                  f"{r['deviation']:+.4%}", fmt_bytes(r["memory_bytes"]) + fits)
     console.print(t)
+    console.print("mem/dev: estimated peak memory per device (weights, gradients, Adam states, activations at "
+                  "the micro-batch, 1 GiB CUDA overhead; formula in bench/launch/memory.py)")
     return 0
 
 
@@ -147,26 +159,53 @@ def report_problems(problems) -> None:
 
 
 def cmd_run(args) -> int:
-    from pathlib import Path
-
-    from .results.leaderboard import render_rich, write_tables
-    from .results.records import load_records
-    from .run.runner import RunOptions, run_matrix
-
+    from .launch.memory import warn_too_big
+    from .launch.ranks import is_rank_zero
     from .run.precision import check_device
+    from .run.runner import run_matrix
 
+    if args.devices_per_cell > 1 and args.workers != "1":  # part of each cell's config (and id)
+        setattr(args, "set:train.devices", str(args.devices_per_cell))
     matrix, cells = cells_from(args)  # the whole matrix is validated before anything trains
     check_device(c.config for c in cells)  # e.g. fp8 on a machine without it: one line, nothing trained
-    opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
-                      quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints,
-                      wait=args.wait, stale_after=args.stale_after, save_weights=args.save_weights)
+    warn_too_big(cells, args.gpu, err_console)
+    opts = run_options(args)
+    if args.workers != "1":
+        from .launch.workers import run_workers
+
+        ran, unfinished = run_workers(matrix.name, cells, opts, args.argv, args.workers, args.devices_per_cell,
+                                      cells[0].config.train.accelerator if cells else "auto", console)
+        return max(finish_run(matrix.name, cells, ran, opts), 1 if unfinished else 0)
+    if not is_rank_zero():  # another rank of a DDP/FSDP cell: train along, write and print nothing
+        opts.quiet = True
+        run_matrix(matrix.name, cells, opts, Console(quiet=True))
+        return 0
     ran = run_matrix(matrix.name, cells, opts, console)
-    folder = opts.out / matrix.name
+    return finish_run(matrix.name, cells, ran, opts)
+
+
+def run_options(args):
+    from pathlib import Path
+
+    from .run.runner import RunOptions
+
+    return RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
+                      quiet=args.quiet, ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints,
+                      wait=getattr(args, "wait", False), stale_after=getattr(args, "stale_after", 300.0),
+                      save_weights=getattr(args, "save_weights", False))
+
+
+def finish_run(matrix_name: str, cells, ran, opts) -> int:
+    """The leaderboard of the whole matrix folder, and the exit status of this run's cells."""
+    from .results.leaderboard import render_rich, write_tables
+    from .results.records import load_records
+
+    folder = opts.out / matrix_name
     records, problems = load_records(folder)  # the whole matrix folder: a filtered run loses no rows
     ids = {c.id for c in cells}
-    render_rich([r for r in records if r.id in ids] or ran, console, matrix.name)
+    render_rich([r for r in records if r.id in ids] or ran, console, matrix_name)
     report_problems(p for p in problems if p.path.parent.name not in ids)
-    for path in write_tables(folder, records, matrix.name, console=err_console):
+    for path in write_tables(folder, records, matrix_name, console=err_console):
         console.print(f"wrote {path}")
     done = {r.id for r in ran}
     skipped = sorted(ids - done)
@@ -255,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help='print {"cells": [{"id", "activation", "norm", "scale", "intermediate_size", '
                         '"params", "params_non_embedding", ...}]}')
+    from .launch.memory import add_gpu_arg
+
+    add_gpu_arg(p)
     add_overrides(p)
     p.set_defaults(func=cmd_plan)
 
@@ -278,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
                    help="take over a cell whose claim's heartbeat is older than this (its holder died; on the "
                         "same host a dead pid is noticed at once)")
+    add_gpu_arg(p)
+    from .launch.workers import add_worker_args
+
+    add_worker_args(p)
     add_overrides(p)
     p.set_defaults(func=cmd_run)
 
@@ -323,11 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_check_parser(sub)
     add_cost_parser(sub)
+    from .launch.slurm import add_submit_parser
+    from .launch.status import add_status_parser
+
+    add_submit_parser(sub, add_filters, add_overrides)
+    add_status_parser(sub, add_filters, add_overrides)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # --workers children rerun it
     try:
         from .plugins import export_env, load_entry_points, load_env, load_plugins
 

@@ -151,6 +151,7 @@ class CellMetrics(L.Callback):
             "flops_basis": FLOPS_BASIS[pl_module.cfg.model.ffn],
             "peak_memory_bytes": mem, "peak_memory_basis": mem_basis,
             "train_seconds": self.train_time, "steady_steps": self.series[-1][1] if len(self.series) > 1 else 0,
+            "world_size": trainer.world_size,
         }
         self.result.update(steady_state(self.series, self.tokens_per_batch, self.samples_per_batch,
                                         pl_module.flops_per_batch, self.peak_flops, trainer.world_size))
@@ -169,15 +170,21 @@ class CellMetrics(L.Callback):
 
 
 def steady_state(series, tokens, samples, flops, peak_flops, world_size=1) -> dict:
-    """Tokens/s and MFU over the whole post-warm-up window, through Lightning's Throughput."""
+    """Tokens/s and MFU over the whole post-warm-up window, through Lightning's Throughput.
+    ``tokens``, ``samples``, ``flops`` are one device's micro-batch; under DDP/FSDP the ranks step in
+    lockstep, so the totals are this rank's rates x world_size. tokens_per_sec and flops_per_sec are
+    totals over ranks; mfu is total FLOP/s over (world_size x one device's peak)."""
     if len(series) < 2:
         return {}
     tp = Throughput(available_flops=peak_flops, world_size=world_size, window_size=len(series))
-    for t, b in series:
+    for t, b in series:  # flops: one device's, Throughput multiplies by world_size
         tp.update(time=t, batches=b + 1, samples=(b + 1) * samples, lengths=(b + 1) * tokens, flops=flops)
     m = tp.compute()
-    return {"tokens_per_sec": m.get("device/items_per_sec"), "mfu": m.get("device/mfu"),
-            "flops_per_sec": m.get("device/flops_per_sec")}
+    dev_tps, dev_flops = m.get("device/items_per_sec"), m.get("device/flops_per_sec")
+    return {"tokens_per_sec": None if dev_tps is None else dev_tps * world_size, "mfu": m.get("device/mfu"),
+            "flops_per_sec": None if dev_flops is None else dev_flops * world_size,
+            "tokens_per_sec_per_device": dev_tps, "world_size": world_size,
+            "tokens_per_sec_basis": f"total over {world_size} ranks" if world_size > 1 else "one device"}
 
 
 class LiveProgress(L.Callback):

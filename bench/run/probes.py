@@ -39,8 +39,9 @@ on the 2-core CPU box while other jobs kept its load at ~7 (so absolute times ar
 - default 2 threads (OpenMP threads starved by the other jobs): 2.4 s/step; probes 2.3% of train.
 The per-step loss bookkeeping is a list append (no sync); its time is included above.
 
-Distributed note: every rank runs the probes on its own copy; under FSDP the gradient and weight
-norms would be those of the local shards.
+Distributed note: every rank runs the probes on its own copy. Under DDP every rank holds the whole
+model. Under FSDP each rank holds a shard, so the gradient and weight norms are combined over ranks
+(``whole_norms``: the square root of the summed squared shard norms), never one rank's shard.
 """
 
 from __future__ import annotations
@@ -128,6 +129,17 @@ def l2(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
     """L2 norm of several tensors taken together (0 if there are none)."""
     norms = [torch.linalg.vector_norm(t.detach().float()) for t in tensors]
     return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+
+
+def is_sharded(strategy) -> bool:
+    """FSDP-like strategies: each rank holds a disjoint shard of the parameters (and their grads)."""
+    return any(k in type(strategy).__name__.lower() for k in ("fsdp", "modelparallel", "deepspeed"))
+
+
+def whole_norms(norms: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Whole-model L2 norms from per-shard ones: ||w|| = sqrt(sum over ranks of ||w_shard||^2), since
+    the shards partition w. ``reduce`` sums a tensor over ranks (a collective: every rank calls it)."""
+    return reduce(norms.double().square()).sqrt().to(norms.dtype)
 
 
 @contextlib.contextmanager
@@ -291,6 +303,9 @@ class Probes(L.Callback):
             "ffn_max_abs": out["ffn"][:, 0],
             "ffn_kurtosis": out["ffn"][:, 1],
         }
+        if is_sharded(trainer.strategy):  # shard norms -> whole-model norms, as DDP/one device report
+            for k in ("grad_norm", "weight_norm", "attn_weight_norm", "ffn_weight_norm"):
+                rows[k] = whole_norms(rows[k], lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
         if blocks[0].gpas is not None:
             rows["gpas_gate"] = torch.stack([b.gpas.gate.detach().float() for b in blocks])
             rows["gpas_scale"] = torch.stack([b.gpas.scale().float() for b in blocks])

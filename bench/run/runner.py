@@ -37,6 +37,7 @@ from .outliers import OutlierProbe
 from .precision import describe as describe_precision, lightning_precision
 from .probes import Probes, registered_probes
 from .signals import Interrupted, RelayEarlySignal, StopRequest
+from ..launch.ranks import RankDecisions, is_rank_zero
 from ..plugins import provenance
 from ..results.records import DONE, Record, cell_dir, merge_curves, read_record, write_json
 
@@ -146,7 +147,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     cfg = cell.config
     folder = cell_dir(opts.out, matrix_name, cell.id)
     ckpt_dir = folder / "checkpoints"
-    if opts.force:
+    writer = is_rank_zero()  # other DDP/FSDP ranks train too, but write nothing (issue 14 item 10)
+    if opts.force and writer:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     resume = find_resume(ckpt_dir, warn)
     cfg.model.vocab_size = dm.vocab_size
@@ -176,10 +178,11 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     wall = time.perf_counter()
     probes, outliers, trainer, user_error, extra_probes, moe_probes = None, None, None, None, {}, None
     try:
-        if resume is not None and (folder / "metrics.csv").exists():  # Lightning's CSVLogger would start anew
+        if writer and resume is not None and (folder / "metrics.csv").exists():  # CSVLogger would start anew
             n = len(list(folder.glob("metrics.part-*.csv"))) + 1
             (folder / "metrics.csv").rename(folder / f"metrics.part-{n:03d}.csv")
-        write_json(folder / "record.json", record)  # status 'running': never read as complete
+        if writer:
+            write_json(folder / "record.json", record)  # status 'running': never read as complete
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         module = LMModule(cfg, getattr(dm, "val_names", None))
         probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
@@ -226,7 +229,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         train_loss = module.last_train_loss
         record["metrics"] = {"train_loss": float(train_loss) if train_loss is not None else None,
                              **module.val_results, **metrics_cb.result,
-                             "steps": trainer.global_step, "tokens": trainer.global_step * tokens_per_batch * t.grad_accum}
+                             "steps": trainer.global_step,
+                             "tokens": trainer.global_step * tokens_per_batch * t.grad_accum * trainer.world_size}
         record["status"] = "ok"
         if opts.save_weights:
             from ..results.weights import save_cell
@@ -264,6 +268,11 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     record["precision"] = trainer.precision if trainer is not None else t.precision  # as run (16-mixed on CPU is bf16-mixed)
     record.update(describe_precision(t.precision, as_run=record["precision"]))  # fp8: its name and recipe
     record["device"] = str(device)
+    if not writer:  # rank 0 writes and reports this cell; this rank's record is never used
+        if progress is not None and task is not None:
+            progress.remove_task(task)
+        return Record(id=cell.id, status=record["status"], scale=cfg.scale, activation=cfg.model.activation,
+                      norm=cfg.norm, seed=cfg.seed)
     try:  # never let the bookkeeping hide the cell's own error
         if resume is not None:
             merge_curves(folder)
@@ -361,7 +370,7 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
         console.print(f"[green]all {len(cells)} cells of {matrix_name} are done[/] (use --force to retrain)")
         return records
     console.print(f"{matrix_name}: {len(todo)} cell(s) to train, {len(cells) - len(todo)} already done")
-    data = DataCache()
+    data, ranks = DataCache(), RankDecisions(opts.out, matrix_name, todo)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     with StopRequest() as stop, Progress(*columns, console=console, disable=opts.quiet, transient=False) as progress:
@@ -371,12 +380,19 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
             if stop.signum:
                 break
             folder = cell_dir(opts.out, matrix_name, cell.id)
+            if not ranks.rank0:  # another rank of a multi-device cell: rank 0 claims, this one follows
+                if ranks.wait(cell.id):
+                    records.append(train_cell(cell, matrix_name, data.get(cell.config), opts, None, warn, stop))
+                continue
             claim = _claim(folder, cell, opts, progress.console)
+            ranks.record(cell.id, claim is not None)
             if claim is None:
                 progress.advance(matrix_task)
                 continue
             with claim:  # released on every exit path
                 rec, _ = _done_record(opts, matrix_name, cell)  # finished by another run meanwhile?
+                if rec is not None and not opts.force:
+                    ranks.record(cell.id, False)
                 if rec is None or opts.force:
                     progress.update(matrix_task, description=f"[bold]{matrix_name}[/] preparing data")
                     dm = data.get(cell.config)

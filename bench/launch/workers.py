@@ -1,0 +1,239 @@
+"""`bench run --workers N|auto`: several cells at once on one machine.
+
+The parent starts N children, each this module run on the same command line (so each lists the
+same matrix), pinned to its own GPUs (CUDA_VISIBLE_DEVICES, ``--devices-per-cell`` each) or, on
+CPU, to its share of the cores (OMP_NUM_THREADS and torch threads). Each child walks the matrix and
+trains every cell it can claim (job.run_cells): the claims keep two children off one cell, and a
+killed child loses only its own cell, whose claim goes stale and whose checkpoint resumes on the
+next run. Each child writes a small status file (OUT/<matrix>/.workers/w<i>.json) and a log; the
+parent shows one display of every worker and the matrix, from those files and the records, then
+prints the leaderboard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import ConfigError, Interrupted
+from ..results.records import DONE, cell_dir
+from .job import now, record_of, run_cells
+from .ranks import is_rank_zero
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def add_worker_args(p) -> None:
+    p.add_argument("--workers", default="1", metavar="N|auto",
+                   help="train N cells at once, each in its own process pinned to --devices-per-cell GPUs "
+                        "(CPU: to its share of the cores); auto = one per visible GPU, or one per core on CPU")
+    p.add_argument("--devices-per-cell", type=int, default=1, metavar="K",
+                   help="GPUs per cell under --workers (sets --train.devices K: a DDP/FSDP cell)")
+
+
+def visible_gpus() -> list[str]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def plan_workers(workers: str, per_cell: int, accelerator: str, n_cells: int) -> list[dict]:
+    """One dict of environment settings per worker: its GPUs, or its CPU thread count."""
+    if per_cell < 1:
+        raise ConfigError(f"--devices-per-cell must be at least 1, got {per_cell}")
+    gpus = [] if accelerator == "cpu" else visible_gpus()
+    if workers == "auto":
+        n = len(gpus) // per_cell if gpus else (os.cpu_count() or 1)
+        n = max(1, min(n, n_cells))
+    elif workers.isdigit() and int(workers) >= 1:
+        n = int(workers)
+    else:
+        raise ConfigError(f"--workers takes a positive integer or 'auto', got {workers!r}")
+    if gpus:
+        if n * per_cell > len(gpus):
+            raise ConfigError(f"{n} workers x {per_cell} GPU(s) each need {n * per_cell} GPUs; "
+                              f"{len(gpus)} visible ({','.join(gpus)})")
+        return [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per_cell:(i + 1) * per_cell])} for i in range(n)]
+    threads = max(1, (os.cpu_count() or 1) // n)
+    return [{"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "CUDA_VISIBLE_DEVICES": ""}
+            for _ in range(n)]
+
+
+class StatusFile:
+    """Stands in for the rich Progress that train_cell/LiveProgress feed: writes the worker's
+    current cell, step, loss and tok/s to a JSON file the parent reads."""
+
+    def __init__(self, path: Path, worker: int, device: str):
+        self.path = path
+        self.state = {"worker": worker, "pid": os.getpid(), "device": device, "cell": None, "step": 0,
+                      "total": 0, "loss": "-", "tps": "-", "trained": 0, "state": "starting"}
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.state))
+        os.replace(tmp, self.path)
+
+    def add_task(self, description, total=None, **fields):
+        self.state.update(cell=description.strip(), step=0, total=total or 0, state="training", **fields)
+        self.write()
+        return 0
+
+    def update(self, task, completed=None, **fields):
+        if completed is not None:
+            self.state["step"] = completed
+        self.state.update(fields)
+        self.write()
+
+    def remove_task(self, task):
+        self.state.update(cell=None, state="idle")
+        self.write()
+
+
+def child_main(argv: list[str]) -> int:
+    """One worker: the same `bench run` command line, cells taken by claim."""
+    from ..cli import build_parser, cells_from, run_options
+
+    args = build_parser().parse_args(argv)
+    from ..plugins import load_entry_points, load_env
+
+    load_entry_points()  # the plugins the launching command loaded (exported in the environment)
+    load_env()
+    matrix, cells = cells_from(args)
+    opts = run_options(args)
+    index = int(os.environ["BENCH_WORKER"])
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    device = f"cuda:{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") \
+        else f"cpu x{threads or '?'}"
+    if not is_rank_zero():  # another rank of this worker's multi-device cell: train along, report nothing
+        run_cells(matrix.name, cells, opts, None, os.environ.get("BENCH_FRESH_AFTER") or None)
+        return 0
+    status = StatusFile(Path(os.environ["BENCH_WORKER_STATUS"]), index, device)
+
+    def on_record(rec):
+        status.state["trained"] += 1
+        print(f"w{index} {rec.status} {rec.id}", flush=True)
+
+    done = run_cells(matrix.name, cells, opts, status, os.environ.get("BENCH_FRESH_AFTER") or None,
+                     log=lambda m: print(m, flush=True), on_record=on_record)
+    status.state.update(state="finished", cell=None)
+    status.write()
+    return 143 if any(r.status == "interrupted" for r in done) else 0
+
+
+def strip_worker_args(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--workers", "--devices-per-cell"):
+            skip = True
+        elif not a.startswith(("--workers=", "--devices-per-cell=")):
+            out.append(a)
+    return out
+
+
+def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, per_cell: int, accelerator: str,
+                console: Console) -> tuple[list[dict], list[str]]:
+    """Start the workers, show one display until they all exit; return every finished record and
+    the ids of the cells left unfinished (a killed worker's cell)."""
+    todo = [c for c in cells if opts.force or getattr(record_of(cell_dir(opts.out, matrix_name, c.id)), "status",
+                                                      None) not in DONE]
+    plan = plan_workers(workers, per_cell, accelerator, max(1, len(todo)))
+    run_dir = opts.out / matrix_name / ".workers"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    child_argv = strip_worker_args(argv)
+    if per_cell > 1:
+        child_argv += ["--train.devices", str(per_cell)]
+    fresh_after = now() if opts.force else ""
+    console.print(f"{matrix_name}: {len(todo)} cell(s) to train with {len(plan)} worker(s) "
+                  f"({', '.join(e.get('CUDA_VISIBLE_DEVICES') and 'GPU ' + e['CUDA_VISIBLE_DEVICES'] or e['OMP_NUM_THREADS'] + ' thread(s)' for e in plan)}); "
+                  f"logs in {run_dir}")
+    procs = []
+    for i, extra in enumerate(plan):
+        status = run_dir / f"w{i}.json"
+        status.unlink(missing_ok=True)
+        env = {**os.environ, **extra, "BENCH_WORKER": str(i), "BENCH_WORKER_STATUS": str(status),
+               "BENCH_FRESH_AFTER": fresh_after, "PYTHONPATH": os.pathsep.join(
+                   [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+        log = open(run_dir / f"w{i}.log", "w")
+        procs.append((subprocess.Popen([sys.executable, "-m", "bench.launch.workers", *child_argv], cwd=ROOT,
+                                       env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True),  # a terminal's Ctrl-C reaches the parent only
+                      log, status))
+    stopped: list[int] = []
+
+    def forward(signum, frame):  # stop every worker at a step boundary; each records its cell 'interrupted'
+        stopped.append(signum)
+        for p, _, _ in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _display(progress_columns(), procs, cells, matrix_name, opts, console)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    for i, (proc, log, _) in enumerate(procs):
+        log.close()
+        if proc.returncode != 0 and not stopped:
+            console.print(f"[red]worker w{i} exited {proc.returncode}[/]: its cell stays resumable; "
+                          f"see {run_dir / f'w{i}.log'}")
+    records = {c.id: record_of(cell_dir(opts.out, matrix_name, c.id)) for c in cells}
+    unfinished = [cid for cid, r in records.items() if r is None or r.status == "interrupted"]
+    if stopped:
+        raise Interrupted(stopped[0], f"workers stopped by signal {stopped[0]}; {len(unfinished)} cell(s) left "
+                                      "resumable; rerun the same command to resume")
+    if unfinished:
+        console.print(f"[red]{len(unfinished)} cell(s) not finished[/] (resumable: run the same command again): "
+                      f"{', '.join(unfinished)}", highlight=False)
+    return [r for r in records.values() if r is not None], unfinished
+
+
+def progress_columns():
+    return [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+            TextColumn("{task.fields[tps]}"), TimeElapsedColumn()]
+
+
+def _display(columns, procs, cells, matrix_name, opts, console) -> None:
+    """One display of the matrix and every worker until all workers have exited."""
+    with Progress(*columns, console=console, disable=opts.quiet) as progress:
+        matrix_task = progress.add_task(f"[bold]{matrix_name}[/] cells", total=len(cells), loss="loss", tps="tok/s")
+        tasks = [progress.add_task(f"  w{i} starting", total=1, loss="", tps="") for i in range(len(procs))]
+        while True:
+            running = [p.poll() is None for p, _, _ in procs]
+            n_done = sum(1 for c in cells if getattr(record_of(cell_dir(opts.out, matrix_name, c.id)), "status",
+                                                     None) in DONE)
+            progress.update(matrix_task, completed=n_done)
+            for i, (proc, _, status) in enumerate(procs):
+                try:
+                    s = json.loads(status.read_text())
+                except (OSError, ValueError):
+                    continue
+                state = s["cell"] or s["state"] if running[i] else f"exited {proc.returncode}"
+                progress.update(tasks[i], description=escape(f"  w{i} [{s['device']}] {state}"),
+                                total=max(1, s["total"]), completed=s["step"], loss=str(s["loss"]), tps=str(s["tps"]))
+            if not any(running):
+                break
+            time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1:]))
