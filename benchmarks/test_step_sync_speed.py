@@ -39,8 +39,8 @@ def test_harness_tokens_per_sec_by_check_interval(benchmark, timed, report_table
     def run():
         with tempfile.TemporaryDirectory() as tmp:
             rec = train_cell(cell, "bench", dm, RunOptions(out=Path(tmp), quiet=True, ckpt_every=0, force=True))
-        assert rec["status"] == "ok", rec.get("error")
-        RESULTS.setdefault(every, []).append(rec["metrics"]["tokens_per_sec"])
+        assert rec.status == "ok", rec.error
+        RESULTS.setdefault(every, []).append(rec.metrics.tokens_per_sec)
 
     timed(run)
     benchmark.extra_info.update(nan_check_every=every, steps=steps, tokens_per_sec=RESULTS[every])

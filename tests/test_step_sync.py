@@ -36,9 +36,9 @@ def test_diverged_step_is_exact_whatever_the_check_interval(tmp_path, tiny_dm, m
     inject_nan(monkeypatch, k)
     cell = nano_cell(**{"train.nan_check_every": every})
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
-    assert rec["status"] == "diverged", rec.get("error")
-    assert rec["diverged_step"] == k
-    assert "nan" in rec["error"]
+    assert rec.status == "diverged", rec.error
+    assert rec.diverged_step == k
+    assert "nan" in rec.error
 
 
 def test_nan_check_every_is_not_semantic():
@@ -85,7 +85,7 @@ def test_finite_loss_is_read_back_only_every_n_steps(tmp_path, tiny_dm, monkeypa
     monkeypatch.setattr(torch.Tensor, "__float__", no_item)  # float(loss) in a callback would fail
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0), progress)
     monkeypatch.undo()
-    assert rec["status"] == "ok", rec.get("error")
+    assert rec.status == "ok", rec.error
     assert reads[:2] == [5, 10] and reads[-1] == 12  # every 5 steps, then at the end
     shown = [u["loss"] for u in progress.updates if "loss" in u]
     assert shown and all(s != "-" for s in shown)  # CellMetrics reads back before LiveProgress shows it
@@ -162,5 +162,5 @@ def test_compiled_cell_trains_through_the_runner(tmp_path, tiny_dm):
     cell = nano_cell(**{"train.compile": "true", "train.max_steps": 4, "train.val_every": 2,
                         "train.fused_loss": "true"})
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
-    assert rec["status"] == "ok", rec.get("error")
-    assert rec["config"]["train"]["compile"] == "true" and rec["metrics"]["val_loss"] > 0
+    assert rec.status == "ok", rec.error
+    assert rec.config["train"]["compile"] == "true" and rec.metrics.val_loss > 0

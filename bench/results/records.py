@@ -143,6 +143,7 @@ class Record:
     wall_seconds: float | None = None
     error: str | None = None
     traceback: str | None = None
+    diverged_step: int | None = None  # status diverged: the step whose loss first was not finite
     extra: dict = field(default_factory=dict)
     path: Path | None = field(default=None, compare=False)  # where it was read from (not written)
 
