@@ -83,6 +83,16 @@ def test_steady_state_uses_lightning_throughput():
     assert out["mfu"] == pytest.approx(4e9 / 0.5 / 1e10)
 
 
+def test_steady_state_from_the_window_edges_alone_counts_every_batch_flops():
+    """CellMetrics keeps only the window's edges (no per-step sync): 20 batches between two points
+    must count 20 batches' FLOPs, per device and over ranks."""
+    out = steady_state([(10.0, 0), (20.0, 20)], tokens=1000, samples=8, flops=4e9, peak_flops=1e10)
+    assert out["tokens_per_sec"] == pytest.approx(2000) and out["mfu"] == pytest.approx(4e9 / 0.5 / 1e10)
+    two = steady_state([(10.0, 0), (20.0, 20)], tokens=1000, samples=8, flops=4e9, peak_flops=1e10, world_size=2)
+    assert two["mfu"] == pytest.approx(out["mfu"]) and two["flops_per_sec"] == pytest.approx(2 * 4e9 / 0.5)
+    assert two["tokens_per_sec"] == pytest.approx(2 * 2000)
+
+
 def test_train_cell_writes_a_complete_record(tmp_path, tiny_dm):
     cell = nano_cell()
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True))

@@ -177,8 +177,13 @@ def steady_state(series, tokens, samples, flops, peak_flops, world_size=1) -> di
     if len(series) < 2:
         return {}
     tp = Throughput(available_flops=peak_flops, world_size=world_size, window_size=len(series))
-    for t, b in series:  # flops: one device's, Throughput multiplies by world_size
-        tp.update(time=t, batches=b + 1, samples=(b + 1) * samples, lengths=(b + 1) * tokens, flops=flops)
+    prev = series[0][1]
+    for t, b in series:
+        # flops: one device's since the previous point (the series holds only the window's edges);
+        # Throughput multiplies by world_size for the total and divides it back for the device's MFU
+        tp.update(time=t, batches=b + 1, samples=(b + 1) * samples, lengths=(b + 1) * tokens,
+                  flops=flops * (b - prev))
+        prev = b
     m = tp.compute()
     dev_tps, dev_flops = m.get("device/items_per_sec"), m.get("device/flops_per_sec")
     return {"tokens_per_sec": None if dev_tps is None else dev_tps * world_size, "mfu": m.get("device/mfu"),
