@@ -122,7 +122,7 @@ def test_training_learns_the_pattern(tmp_path, tiny_dm):
 def test_non_finite_loss_is_recorded_as_diverged(tmp_path, tiny_dm):
     cell = nano_cell(**{"train.lr": 1e6, "train.grad_clip": 0.0, "train.max_steps": 40, "train.warmup_steps": 1})
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True))
-    assert rec.status == "diverged" and rec.extra["diverged_step"] < 40
+    assert rec.status == "diverged" and rec.diverged_step < 40
 
 
 def test_exception_is_recorded_as_failed(tmp_path, tiny_dm, monkeypatch):
