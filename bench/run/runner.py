@@ -45,7 +45,8 @@ from ..results.records import DONE, Record, cell_dir, merge_curves, read_record,
 for _name in ("lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 for _msg in (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than the logging interval.*",
-             ".*has `__len__` defined.*", ".*exists and is not empty.*"):
+             ".*has `__len__` defined.*", ".*exists and is not empty.*",
+             ".*command is available on your system but is not used.*"):
     warnings.filterwarnings("ignore", message=_msg)
 
 
