@@ -1,4 +1,4 @@
-"""bench.results.stats: confidence intervals, Welch's test, time-to-target, scaling fits, the Pareto front,
+"""bench.results.stats: confidence intervals, Welch's test (bench.results.paired), time-to-target, scaling fits, the Pareto front,
 and the leaderboard's use of them (against scipy and hand computations)."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from scipy import stats as sps
 
 from bench.run.config import ConfigError
 from bench.results.leaderboard import comparison_rows, long_rows, pivots, to_csv, to_markdown
-from bench.results.stats import (POWER_LAW, SATURATING, compare_to_baseline, fit_power_law, fit_saturating, parse_baseline,
-                         parse_curve, pareto_front, scaling_fits, summarize, time_to_target, welch_test)
+from bench.results.paired import welch_t as welch_test
+from bench.results.stats import (POWER_LAW, SATURATING, fit_power_law, fit_saturating, parse_baseline, parse_curve,
+                                 pareto_front, scaling_fits, summarize, time_to_target)
 
 
 def rec(act="swiglu", norm="pre", seed=0, loss=3.0, scale="micro", status="ok", n_params=1000, tokens=10_000,
@@ -70,17 +71,13 @@ def test_comparisons_mark_better_worse_and_untestable():
             + [rec("powlu", "pre", s, l) for s, l in enumerate((3.30, 3.31, 3.29))]      # clearly worse
             + [rec("relu", "pre", s, l) for s, l in enumerate((3.00, 3.05, 2.97))]       # same
             + [rec("relu2", "pre", 0, 2.0)])                                             # one seed
-    comps = compare_to_baseline(recs)
-    c = {k[1]: v for k, v in comps.items()}
-    assert c["swiglu"].is_baseline and c["swiglu"].verdict == "baseline" and c["swiglu"].mark == ""
-    assert c["gelu"].verdict == "better" and c["gelu"].mark == "*" and c["gelu"].p < 0.05
-    assert c["powlu"].verdict == "worse" and c["powlu"].mark == "†"
-    assert c["relu"].verdict == "n.s." and c["relu"].mark == "" and c["relu"].p >= 0.05
-    assert c["relu2"].test is None and "needs >= 2 seeds" in c["relu2"].verdict and c["relu2"].mark == ""
-    ref = sps.ttest_ind([2.80, 2.81, 2.79], [3.00, 3.02, 2.98], equal_var=False)
-    assert c["gelu"].p == pytest.approx(ref.pvalue) and c["gelu"].diff_loss == pytest.approx(-0.2)
-    ppl = np.mean(np.exp([2.80, 2.81, 2.79])) - np.mean(np.exp([3.00, 3.02, 2.98]))
-    assert c["gelu"].diff_ppl == pytest.approx(ppl)
+    rows = {r["activation"]: r for r in comparison_rows(recs)}  # same seeds: paired t per seed (bench.results.paired)
+    assert rows["swiglu"]["result"] == "baseline"
+    assert rows["gelu"]["result"].startswith("better") and rows["powlu"]["result"].startswith("worse")
+    assert not rows["relu"]["result"].startswith(("better", "worse"))
+    assert rows["relu2"]["test"] == "none"
+    ref = sps.ttest_rel([2.80, 2.81, 2.79], [3.00, 3.02, 2.98])
+    assert rows["gelu"]["p"] == pytest.approx(ref.pvalue) and rows["gelu"]["delta_loss"] == pytest.approx(-0.2)
 
     md = to_markdown(recs, "m")
     gelu_cell = summarize(np.exp([2.80, 2.81, 2.79]))

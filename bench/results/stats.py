@@ -8,11 +8,9 @@ Decisions (also stated in the tables' legends):
 
 - Confidence interval: Student t over seeds, ``mean ± t_{0.975, n-1} * s / sqrt(n)`` with the
   sample standard deviation ``s`` (n-1 in the denominator). One seed: the mean, no interval.
-- Significance (``compare_to_baseline``; the tables now use the paired, Holm-corrected tests of
-  ``bench.results.paired``): Welch's unequal-variance t-test (two-sided) on the per-seed final validation
-  losses of a group against the baseline group of the same scale, Welch-Satterthwaite degrees of
-  freedom; significant at p < 0.05, uncorrected for the number of comparisons. Fewer than 2 seeds
-  in either group: no test is possible, and the result says so.
+- Significance against a baseline: ``bench.results.paired`` (paired t on per-seed differences,
+  Welch for unpaired groups, Holm-corrected); here only the baseline's choice (``parse_baseline``,
+  ``baseline_groups``).
 - Time-to-target: the first validation point whose loss is <= the target (resolution: the
   validation interval, no interpolation). Tokens = optimizer steps * tokens per step; seconds from
   a time column of the curve when there is one, otherwise an estimate: the record's measured
@@ -190,90 +188,6 @@ def group_records(records: list[Record]) -> dict[tuple[str, str, str], list[Reco
 
 # ---- significance against a baseline ------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Welch:
-    t: float
-    dof: float
-    p: float
-
-
-def welch_test(a, b) -> Welch | None:
-    """Two-sided Welch's t-test of mean(a) vs mean(b); None when it is undefined (a group with
-    fewer than 2 values, or no variance in either group)."""
-    a, b = [float(v) for v in a], [float(v) for v in b]
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2:
-        return None
-    va, vb = statistics.variance(a) / na, statistics.variance(b) / nb
-    se2 = va + vb
-    if se2 <= 0:
-        return None
-    t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(se2)
-    dof = se2 ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
-    return Welch(t, dof, float(2 * sps.t.sf(abs(t), dof)))
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A group against its scale's baseline group on the per-seed final validation losses."""
-
-    scale: str
-    group: tuple[str, str]  # (row label, norm)
-    baseline: tuple[str, str]
-    n: int
-    n_baseline: int
-    loss: float | None  # mean final validation loss
-    baseline_loss: float | None
-    ppl: float | None  # mean final validation PPL over seeds
-    baseline_ppl: float | None
-    test: Welch | None
-    alpha: float = ALPHA
-    note: str = ""
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.group == self.baseline
-
-    @property
-    def diff_loss(self) -> float | None:
-        return None if self.loss is None or self.baseline_loss is None else self.loss - self.baseline_loss
-
-    @property
-    def diff_ppl(self) -> float | None:
-        return None if self.ppl is None or self.baseline_ppl is None else self.ppl - self.baseline_ppl
-
-    @property
-    def p(self) -> float | None:
-        return None if self.test is None else self.test.p
-
-    @property
-    def significant(self) -> bool:
-        return self.test is not None and self.test.p < self.alpha
-
-    @property
-    def verdict(self) -> str:
-        """'better' / 'worse' (significant at alpha; lower loss is better), 'n.s.', 'baseline', or
-        the reason no test was possible."""
-        if self.is_baseline:
-            return "baseline"
-        if self.test is None:
-            return self.note or "no test"
-        if not self.significant:
-            return "n.s."
-        return "better" if self.test.t < 0 else "worse"
-
-    @property
-    def mark(self) -> str:
-        return {"better": "*", "worse": "†"}.get(self.verdict, "")
-
-
-MARK_LEGEND = ("* / †: final validation loss significantly lower / higher than the baseline cell of the "
-               "same scale (Welch's t-test on per-seed final validation losses, two-sided, p < 0.05, not "
-               "corrected for multiple comparisons); no mark: not significant, or fewer than 2 seeds in a "
-               "group (no test possible). Cells: mean validation PPL ± 95% CI half-width "
-               "(Student t, n-1 dof) (n seeds).")
-
-
 def parse_baseline(text: str | None) -> tuple[str, str] | None:
     """'ACT:NORM' -> (act, norm); None -> None (the default baseline)."""
     if text is None or text == "":
@@ -305,39 +219,6 @@ def baseline_groups(records: list[Record], baseline: tuple[str, str] | None = No
         raise ValueError(f"baseline {baseline[0]}:{baseline[1]} is not among the cells; valid: {', '.join(groups)}")
     return out
 
-
-def compare_to_baseline(records: list[Record], baseline: tuple[str, str] | None = None,
-                        alpha: float = ALPHA) -> dict[tuple[str, str, str], Comparison]:
-    """(scale, row label, norm) -> Comparison of that group with its scale's baseline group."""
-    groups = group_records(records)
-    bases = baseline_groups(records, baseline)
-    out = {}
-    for (scale, row, norm), recs in groups.items():
-        base = bases.get(scale)
-        losses = [v for r in recs if (v := final_val_loss(r)) is not None]
-        ppls = [v for r in recs if (v := final_val_ppl(r)) is not None]
-        if base is None:
-            continue
-        brecs = groups.get((scale, *base), [])
-        blosses = [v for r in brecs if (v := final_val_loss(r)) is not None]
-        bppls = [v for r in brecs if (v := final_val_ppl(r)) is not None]
-        test = None if (row, norm) == base else welch_test(losses, blosses)
-        note = ""
-        if test is None and (row, norm) != base:
-            if len(losses) < 2 or len(blosses) < 2:
-                note = f"no test (n={len(losses)} vs {len(blosses)}; needs >= 2 seeds per group)"
-            else:
-                note = "no test (zero variance in both groups)"
-        out[(scale, row, norm)] = Comparison(
-            scale=scale, group=(row, norm), baseline=base, n=len(losses), n_baseline=len(blosses),
-            loss=statistics.fmean(losses) if losses else None,
-            baseline_loss=statistics.fmean(blosses) if blosses else None,
-            ppl=statistics.fmean(ppls) if ppls else None, baseline_ppl=statistics.fmean(bppls) if bppls else None,
-            test=test, alpha=alpha, note=note)
-    return out
-
-
-# ---- curves and time-to-target ------------------------------------------------------------------
 
 def parse_curve(text: str) -> dict[str, list[tuple[int, float]]]:
     """A Lightning CSVLogger metrics.csv -> column -> [(step, value)] sorted by step, empty cells
