@@ -26,7 +26,6 @@ from .config import TransformerConfig
 from .gpas import GPAS
 from .moe import build_block_ffn, ffn_modules
 from .registry import GPAS_EXTENSIONS, NORMS, SCHEME_DOCS, SCHEMES, register_scheme  # noqa: F401 (re-exported)
-from .sizing import intermediate_size
 
 
 class Block(nn.Module):

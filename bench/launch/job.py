@@ -8,15 +8,12 @@ cell, and a cell finished meanwhile by someone else is not trained again.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import sys
-import time
 from pathlib import Path
 
 from ..results.records import DONE, cell_dir, read_record
 from .claims import acquire
-from .ranks import RankDecisions, is_rank_zero
+from .ranks import RankDecisions
 
 HELD: set = set()  # claims this process holds now (released by a SLURM task's checkpoint())
 

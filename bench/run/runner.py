@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -17,8 +15,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -30,11 +27,13 @@ from ..faults import pause_point
 from .callbacks import CellMetrics, Diverged, LiveProgress
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
 from .config import flag
+from .environment import (ENV_ERRNOS, DataCache, build_loggers, check_out, env_error, environment_record,
+                          make_trainer, preflight, root_device)
 from .matrix import Cell
 from .module import LMModule
 from .moe_probes import MoEProbes
 from .outliers import OutlierProbe
-from .precision import describe as describe_precision, lightning_precision
+from .precision import describe as describe_precision
 from .probes import Probes, registered_probes
 from .signals import Interrupted, RelayEarlySignal, StopRequest
 from ..launch.ranks import RankDecisions, is_rank_zero
@@ -67,74 +66,6 @@ class RunOptions:
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def build_loggers(names, folder: Path):
-    loggers = []
-    for name in names:
-        if name == "csv":
-            loggers.append(CSVLogger(folder, name="", version=""))  # -> folder/metrics.csv
-        elif name == "tensorboard":
-            from lightning.pytorch.loggers import TensorBoardLogger
-            loggers.append(TensorBoardLogger(folder, name="tb", version=""))
-        elif name == "wandb":
-            from lightning.pytorch.loggers import WandbLogger
-            loggers.append(WandbLogger(save_dir=str(folder), name=folder.name))
-        else:
-            raise ValueError(f"unknown logger {name!r}; valid: csv, tensorboard, wandb")
-    return loggers
-
-
-class DataCache:
-    """One datamodule per distinct (data config, seq len, batch, seed, val tokens)."""
-
-    def __init__(self):
-        self._dms = {}
-
-    def get(self, cfg):
-        from datamodules import TextDataModule
-
-        key = (repr(cfg.data), cfg.model.block_size, cfg.train.batch_size, cfg.seed, cfg.train.val_tokens)
-        if key not in self._dms:
-            dm = TextDataModule(cfg.data, seq_len=cfg.model.block_size, batch_size=cfg.train.batch_size,
-                                seed=cfg.seed, val_tokens=cfg.train.val_tokens)
-            try:
-                dm.prepare_data()
-                dm.setup("fit")
-                dm.train_dataloader()  # checks the training split holds at least one row
-            except UnicodeDecodeError as e:
-                raise ConfigError(f"corpus {cfg.data.corpus} is not UTF-8 text (byte {e.start}: {e.reason}); "
-                                  "give a text, .jsonl or .parquet corpus") from None
-            except ValueError as e:  # CorpusError included: an empty, unreadable or too short corpus
-                raise ConfigError(f"corpus {cfg.data.corpus}: {e}") from None
-            self._dms[key] = dm
-        return self._dms[key]
-
-
-ENV_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only filesystem",
-              errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-              errno.ENOTDIR: "not a folder", errno.EEXIST: "a file is in the way"}
-
-
-def env_error(e: OSError, what: str) -> ConfigError:
-    """A filesystem condition the user fixes (free space, permissions): one line, exit 2."""
-    reason = ENV_ERRNOS.get(e.errno, e.strerror or type(e).__name__)
-    where = f" ({e.filename})" if e.filename else ""
-    return ConfigError(f"{what}: {reason}{where}; fix it and rerun: finished cells are kept and the cell resumes "
-                       "from its last good checkpoint")
-
-
-def make_trainer(cfg, **kw) -> L.Trainer:
-    """The cell's Trainer; Lightning's complaints about accelerator, devices, strategy or precision
-    (e.g. no GPU) become one ConfigError line."""
-    t = cfg.train
-    try:
-        return L.Trainer(accelerator=t.accelerator, devices=_devices(t.devices), strategy=t.strategy,
-                         num_nodes=t.num_nodes, precision=lightning_precision(t.precision), **kw)
-    except (MisconfigurationException, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot run on --train.accelerator {t.accelerator} --train.devices {t.devices} "
-                          f"--train.strategy {t.strategy} --train.precision {t.precision}: {first}") from None
 
 
 def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None, warn=None,
@@ -264,8 +195,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         record["moe"] = moe_probes.result()
     record["wall_seconds"] = time.perf_counter() - wall
     record["ended"] = now()
-    device = trainer.strategy.root_device if trainer is not None else _root_device(cfg)
-    record["environment"] = _environment(device)
+    device = trainer.strategy.root_device if trainer is not None else root_device(cfg)
+    record["environment"] = environment_record(device)
     record["precision"] = trainer.precision if trainer is not None else t.precision  # as run (16-mixed on CPU is bf16-mixed)
     record.update(describe_precision(t.precision, as_run=record["precision"]))  # fp8: its name and recipe
     record["device"] = str(device)
@@ -293,15 +224,6 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     return Record.from_dict(record, folder / "record.json")
 
 
-def _environment(device):
-    from .system import environment
-
-    try:
-        return environment(device)
-    except Exception as e:  # noqa: BLE001 - provenance must not replace the cell's own error
-        return {"error": f"{type(e).__name__}: {e}"}
-
-
 class PausePoints(L.Callback):
     """The kill tests' fault-injection points inside the loops (see bench/faults.py)."""
 
@@ -311,42 +233,6 @@ class PausePoints(L.Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         pause_point("validation")
-
-
-def _devices(devices: str):
-    return int(devices) if str(devices).isdigit() else devices
-
-
-def _root_device(cfg) -> torch.device:
-    acc = cfg.train.accelerator
-    return torch.device("cuda") if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()) \
-        else torch.device("cpu")
-
-
-def check_out(out: Path) -> None:
-    """--out must be a folder this process can create files in: one line otherwise."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder: name a folder (it is created if missing)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise env_error(e, f"--out {out} is not writable") from None
-
-
-def preflight(cells: list[Cell]) -> None:
-    """Accelerator, devices, strategy and precision of every cell, before anything trains."""
-    seen = set()
-    for cell in cells:
-        t = cell.config.train
-        key = (t.accelerator, t.devices, t.strategy, t.num_nodes, t.precision)
-        if key not in seen:
-            seen.add(key)
-            make_trainer(cell.config, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
 
 
 def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: Console | None = None) -> list[Record]:
