@@ -32,7 +32,7 @@ import time
 import lightning as L
 import torch
 
-from .probes import base_model, kurtosis
+from .probes import base_model, evaluating, kurtosis
 
 E4M3_MAX = 448.0  # torch.finfo(torch.float8_e4m3fn).max
 E4M3_MIN_NORMAL = 2.0 ** -6  # torch.finfo(torch.float8_e4m3fn).tiny
@@ -109,13 +109,8 @@ class OutlierProbe(L.Callback):
         if self.steps and self.steps[-1] == step:  # accumulation calls this once per step anyway
             return
         t0 = time.perf_counter()
-        model = base_model(pl_module)
-        was_training = model.training
-        model.eval()
-        try:
+        with evaluating(base_model(pl_module)) as model:
             stats = site_stats(model, self.x.to(pl_module.device), trainer.precision_plugin.forward_context)
-        finally:
-            model.train(was_training)
         self.add(step, stats)
         self.overhead += time.perf_counter() - t0
 

@@ -152,6 +152,17 @@ def skipped(block: torch.nn.Module):
         del block.forward
 
 
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """The model in eval mode for a probe's forward, its own mode restored after (even on an error)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def base_model(pl_module) -> torch.nn.Module:
     """The Transformer (LMModule.model), unwrapped from torch.compile's OptimizedModule if any."""
     model = getattr(pl_module, "model", pl_module)
@@ -287,12 +298,8 @@ class Probes(L.Callback):
 
     def _sample(self, trainer, pl_module, step: int):
         model = base_model(pl_module)
-        was_training = model.training
-        model.eval()
-        try:
+        with evaluating(model):
             out = probe_forward(model, self.x.to(pl_module.device), trainer.precision_plugin.forward_context)
-        finally:
-            model.train(was_training)
         blocks = model.blocks
         rows = {  # every value stays on device until the single .tolist() below
             "act_var": torch.stack([h.float().var(correction=0) for h in out["hidden"]]),
@@ -327,9 +334,7 @@ class Probes(L.Callback):
 
     def analyse(self, model, device, context=contextlib.nullcontext) -> dict:
         """Effective ranks, layer cosine similarity and layer importance of ``model`` as it is now."""
-        was_training = model.training
-        model.eval()
-        try:
+        with evaluating(model):
             ranks = {f"{i}.{name}": sum(per) / len(per)  # an MoE: the mean over its expert FFNs
                      for i, block in enumerate(model.blocks, start=1) for name in ("gate", "up", "down")
                      if (per := [effective_rank(getattr(f, name).weight) for f in ffn_modules(block.ffn)
@@ -342,8 +347,6 @@ class Probes(L.Callback):
             for block in model.blocks:
                 with skipped(block):
                     importance.append(token_loss(model, batches, context) - base)
-        finally:
-            model.train(was_training)
         return {"effective_rank": ranks, "layer_cosine": cosine, "layer_importance": importance,
                 "base_loss": base, "importance_tokens": int(sum((y != -100).sum() for _, y in batches))}
 
