@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from ..atomic import atomic_write
 
 RESULTS = Path("results")
 STATUSES = ("ok", "diverged", "oom", "failed", "interrupted")  # a record with another status is incomplete
@@ -20,26 +20,13 @@ def cell_dir(out: Path, matrix: str, cell_id: str) -> Path:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, then rename: a reader sees the old or the new file,
-    never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; results are meant to be shared
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Atomic (bench.atomic): a reader sees the old file or the new one, never half of one."""
+    atomic_write(path, text)
 
 
 def write_json(path: Path, data) -> None:
     data = data.to_dict() if hasattr(data, "to_dict") else data
-    write_text(path, json.dumps(data, indent=2, default=str))
+    atomic_write(path, json.dumps(data, indent=2, default=str))
 
 
 class RecordError(ValueError):

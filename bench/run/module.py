@@ -14,6 +14,7 @@ from models import Transformer
 from models.moe import moe_layers, weighted_router_loss
 from models.kernels import linear_cross_entropy
 
+from .builders import build_optimizer, build_schedule, cosine_with_warmup, param_groups  # noqa: F401 - re-exported
 from .config import RunConfig, flag
 
 VAL_SPLITS = ("val", "ood")  # default names: loader 0 is in-domain validation, 1 the out-of-domain text
@@ -30,24 +31,6 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
     """Cross-entropy in fp32; target -100 (padding) is ignored."""
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten().long(), ignore_index=-100,
                            reduction=reduction)
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices only: norm gains, biases, polynomial coefficients and GPAS gates are vectors
-    or scalars, and the references exclude them all from weight decay."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def cosine_with_warmup(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier: linear warmup to 1, then cosine down to min_ratio at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class LMModule(L.LightningModule):
@@ -136,15 +119,8 @@ class LMModule(L.LightningModule):
             self.last_train_loss = torch.tensor(checkpoint["last_train_loss"])
 
     def configure_optimizers(self):
-        t = self.cfg.train
-        groups = param_groups(self.model, t.weight_decay)
-        cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[t.optimizer]
-        # adam: weight decay is L2. fused: one multi-tensor kernel per step on CUDA (same update)
-        fused = {"fused": True} if self.device.type == "cuda" else {}
-        opt = cls(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps, **fused)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: cosine_with_warmup(s, t.warmup_steps, t.max_steps, t.min_lr_ratio))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        opt = build_optimizer(self.model, self.cfg.train, self.device)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": build_schedule(opt, self.cfg.train), "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         t = self.cfg.train

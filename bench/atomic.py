@@ -1,0 +1,47 @@
+"""One way to write a file that a kill, a full disk or a concurrent reader never sees half-written:
+a temp file in the same folder, unique to this writer, fsynced, then renamed over the target."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: some filesystems refuse a directory fsync)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically; a reader sees the old file or the new one, never a mix.
+    The temp name is unique per call (mkstemp), so two writers never share one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)  # mkstemp makes 0600; results are meant to be shared
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj, indent: int | None = 2) -> None:
+    """``obj`` (or ``obj.to_dict()``) as JSON, atomically."""
+    obj = obj.to_dict() if hasattr(obj, "to_dict") else obj
+    atomic_write(path, json.dumps(obj, indent=indent, default=str) + ("\n" if indent is not None else ""))
