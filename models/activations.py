@@ -5,7 +5,8 @@ Two kinds, told apart by the class attribute ``gated``:
 - gated, ``forward(g, u)``: the FFN is ``down(act(gate x, up x))``.
 
 ``ACTIVATIONS`` maps each name to its class; the first line of a class docstring is the
-one-line description ``bench list`` prints. Formulas follow ../shared/REFERENCE.md section 1.
+one-line description ``bench list`` prints. Formulas follow the PolyCom and PowLU papers
+(docs/papers.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Parameter matching and exact parameter counts, as pure functions of the config.
 
-The rule (PolyCom section 4 / REFERENCE.md section 2): every activation gets the intermediate
+The rule (PolyCom section 4): every activation gets the intermediate
 size h whose FFN parameter count is nearest the scale's SwiGLU reference, 3 d h_ref. A gated
 FFN has 3 d h weights, so h = h_ref; a pointwise one has 2 d h, so h = 3/2 h_ref, minus
 whatever the activation itself learns (PolyReLU/PolyNorm's r + 1 scalars, PReLU's 1):

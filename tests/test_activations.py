@@ -1,4 +1,4 @@
-"""FFN activations against independent re-computations of REFERENCE.md section 1.
+"""FFN activations against independent re-computations of the papers' formulas (docs/papers.md).
 
 The expected values are written again here in float64 numpy/math from the formulas, never by
 calling back into models/. Every activation in models.ACTIVATIONS must have an entry in REF
@@ -109,7 +109,7 @@ REF = {
     "powlu": ("gated", lambda g, u: powlu_np(g, 3.0) * u),
 }
 
-GATED = {"swiglu", "geglu", "reglu", "swiglu_clip", "powlu"}  # three matrices (REFERENCE.md section 2)
+GATED = {"swiglu", "geglu", "reglu", "swiglu_clip", "powlu"}  # three matrices (PolyCom section 4)
 
 
 def ref_or_fail(name):

@@ -1,4 +1,4 @@
-"""GPAS and the residual/normalization schemes against REFERENCE.md section 3.
+"""GPAS and the residual/normalization schemes against the GPAS paper's formulas (docs/papers.md).
 
 Block outputs are recomputed here from the formulas with the block's own sub-modules (attention,
 FFN) and its norm gains, with an RMSNorm written out again; the GPAS scale 1 - act(a) is
@@ -264,7 +264,7 @@ def test_lns_scale_survives_materialization(meta):
 
 
 def expected_block(block, x, rope, cfg, l):
-    """One block's output, recomputed from REFERENCE.md section 3 with the block's own f's."""
+    """One block's output, recomputed from the GPAS paper's formulas with the block's own f's."""
     L = cfg.n_layers
     N = [lambda h, n=n: rms(h, n.weight) for n in block.norms]
     f = [lambda h: block.attn(h, rope), block.ffn]

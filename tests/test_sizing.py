@@ -1,4 +1,4 @@
-"""Parameter matching and exact parameter counts (REFERENCE.md sections 2 and 4).
+"""Parameter matching and exact parameter counts (PolyCom section 4, the GPAS sizes).
 
 Expected sizes and totals are written out here from the formulas (a gated FFN has 3 d h weights,
 a pointwise one 2 d h; attention 4 d^2 without GQA; one gain vector per RMSNorm), and every
@@ -70,7 +70,7 @@ def test_polycom_1b_built_on_meta_device():
 
 
 def test_polycom_moe_expert_sizes():
-    # OLMoE-1B-7B experts: SwiGLU 1024, PolyNorm 1536 (REFERENCE.md section 2): same rule per expert
+    # OLMoE-1B-7B experts: SwiGLU 1024, PolyNorm 1536 (PolyCom's MoE): same rule per expert
     moe = dict(d_model=2048, n_layers=16, n_heads=16, ref_intermediate_size=1024)
     assert matched_intermediate_size(TransformerConfig(**moe, activation="swiglu")) == 1024
     assert matched_intermediate_size(TransformerConfig(**moe, activation="polynorm")) == 1536
