@@ -43,7 +43,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"bench.commands.{name}")
         if command in (None, name) or not hasattr(module, "HELP"):
-            module.add_parser(sub).set_defaults(func=module.main)
+            p = module.add_parser(sub)
+            p.formatter_class = HelpFormatter  # one default per option, whoever built the parser
+            p.set_defaults(func=module.main)
         else:
             sub.add_parser(name, help=module.HELP)
     return parser
@@ -63,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         load_env()
         load_plugins(args.plugin, "flag")
         export_env(args.plugin)  # worker processes started from here load them too
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's exit
+        return code
     except (ConfigError, UnknownName) as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 2

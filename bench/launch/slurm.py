@@ -53,8 +53,7 @@ class CellTask:
 
         load_entry_points()  # the plugins the launching command loaded (exported in the environment)
         load_env()
-        matrix_name, cells, opts, command, _ = read_cells(Path(self.cells_file))
-        sys.argv[1:] = command  # the record keeps the command line its cell was named by
+        matrix_name, cells, opts, _, _ = read_cells(Path(self.cells_file))
         opts.quiet = True
         cells = [c for c in cells if c.id == self.cell_id]
         if not cells:

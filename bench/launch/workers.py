@@ -125,14 +125,14 @@ def read_cells(path: Path):
     return data["matrix"], cells, opts, data["command"], data.get("fresh_after") or None
 
 
-def child_main(cells_file: str) -> int:
-    """One worker: the parent's cells, taken by claim."""
+def child_main(argv: list[str]) -> int:
+    """One worker: ``argv`` is the cells file, then the launching command line (which each record
+    keeps, and which Lightning re-runs for the other ranks of a multi-device cell)."""
     from ..plugins import load_entry_points, load_env
 
     load_entry_points()  # the plugins the launching command loaded (exported in the environment)
     load_env()
-    matrix_name, cells, opts, command, fresh_after = read_cells(Path(cells_file))
-    sys.argv[1:] = command  # each record keeps the command line its cells were named by
+    matrix_name, cells, opts, _, fresh_after = read_cells(Path(argv[0]))
     index = int(os.environ["BENCH_WORKER"])
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads:
@@ -211,7 +211,7 @@ def run_workers(matrix_name: str, cells, opts, command: list[str], workers: str,
                "PYTHONPATH": os.pathsep.join(
                    [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
         log = open(run_dir / f"w{i}.log", "w")
-        procs.append((subprocess.Popen([sys.executable, "-m", "bench.launch.workers", str(cells_file)],
+        procs.append((subprocess.Popen([sys.executable, "-m", "bench.launch.workers", str(cells_file), *command],
                                        env=env, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True),  # a terminal's Ctrl-C reaches the parent only
                       log, status))
@@ -270,4 +270,4 @@ def _display(columns, procs, cells, matrix_name, opts, console) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1]))
+    sys.exit(child_main(sys.argv[1:]))
