@@ -1,4 +1,4 @@
-"""`bench`: the command line. A table of subcommands (bench/commands/, each ``add_parser`` and
+"""`bench`: the command table (one module of bench/commands/ per subcommand, each ``add_parser`` and
 ``main``), plugin loading, and errors as exit codes: a bad input is one line and exit 2."""
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from .errors import ConfigError, Interrupted
 
 COMMANDS = ("list", "plan", "run", "table", "overhead", "sweep", "cost", "report", "eval", "data", "check",
             "submit", "status")
+PLUGIN_HELP = ("import MODULE (a dotted name or a .py path) first: it registers its own activations, schemes, norms "
+               "or probes (repeatable; see docs/plugins.md). Installed packages' 'llm_arch_bench.plugins' entry "
+               "points and $BENCH_PLUGINS are loaded too")
 
 
 class Parser(argparse.ArgumentParser):
@@ -20,25 +23,10 @@ class Parser(argparse.ArgumentParser):
         super().__init__(**{"formatter_class": HelpFormatter, **kwargs})
 
 
-def chosen(argv: list[str]) -> str | None:
-    """The subcommand named on ``argv`` (after the global options), or None."""
-    rest = iter(argv)
-    for a in rest:
-        if a == "--plugin":
-            next(rest, None)
-        elif not a.startswith("-"):
-            return a if a in COMMANDS else None
-    return None
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """Every subcommand's parser; with ``command``, only that one in full (the others only named, so
-    `bench --help` imports no torch)."""
+    """With ``command``, only that subcommand's parser is built in full: `bench --help` imports no torch."""
     parser = Parser(prog="bench", description="Benchmark FFN activations and normalization schemes for LLMs.")
-    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                        help="import MODULE (a dotted name or a .py path) first: it registers its own activations, "
-                             "schemes, norms or probes (repeatable; see docs/plugins.md). Installed packages' "
-                             "'llm_arch_bench.plugins' entry points and $BENCH_PLUGINS are loaded too")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE", help=PLUGIN_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         module = importlib.import_module(f"bench.commands.{name}")
@@ -53,7 +41,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(chosen(argv) or "").parse_args(argv)
+    named = [a for i, a in enumerate(argv) if a in COMMANDS and (i == 0 or argv[i - 1] != "--plugin")]
+    args = build_parser(named[0] if named else "").parse_args(argv)
     args.argv = argv  # the command line a --workers child records
     from models import UnknownName
 

@@ -298,3 +298,35 @@ def test_workers_with_a_relative_out_outside_the_repository(tmp_path):
     recs = [json.loads(p.read_text()) for p in folder.glob("*/record.json")]
     assert len(recs) == 2 and all(rec["status"] == "ok" for rec in recs)
     assert not (ROOT / "rel").exists()
+
+
+def test_a_slurm_task_trains_its_cell_from_the_cells_file(tmp_path):
+    """What an array task runs, without a cluster: `CellTask(cells file, id)()` in a fresh process
+    started elsewhere trains that cell (and only it) into the submitter's results tree."""
+    from bench.commands.common import cells_from
+    from bench.commands.run import add_parser
+    from bench.launch.workers import write_cells
+    from bench.run.runner import RunOptions
+    import argparse
+
+    args = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args(SEL)
+    _, cells = cells_from(args)
+    path = tmp_path / "cells.json"
+    write_cells(path, "default", cells, RunOptions(out=tmp_path / "out", ckpt_every=0, quiet=True), ["submit"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import sys; from bench.launch.slurm import CellTask; "
+            "print(CellTask(sys.argv[1], sys.argv[2], cwd=sys.argv[3])())")
+    r = subprocess.run([sys.executable, "-c", code, str(path), cells[1].id, str(elsewhere)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600, env={**ENV, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-2000:]
+    (rec,) = (tmp_path / "out" / "default").glob("*/record.json")
+    assert rec.parent.name == cells[1].id and json.loads(rec.read_text())["config_hash"] == \
+        cells[1].config.config_hash()
+
+
+def test_submit_dry_run_lists_the_unfinished_cells(tmp_path):
+    r = bench_cli("submit", *SEL, "--out", str(tmp_path), "--dry-run")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    ids = [c["id"] for c in json.loads(bench_cli("plan", *SEL, "--json").stdout)["cells"]]
+    assert "2 cell(s) to submit" in r.stdout and all(i in r.stdout for i in ids)

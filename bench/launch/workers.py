@@ -188,6 +188,22 @@ def strip_worker_args(argv: list[str]) -> list[str]:
     return out
 
 
+def start_workers(plan: list[dict], run_dir: Path, argv: list[str]) -> list:
+    """One child per entry of ``plan``: (process, its log file, its status file path)."""
+    procs = []
+    for i, extra in enumerate(plan):
+        status = run_dir / f"w{i}.json"
+        env = {**os.environ, **extra, "BENCH_WORKER": str(i), "BENCH_WORKER_STATUS": str(status),
+               "PYTHONPATH": os.pathsep.join(
+                   [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+        log = open(run_dir / f"w{i}.log", "w")
+        procs.append((subprocess.Popen([sys.executable, "-m", "bench.launch.workers", *argv],
+                                       env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True),  # a terminal's Ctrl-C reaches the parent only
+                      log, status))
+    return procs
+
+
 def run_workers(matrix_name: str, cells, opts, command: list[str], workers: str, per_cell: int, accelerator: str,
                 console: Console) -> tuple[list[dict], list[str]]:
     """Start the workers, show one display until they all exit; return every finished record and
@@ -204,17 +220,7 @@ def run_workers(matrix_name: str, cells, opts, command: list[str], workers: str,
     console.print(f"{matrix_name}: {len(todo)} cell(s) to train with {len(plan)} worker(s) "
                   f"({', '.join(e.get('CUDA_VISIBLE_DEVICES') and 'GPU ' + e['CUDA_VISIBLE_DEVICES'] or e['OMP_NUM_THREADS'] + ' thread(s)' for e in plan)}); "
                   f"logs in {run_dir}")
-    procs = []
-    for i, extra in enumerate(plan):
-        status = run_dir / f"w{i}.json"
-        env = {**os.environ, **extra, "BENCH_WORKER": str(i), "BENCH_WORKER_STATUS": str(status),
-               "PYTHONPATH": os.pathsep.join(
-                   [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-        log = open(run_dir / f"w{i}.log", "w")
-        procs.append((subprocess.Popen([sys.executable, "-m", "bench.launch.workers", str(cells_file), *command],
-                                       env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True),  # a terminal's Ctrl-C reaches the parent only
-                      log, status))
+    procs = start_workers(plan, run_dir, [str(cells_file), *command])
     stopped: list[int] = []
 
     def forward(signum, frame):  # stop every worker at a step boundary; each records its cell 'interrupted'
