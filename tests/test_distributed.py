@@ -330,3 +330,28 @@ def test_submit_dry_run_lists_the_unfinished_cells(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     ids = [c["id"] for c in json.loads(bench_cli("plan", *SEL, "--json").stdout)["cells"]]
     assert "2 cell(s) to submit" in r.stdout and all(i in r.stdout for i in ids)
+
+
+def test_a_child_loads_the_matrix_plugins_the_parent_loaded(tmp_path):
+    """A matrix's own plugins (a .py path relative to the YAML) reach the children through the cells
+    file: rebuilt in a fresh process started elsewhere, with no BENCH_PLUGINS, the plugin cells keep
+    their ids and hashes (the hash covers the plugin's source)."""
+    path = tmp_path / "cells.json"
+    parent = ("import json, sys; from bench.commands.common import cells_from; from bench.commands.run import "
+              "add_parser; import argparse; from bench.launch.workers import write_cells; "
+              "from bench.run.runner import RunOptions; "
+              "a = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args([sys.argv[1]]); "
+              "m, cells = cells_from(a); write_cells(sys.argv[2], m.name, cells, RunOptions(), ['run']); "
+              "print(json.dumps([[c.id, c.config.config_hash()] for c in cells]))")
+    child = ("import json, sys; from bench.launch.workers import read_cells; _, cells, *_ = read_cells(sys.argv[1]); "
+             "print(json.dumps([[c.id, c.config.config_hash()] for c in cells]))")
+    env = {k: v for k, v in ENV.items() if k != "BENCH_PLUGINS"}
+    env["PYTHONPATH"] = str(ROOT)
+    a = subprocess.run([sys.executable, "-c", parent, str(ROOT / "examples" / "plugin" / "matrix.yaml"), str(path)],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert a.returncode == 0, a.stderr[-2000:]
+    b = subprocess.run([sys.executable, "-c", child, str(path)], cwd=tmp_path, capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert b.returncode == 0, b.stderr[-2000:]
+    want = json.loads(a.stdout)
+    assert json.loads(b.stdout) == want and any("relu2_glu" in cid for cid, _ in want)

@@ -102,19 +102,26 @@ class StatusFile:
 
 def write_cells(path: Path, matrix_name: str, cells, opts, command: list[str], fresh_after: str = "") -> None:
     """The cells (id, axes, resolved config) and run options a child or SLURM task trains from."""
+    from ..plugins import LOADED
+
     options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
     options["out"], options["loggers"] = str(Path(opts.out).absolute()), list(opts.loggers)
+    # every plugin loaded here (a matrix's own included), by file when it was loaded from one
+    plugins = [[p.file if p.file and Path(p.file).stem == p.module else p.module, p.how] for p in LOADED.values()]
     atomic_write_json(path, {"matrix": matrix_name, "command": list(command), "fresh_after": fresh_after,
-                             "options": options, "cells": [c.to_dict() for c in cells]})
+                             "plugins": plugins, "options": options, "cells": [c.to_dict() for c in cells]})
 
 
 def read_cells(path: Path):
     """(matrix name, cells, RunOptions, command, fresh_after) from ``write_cells``'s file; a cell whose
     config no longer hashes to its id (a plugin changed since) is one error, not a silent new cell."""
+    from ..plugins import load_plugin
     from ..run.matrix import Cell
     from ..run.runner import RunOptions
 
     data = json.loads(Path(path).read_text())
+    for spec, how in data.get("plugins", []):  # before the cells: their parts must be registered
+        load_plugin(spec, how)
     cells = [Cell.from_dict(c) for c in data["cells"]]
     for c in cells:
         if not c.id.endswith(c.config.config_hash()[:6]):
