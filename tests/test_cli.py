@@ -402,3 +402,13 @@ def test_run_name_names_the_results_folder(tmp_path, capsys):
         assert cli.main(["run", *sel, "--out", str(tmp_path), "--name", bad]) == 2
         err = capsys.readouterr().err
         assert "--name takes a folder name" in flat(err) and "Traceback" not in err
+
+
+def test_list_imports_no_lightning():
+    """`bench list` needs the registries (models/ imports torch at module level) but nothing more."""
+    code = ("import sys; from bench import cli; rc = cli.main(['list', '--json']); "
+            "print(rc, 'lightning' in sys.modules, 'scipy' in sys.modules, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"})
+    assert r.stderr.split() == ["0", "False", "False"], r.stderr
+    assert "activations" in json.loads(r.stdout)
