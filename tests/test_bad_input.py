@@ -89,3 +89,26 @@ def test_missing_matrix_file(capsys, tmp_path):
     assert_one_line(err, "matrix file not found")
     code, err = run_cli(capsys, "plan", "defualt")
     assert code == 2 and "Did you mean 'default'?" in err
+
+
+RUN_CASES = {
+    "out is a file": (["--out", "{file}"], ["is a file, not a folder"]),
+    "out under a file": (["--out", "{file}/sub"], ["is a file, not a folder"]),
+    "out is a file, workers": (["--out", "{file}", "--workers", "2"], ["is a file, not a folder"]),
+    "name with a slash": (["--out", "{dir}", "--name", "a/b"], ["--name takes a folder name"]),
+    "name dot dot": (["--out", "{dir}", "--name", ".."], ["--name takes a folder name"]),
+}
+
+
+@pytest.mark.parametrize("name", RUN_CASES)
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_bad_run_option_is_one_clear_line(name, command, capsys, tmp_path):
+    argv, needles = RUN_CASES[name]
+    (tmp_path / "file").write_text("x")
+    argv = [a.format(file=tmp_path / "file", dir=tmp_path / "out") for a in argv]
+    if command == "sweep" and "--workers" in argv:
+        pytest.skip("sweep has no --workers")
+    code, err = run_cli(capsys, command, "--scale", "nano", "--activation", "swiglu", "--norm", "pre", *argv)
+    assert code == 2
+    assert_one_line(err, *needles)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written

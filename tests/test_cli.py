@@ -302,3 +302,113 @@ def test_resolve_precedence():
     assert cfg.model.vocab_size == 32000
     cfg = resolve({"scale": "gpas-71m", "recipe": "gpas", "train.lr": 0.1}, {"train.lr": 0.2})
     assert cfg.train.lr == 0.2
+
+
+# ---- the command line itself -----------------------------------------------------------------------------
+
+
+def test_nothing_in_bench_imports_the_cli():
+    """bench/cli.py is the top of the import graph: no module of bench imports it back."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "bench").rglob("*.py")):
+        if path.name == "cli.py" and path.parent.name == "bench":
+            continue
+        package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = list(package[:len(package) - node.level + 1]) if node.level else []
+                module = ".".join(base + (node.module.split(".") if node.module else []))
+                names = [module] + [f"{module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if "bench.cli" in names:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list", "--help"]])
+def test_help_imports_no_torch(argv):
+    code = ("import sys; from bench import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print(e.code, 'torch' in sys.modules, 'lightning' in sys.modules, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"})
+    assert r.stderr.split() == ["0", "False", "False"], r.stderr
+    assert "usage: bench" in r.stdout
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, p in action.choices.items():
+                yield name, p
+                yield from ((f"{name} {n}", q) for n, q in _subparsers(p))
+
+
+def test_every_option_shows_one_default_the_effective_one(monkeypatch):
+    """Each option's help says its default at most once ('[default: X]', never also argparse's
+    '(default: None)'); an option with a value by default shows it."""
+    import argparse
+    import re
+
+    monkeypatch.setenv("COLUMNS", "400")
+    parser = cli.build_parser()
+    seen = 0
+    for name, p in _subparsers(parser):
+        fmt = p._get_formatter()
+        for action in p._actions:
+            if action.help in (None, argparse.SUPPRESS) or isinstance(action, argparse._SubParsersAction):
+                continue
+            text = fmt._expand_help(action)
+            assert "(default:" not in text, (name, action.dest, text)
+            assert len(re.findall(r"\[default", text)) <= 1, (name, action.dest, text)
+            if action.default not in (None, False, [], argparse.SUPPRESS) and action.nargs != 0:
+                assert "[default" in text, (name, action.dest, text)
+            seen += 1
+    assert seen > 500  # every command's options, config overrides included
+    plan = " ".join(subprocess.run([sys.executable, "-m", "bench.cli", "plan", "--help"], cwd=ROOT, text=True,
+                                   capture_output=True, timeout=120,
+                                   env={**os.environ, "COLUMNS": "400"}).stdout.split())
+    assert "budget every activation is matched to. [default: 344]" in plan and "(default: None)" not in plan
+
+
+def test_broken_pipe_is_a_quiet_exit():
+    """`bench plan --json | head`: the reader leaves early; no traceback, the SIGPIPE status."""
+    p = subprocess.Popen([sys.executable, "-m", "bench.cli", "plan", "--scale", "nano", "--json"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"})
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == "", err
+
+
+def test_run_name_names_the_results_folder(tmp_path, capsys):
+    sel = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--train.max_steps", "3",
+           "--train.val_every", "3", "--train.val_tokens", "1024", "--train.probe_every", "0"]
+    assert cli.main(["run", *sel, "--out", str(tmp_path), "--ckpt-every", "0", "--quiet", "--name", "mine"]) == 0
+    (rec,) = (tmp_path / "mine").glob("*/record.json")
+    assert json.loads(rec.read_text())["status"] == "ok" and not (tmp_path / "default").exists()
+    capsys.readouterr()
+    assert cli.main(["status", *sel, "--out", str(tmp_path), "--name", "mine", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["matrix"] == "mine" and [c["state"] for c in status["cells"]] == ["done"]
+    assert cli.main(["table", str(tmp_path / "mine"), "--format", "csv"]) == 0
+    assert rec.parent.name in capsys.readouterr().out
+    for bad in ("a/b", "..", " "):
+        assert cli.main(["run", *sel, "--out", str(tmp_path), "--name", bad]) == 2
+        err = capsys.readouterr().err
+        assert "--name takes a folder name" in flat(err) and "Traceback" not in err
+
+
+def test_list_imports_no_lightning():
+    """`bench list` needs the registries (models/ imports torch at module level) but nothing more."""
+    code = ("import sys; from bench import cli; rc = cli.main(['list', '--json']); "
+            "print(rc, 'lightning' in sys.modules, 'scipy' in sys.modules, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"})
+    assert r.stderr.split() == ["0", "False", "False"], r.stderr
+    assert "activations" in json.loads(r.stdout)

@@ -67,7 +67,8 @@ def test_workers_train_every_cell_exactly_once(tmp_path):
     folder = tmp_path / "default"
     cells = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(cells) == 4
-    logs = "".join((folder / ".workers" / f"w{i}.log").read_text() for i in range(2))
+    (launch,) = (folder / ".workers").iterdir()  # this launch's own folder of logs and status files
+    logs = "".join((launch / f"w{i}.log").read_text() for i in range(2))
     trained = sorted(line.split()[-1] for line in logs.splitlines() if line.startswith("w") and " ok " in line)
     assert trained == cells  # every cell once, none twice
     for c in cells:
@@ -134,8 +135,8 @@ def test_killed_worker_loses_only_its_cell_which_resumes(tmp_path):
     while victim is None and time.time() - t0 < 300 and parent.poll() is None:
         time.sleep(0.5)
         try:
-            s = json.loads((folder / ".workers" / "w0.json").read_text())
-        except (OSError, ValueError):
+            s = json.loads(next((folder / ".workers").glob("*/w0.json")).read_text())
+        except (OSError, ValueError, StopIteration):
             continue
         if s["cell"] and (folder / s["cell"] / "checkpoints" / "latest.ckpt").exists():
             victim = s
@@ -191,11 +192,11 @@ def test_sigterm_to_workers_parent_interrupts_every_cell_resumably(tmp_path):
                                "--train.val_every", "5000", "--train.val_tokens", "4096", "--ckpt-every", "1000",
                                "--out", str(tmp_path), "--workers", "2", "--quiet"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    status = [tmp_path / "default" / ".workers" / f"w{i}.json" for i in range(2)]
     t0 = time.time()
     while time.time() - t0 < 300:
+        status = sorted((tmp_path / "default" / ".workers").glob("*/w[01].json"))
         try:
-            if all(json.loads(p.read_text())["step"] >= 5 for p in status):
+            if len(status) == 2 and all(json.loads(p.read_text())["step"] >= 5 for p in status):
                 break
         except (OSError, ValueError, KeyError):
             pass
@@ -209,3 +210,148 @@ def test_sigterm_to_workers_parent_interrupts_every_cell_resumably(tmp_path):
         rec = json.loads((c / "record.json").read_text())
         assert rec["status"] == "interrupted" and not (c / "claim.json").exists()
         assert (c / "checkpoints").exists()  # saved at the stop (a resume starts there)
+
+
+# ---- workers: serialized cells, paths, concurrent launches ------------------------------------------
+
+ENV = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"}
+SEL = ["--scale", "nano", "--activation", "swiglu,gelu", "--norm", "pre", "--train.probe_every", "0",
+       "--train.max_steps", "3", "--train.val_every", "3", "--train.val_tokens", "1024"]
+TINY = [*SEL, "--ckpt-every", "0", "--quiet"]
+
+
+def bench_cli(*args, cwd=ROOT, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**ENV, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_child_rebuilt_from_the_cells_file_has_the_parents_cells(tmp_path):
+    """The cells a worker or SLURM task trains come from the file, not from re-parsing a command
+    line: in a fresh process, every id, axis and config hash is the parent's (tuples, mappings, an
+    axis from --model.ffn, a swept LR included)."""
+    from bench.commands.common import cells_from
+    from bench.commands.run import add_parser
+    from bench.launch.workers import write_cells
+    from bench.run.runner import RunOptions
+    from bench.run.sweep import sweep_cells
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    args = add_parser(sub).parse_args(["--scale", "nano,micro", "--activation", "swiglu,polynorm", "--norm",
+                                       "pre,lns+gpas", "--seed", "0,3", "--model.ffn", "moe,dense",
+                                       "--train.betas", "0.8,0.9", "--data.eval", "a=bundled"])
+    _, cells = cells_from(args)
+    cells += sweep_cells(cells[:2], [1e-3, 3e-3])
+    path = tmp_path / "cells.json"
+    write_cells(path, "m", cells, RunOptions(out=Path("rel")), ["run", "--scale", "nano,micro"])
+    code = ("import json, sys; from bench.launch.workers import read_cells; "
+            "name, cells, opts, command, _ = read_cells(sys.argv[1]); "
+            "print(json.dumps([name, str(opts.out), command, "
+            "[[c.id, c.axes, c.config.config_hash(), c.config.train.betas] for c in cells]]))")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], cwd=tmp_path, capture_output=True, text=True,
+                       env={**ENV, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    name, out, command, got = json.loads(r.stdout)
+    assert name == "m" and out == str(Path("rel").absolute()) and command == ["run", "--scale", "nano,micro"]
+    want = [[c.id, [list(a) for a in c.axes], c.config.config_hash(), list(c.config.train.betas)] for c in cells]
+    assert len(got) == len(cells) == 2 * 2 * 2 * 2 * 2 + 4 and got == want
+    assert {c.config.train.betas for c in cells} == {(0.8, 0.9)}
+
+
+def test_workers_out_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = bench_cli("run", *TINY, "--workers", "2", "--out", str(tmp_path / "file"))
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    err = r.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and "is a file" in err and "--out" in err
+
+
+def test_two_launches_keep_their_own_logs_and_leave_cells_held_by_another_run(tmp_path):
+    """Another run holds both cells (live claims, this host): `bench run --workers 2` trains nothing,
+    says the cells are left to the run training them and exits 0, not 'not finished'; each launch
+    keeps its own logs and status files."""
+    from bench.launch.claims import acquire
+
+    ids = [c["id"] for c in json.loads(bench_cli("plan", *SEL, "--json").stdout)["cells"]]
+    claims = [acquire(tmp_path / "default" / cid) for cid in ids]
+    try:
+        runs = [bench_cli("run", *TINY, "--workers", "2", "--out", str(tmp_path)) for _ in range(2)]
+    finally:
+        for c in claims:
+            c.release()
+    for r in runs:
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "not finished" not in r.stdout + r.stderr
+        assert "2 cell(s) left to the run training them" in " ".join(r.stderr.split())
+    launches = sorted((tmp_path / "default" / ".workers").iterdir())
+    assert len(launches) == 2
+    for launch in launches:
+        assert sorted(p.name for p in launch.iterdir()) == ["cells.json", "w0.json", "w0.log", "w1.json", "w1.log"]
+
+
+@pytest.mark.slow
+def test_workers_with_a_relative_out_outside_the_repository(tmp_path):
+    """Run from another folder with a relative --out: the children train into the caller's folder."""
+    r = bench_cli("run", *TINY, "--workers", "2", "--out", "rel", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    folder = tmp_path / "rel" / "default"
+    recs = [json.loads(p.read_text()) for p in folder.glob("*/record.json")]
+    assert len(recs) == 2 and all(rec["status"] == "ok" for rec in recs)
+    assert not (ROOT / "rel").exists()
+
+
+def test_a_slurm_task_trains_its_cell_from_the_cells_file(tmp_path):
+    """What an array task runs, without a cluster: `CellTask(cells file, id)()` in a fresh process
+    started elsewhere trains that cell (and only it) into the submitter's results tree."""
+    from bench.commands.common import cells_from
+    from bench.commands.run import add_parser
+    from bench.launch.workers import write_cells
+    from bench.run.runner import RunOptions
+    import argparse
+
+    args = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args(SEL)
+    _, cells = cells_from(args)
+    path = tmp_path / "cells.json"
+    write_cells(path, "default", cells, RunOptions(out=tmp_path / "out", ckpt_every=0, quiet=True), ["submit"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import sys; from bench.launch.slurm import CellTask; "
+            "print(CellTask(sys.argv[1], sys.argv[2], cwd=sys.argv[3])())")
+    r = subprocess.run([sys.executable, "-c", code, str(path), cells[1].id, str(elsewhere)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600, env={**ENV, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-2000:]
+    (rec,) = (tmp_path / "out" / "default").glob("*/record.json")
+    assert rec.parent.name == cells[1].id and json.loads(rec.read_text())["config_hash"] == \
+        cells[1].config.config_hash()
+
+
+def test_submit_dry_run_lists_the_unfinished_cells(tmp_path):
+    r = bench_cli("submit", *SEL, "--out", str(tmp_path), "--dry-run")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    ids = [c["id"] for c in json.loads(bench_cli("plan", *SEL, "--json").stdout)["cells"]]
+    assert "2 cell(s) to submit" in r.stdout and all(i in r.stdout for i in ids)
+
+
+def test_a_child_loads_the_matrix_plugins_the_parent_loaded(tmp_path):
+    """A matrix's own plugins (a .py path relative to the YAML) reach the children through the cells
+    file: rebuilt in a fresh process started elsewhere, with no BENCH_PLUGINS, the plugin cells keep
+    their ids and hashes (the hash covers the plugin's source)."""
+    path = tmp_path / "cells.json"
+    parent = ("import json, sys; from bench.commands.common import cells_from; from bench.commands.run import "
+              "add_parser; import argparse; from bench.launch.workers import write_cells; "
+              "from bench.run.runner import RunOptions; "
+              "a = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args([sys.argv[1]]); "
+              "m, cells = cells_from(a); write_cells(sys.argv[2], m.name, cells, RunOptions(), ['run']); "
+              "print(json.dumps([[c.id, c.config.config_hash()] for c in cells]))")
+    child = ("import json, sys; from bench.launch.workers import read_cells; _, cells, *_ = read_cells(sys.argv[1]); "
+             "print(json.dumps([[c.id, c.config.config_hash()] for c in cells]))")
+    env = {k: v for k, v in ENV.items() if k != "BENCH_PLUGINS"}
+    env["PYTHONPATH"] = str(ROOT)
+    a = subprocess.run([sys.executable, "-c", parent, str(ROOT / "examples" / "plugin" / "matrix.yaml"), str(path)],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert a.returncode == 0, a.stderr[-2000:]
+    b = subprocess.run([sys.executable, "-c", child, str(path)], cwd=tmp_path, capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert b.returncode == 0, b.stderr[-2000:]
+    want = json.loads(a.stdout)
+    assert json.loads(b.stdout) == want and any("relu2_glu" in cid for cid, _ in want)

@@ -367,7 +367,7 @@ def test_bad_prepared_input_is_one_line_and_nothing_trains(tmp_path, sources, pa
 
 def test_loader_speed_is_compared_with_the_committed_gpu_record(packed, tmp_path, capsys):
     from bench import cli
-    from bench.data.cli import GPU_RECORDS, gpu_tokens_per_sec
+    from bench.commands.data import GPU_RECORDS, gpu_tokens_per_sec
 
     records = [json.loads(p.read_text()) for p in GPU_RECORDS.glob("*/record.json")]
     best = max((r for r in records if r["status"] == "ok"), key=lambda r: r["metrics"]["tokens_per_sec"])

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bench.run.config import ConfigError
-from bench.results.report import add_report_parser, render_html, write_report
+from bench.commands import report as report_command
+from bench.results.report import render_html, write_report
 
 SCALES = {"nano": 10_000, "micro": 80_000}  # non-embedding parameters
 ACTS = ("swiglu", "powlu")
@@ -129,9 +130,8 @@ def parse(text: str) -> Checker:
 
 def run_cli(*argv) -> int:
     parser = argparse.ArgumentParser(prog="bench")
-    add_report_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["report", *argv])
-    return args.func(args)
+    report_command.add_parser(parser.add_subparsers(dest="command", required=True))
+    return report_command.main(parser.parse_args(["report", *argv]))
 
 
 def test_report_with_probes_ci_marks_and_scaling(tmp_path, capsys):

@@ -97,12 +97,6 @@ def fmt_bytes(n: int) -> str:
     return f"{n / GiB:.2f} GiB" if n >= GiB / 10 else f"{n / 2**20:.1f} MiB"
 
 
-def add_gpu_arg(p) -> None:
-    p.add_argument("--gpu", default=None, metavar="NAME",
-                   help=f"warn about cells whose estimated peak memory (bench/launch/memory.py) does not fit "
-                        f"this GPU: {', '.join(GPUS)}")
-
-
 def too_big(cells, gpu: str | None) -> list[tuple[str, MemoryEstimate]]:
     """(cell id, estimate) of every cell that will not fit ``gpu`` (none when no GPU is named)."""
     if gpu is None:

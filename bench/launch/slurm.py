@@ -6,8 +6,10 @@ cell, lets the scheduler backfill cells independently, and makes a preemption co
 Packing tiny cells into one task would save only the task start-up (seconds; nano cells are the
 only ones that short), at the price of a time limit that must cover the whole pack.
 
-Each task is a ``CellTask`` (a submitit Checkpointable): it imports this checkout (PYTHONPATH and
-cwd are set to the repository root, the python is this venv's) and runs the same
+Each task is a ``CellTask`` (a submitit Checkpointable): it imports this checkout (PYTHONPATH is
+the repository root, the python is this venv's, the working directory the submitter's), reads its
+cell from the cells file the submission wrote (OUT/<matrix>/.slurm/cells-<time>-<pid>.json: id, axes,
+resolved config and run options, so nothing is re-parsed) and runs the same
 "claim, train, record, release" path as `bench run` (job.run_cells) on its cell, writing into the
 same results tree, so `bench table` and `bench report` read SLURM results unchanged. On a timeout
 or preemption submitit calls ``checkpoint``: the task releases its claim and is requeued; the
@@ -21,8 +23,10 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
+from ..atomic import atomic_write_json
 from ..errors import ConfigError
 from ..results.records import cell_dir
 from . import job
@@ -33,32 +37,29 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class CellTask:
-    """One array task: train one cell (by id) of the matrix that ``argv`` (a `bench run` command
-    line) describes. Callable and checkpointable, as submitit wants."""
+    """One array task: train one cell (by id) of the cells file ``cells_file``. Callable and
+    checkpointable, as submitit wants."""
 
-    def __init__(self, argv: list[str], cell_id: str, root: str = str(ROOT)):
-        self.argv, self.cell_id, self.root = list(argv), cell_id, root
+    def __init__(self, cells_file: str, cell_id: str, root: str = str(ROOT), cwd: str | None = None):
+        self.cells_file, self.cell_id, self.root, self.cwd = str(cells_file), cell_id, root, cwd or os.getcwd()
 
     def __call__(self) -> str:
-        os.chdir(self.root)
+        os.chdir(self.cwd)  # relative paths in the config mean what they meant to the submitter
         if self.root not in sys.path:
             sys.path.insert(0, self.root)
         os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")
-        from ..cli import build_parser, cells_from, run_options
-
-        args = build_parser().parse_args(self.argv)
         from ..plugins import load_entry_points, load_env
+        from .workers import read_cells
 
         load_entry_points()  # the plugins the launching command loaded (exported in the environment)
         load_env()
-        matrix, cells = cells_from(args)
-        opts = run_options(args)
+        matrix_name, cells, opts, _, _ = read_cells(Path(self.cells_file))
         opts.quiet = True
         cells = [c for c in cells if c.id == self.cell_id]
         if not cells:
-            raise RuntimeError(f"cell {self.cell_id} is not in matrix {matrix.name} any more")
-        done = job.run_cells(matrix.name, cells, opts, log=lambda m: print(m, flush=True))
-        rec = done[0] if done else record_of(cell_dir(opts.out, matrix.name, self.cell_id))
+            raise RuntimeError(f"cell {self.cell_id} is not in {self.cells_file}")
+        done = job.run_cells(matrix_name, cells, opts, log=lambda m: print(m, flush=True))
+        rec = done[0] if done else record_of(cell_dir(opts.out, matrix_name, self.cell_id))
         status = rec.status if rec is not None else "skipped (claimed by a live holder)"
         print(f"{self.cell_id}: {status}", flush=True)
         if status not in ("ok", "diverged") and not status.startswith("skipped"):
@@ -71,46 +72,19 @@ class CellTask:
         import submitit
 
         job.release_held()
-        return submitit.helpers.DelayedSubmission(CellTask(self.argv, self.cell_id, self.root))
+        return submitit.helpers.DelayedSubmission(CellTask(self.cells_file, self.cell_id, self.root, self.cwd))
 
 
-def add_submit_parser(sub, add_filters, add_overrides) -> None:
-    p = sub.add_parser("submit", help="submit a matrix's unfinished cells to SLURM as a job array (submitit)")
-    add_filters(p)
-    p.add_argument("--out", default="results", help="results folder (on a filesystem the compute nodes share)")
-    p.add_argument("--partition", default=None, help="SLURM partition [default: the cluster's default]")
-    p.add_argument("--gpus-per-cell", type=int, default=0, metavar="K",
-                   help="GPUs per array task (sets --train.devices K when K > 1: a DDP/FSDP cell)")
-    p.add_argument("--cpus-per-task", type=int, default=None, help="CPUs per array task")
-    p.add_argument("--mem", default=None, help="memory per task, e.g. 64G")
-    p.add_argument("--time", type=int, default=60, metavar="MINUTES",
-                   help="time limit per task; a task that reaches it is requeued and resumes")
-    p.add_argument("--array-parallelism", type=int, default=256, metavar="M", help="at most M tasks at once")
-    p.add_argument("--signal-delay", type=int, default=90, metavar="S",
-                   help="seconds before the time limit at which the task checkpoints and requeues")
-    p.add_argument("--ckpt-every", type=int, default=100, help="resumable checkpoint every N optimizer steps")
-    p.add_argument("--loggers", default="csv", help="comma-separated Lightning loggers")
-    p.add_argument("--dry-run", action="store_true", help="list what would be submitted, submit nothing")
-    from .memory import add_gpu_arg
-
-    add_gpu_arg(p)
-    add_overrides(p)
-    p.set_defaults(func=cmd_submit)
-
-
-def task_argv(args) -> list[str]:
-    """The `bench run` command line each task rebuilds its cell from."""
-    from ..cli import overrides_from
-
-    argv = ["run"] + ([args.matrix] if args.matrix else []) + ["--out", str(Path(args.out).resolve()),
-                                                               "--ckpt-every", str(args.ckpt_every),
-                                                               "--loggers", args.loggers]
-    for k in ("scale", "activation", "norm", "seed"):
-        if getattr(args, k):
-            argv += [f"--{k}", str(getattr(args, k))]
-    for k, v in overrides_from(args).items():
-        argv += [f"--{k}", str(v)]
-    return argv
+def unsubmitted(out: Path, matrix_name: str, cells) -> list:
+    """The cells neither finished nor claimed by a live holder."""
+    todo = []
+    for c in cells:
+        folder = cell_dir(out, matrix_name, c.id)
+        claim = holder(folder)
+        if finished(record_of(folder)) or (claim is not None and not claim.is_stale()):
+            continue
+        todo.append(c)
+    return todo
 
 
 def jobs_file(out: Path, matrix_name: str) -> Path:
@@ -125,54 +99,32 @@ def load_jobs(out: Path, matrix_name: str) -> dict[str, str]:
         return {}
 
 
-def cmd_submit(args) -> int:
-    from ..cli import cells_from, console, err_console
-    from .memory import warn_too_big
-
-    if args.gpus_per_cell > 1:
-        setattr(args, "set:train.devices", str(args.gpus_per_cell))
-    matrix, cells = cells_from(args)
-    warn_too_big(cells, args.gpu, err_console)
-    out = Path(args.out)
-    todo = []
-    for c in cells:
-        folder = cell_dir(out, matrix.name, c.id)
-        claim = holder(folder)
-        if finished(record_of(folder)) or (claim is not None and not claim.is_stale()):
-            continue
-        todo.append(c)
-    console.print(f"{matrix.name}: {len(todo)} cell(s) to submit, {len(cells) - len(todo)} done or running")
-    if not todo or args.dry_run:
-        for c in todo:
-            console.print(f"  {c.id}")
-        return 0
+def submit(matrix_name: str, cells, opts, command: list[str], resources: dict) -> tuple[list, Path]:
+    """One array task per cell through submitit; returns (jobs, the task log folder). ``resources``:
+    time, array_parallelism, signal_delay_s, and partition, gpus_per_cell, cpus_per_task, mem if set."""
     if shutil.which("sbatch") is None:
         raise ConfigError("sbatch not found: `bench submit` needs a SLURM cluster (or run .ci/slurm-up.sh)")
     import submitit
 
-    log_dir = out / matrix.name / ".slurm" / "%j"
+    from .workers import write_cells
+
+    out = Path(opts.out).absolute()
+    slurm_dir = out / matrix_name / ".slurm"
+    cells_file = slurm_dir / f"cells-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.json"
+    write_cells(cells_file, matrix_name, cells, opts, command)
+    log_dir = slurm_dir / "%j"
     executor = submitit.SlurmExecutor(folder=log_dir, python=sys.executable)
-    params = dict(time=args.time, array_parallelism=args.array_parallelism, signal_delay_s=args.signal_delay,
-                  job_name=f"bench-{matrix.name}", stderr_to_stdout=True,
-                  setup=[f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}", f"cd {ROOT}",
+    params = {k: v for k, v in resources.items() if v and k != "gpus_per_cell"}
+    params.update(job_name=f"bench-{matrix_name}", stderr_to_stdout=True,
+                  setup=[f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}", f"cd {os.getcwd()}",
                          "export LITDATA_DISABLE_VERSION_CHECK=1"])
-    if args.partition:
-        params["partition"] = args.partition
-    if args.gpus_per_cell:  # one srun task per GPU: Lightning's SLURM environment sees its ranks
-        params.update(gpus_per_node=args.gpus_per_cell, ntasks_per_node=args.gpus_per_cell)
-    if args.cpus_per_task:
-        params["cpus_per_task"] = args.cpus_per_task
-    if args.mem:
-        params["mem"] = args.mem
+    gpus = resources.get("gpus_per_cell")
+    if gpus:  # one srun task per GPU: Lightning's SLURM environment sees its ranks
+        params.update(gpus_per_node=gpus, ntasks_per_node=gpus)
     executor.update_parameters(**params)
-    argv = task_argv(args)
     with executor.batch():
-        jobs = [executor.submit(CellTask(argv, c.id)) for c in todo]
-    saved = load_jobs(out, matrix.name)
-    saved.update({c.id: j.job_id for c, j in zip(todo, jobs)})
-    path = jobs_file(out, matrix.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(saved, indent=1))
-    console.print(f"submitted array {jobs[0].job_id.split('_')[0]} ({len(jobs)} task(s)); `bench status` with "
-                  f"the same arguments follows it; task logs in {log_dir.parent}", highlight=False)
-    return 0
+        jobs = [executor.submit(CellTask(str(cells_file), c.id)) for c in cells]
+    saved = load_jobs(out, matrix_name)
+    saved.update({c.id: j.job_id for c, j in zip(cells, jobs)})
+    atomic_write_json(jobs_file(out, matrix_name), saved, indent=1)
+    return jobs, log_dir.parent

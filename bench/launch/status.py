@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections import Counter
 from pathlib import Path
-
-from rich.table import Table
 
 from ..results.records import cell_dir
 from .claims import holder
@@ -84,33 +81,3 @@ def cell_states(out: Path, matrix_name: str, cells) -> list[dict]:
         rows.append({"id": c.id, "state": state, "record": rec, "slurm_job": job_id, "slurm_state": slurm or None,
                      "holder": claim.describe() if claim is not None else None})
     return rows
-
-
-def cmd_status(args) -> int:
-    from ..cli import cells_from, console
-
-    matrix, cells = cells_from(args)
-    rows = cell_states(Path(args.out), matrix.name, cells)
-    if args.json:
-        print(json.dumps({"matrix": matrix.name, "cells": rows}, indent=2))
-        return 0
-    counts = Counter(r["state"] for r in rows)
-    t = Table(title=f"{matrix.name}: " + ", ".join(f"{n} {s}" for s, n in counts.most_common()), title_justify="left")
-    for col in ("cell", "state", "record", "SLURM job", "SLURM state", "holder"):
-        t.add_column(col)
-    colour = {"done": "green", "failed": "red", "running": "cyan", "queued": "yellow"}
-    for r in rows:
-        c = colour.get(r["state"], "magenta")
-        t.add_row(r["id"], f"[{c}]{r['state']}[/]", r["record"] or "-", r["slurm_job"] or "-", r["slurm_state"] or "-",
-                  r["holder"] or "-")
-    console.print(t)
-    return 0
-
-
-def add_status_parser(sub, add_filters, add_overrides) -> None:
-    p = sub.add_parser("status", help="queued / running / done / failed cells of a matrix (records, claims, SLURM)")
-    add_filters(p)
-    p.add_argument("--out", default="results", help="results folder")
-    p.add_argument("--json", action="store_true", help='print {"cells": [{"id", "state", "slurm_job", ...}]}')
-    add_overrides(p)  # the same overrides as the run: they are part of each cell's id
-    p.set_defaults(func=cmd_status)

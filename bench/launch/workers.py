@@ -1,17 +1,20 @@
 """`bench run --workers N|auto`: several cells at once on one machine.
 
-The parent starts N children, each this module run on the same command line (so each lists the
-same matrix), pinned to its own GPUs (CUDA_VISIBLE_DEVICES, ``--devices-per-cell`` each) or, on
+The parent writes the cells (id, axes, resolved config) and the run options to one JSON file and
+starts N children, each this module run on that file (so each holds the very cells the parent
+listed, plugins loaded from the environment), pinned to its own GPUs (CUDA_VISIBLE_DEVICES, ``--devices-per-cell`` each) or, on
 CPU, to its share of the cores (OMP_NUM_THREADS and torch threads). Each child walks the matrix and
 trains every cell it can claim (job.run_cells): the claims keep two children off one cell, and a
 killed child loses only its own cell, whose claim goes stale and whose checkpoint resumes on the
-next run. Each child writes a small status file (OUT/<matrix>/.workers/w<i>.json) and a log; the
-parent shows one display of every worker and the matrix, from those files and the records, then
+next run. Each child writes a small status file and a log in its parent's own folder
+(OUT/<matrix>/.workers/<time>-<pid>/w<i>.json, w<i>.log: two launches never share one); the parent
+shows one display of every worker and the matrix, from those files and the records, then
 prints the leaderboard.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -22,22 +25,17 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
+from ..atomic import atomic_write_json
+from ..console import progress_columns
 from ..errors import ConfigError, Interrupted
 from ..results.records import DONE, cell_dir
+from .claims import holder
 from .job import now, record_of, run_cells
 from .ranks import is_rank_zero
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def add_worker_args(p) -> None:
-    p.add_argument("--workers", default="1", metavar="N|auto",
-                   help="train N cells at once, each in its own process pinned to --devices-per-cell GPUs "
-                        "(CPU: to its share of the cores); auto = one per visible GPU, or one per core on CPU")
-    p.add_argument("--devices-per-cell", type=int, default=1, metavar="K",
-                   help="GPUs per cell under --workers (sets --train.devices K: a DDP/FSDP cell)")
 
 
 def visible_gpus() -> list[str]:
@@ -102,17 +100,46 @@ class StatusFile:
         self.write()
 
 
-def child_main(argv: list[str]) -> int:
-    """One worker: the same `bench run` command line, cells taken by claim."""
-    from ..cli import build_parser, cells_from, run_options
+def write_cells(path: Path, matrix_name: str, cells, opts, command: list[str], fresh_after: str = "") -> None:
+    """The cells (id, axes, resolved config) and run options a child or SLURM task trains from."""
+    from ..plugins import LOADED
 
-    args = build_parser().parse_args(argv)
+    options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
+    options["out"], options["loggers"] = str(Path(opts.out).absolute()), list(opts.loggers)
+    # every plugin loaded here (a matrix's own included), by file when it was loaded from one
+    plugins = [[p.file if p.file and Path(p.file).stem == p.module else p.module, p.how] for p in LOADED.values()]
+    atomic_write_json(path, {"matrix": matrix_name, "command": list(command), "fresh_after": fresh_after,
+                             "plugins": plugins, "options": options, "cells": [c.to_dict() for c in cells]})
+
+
+def read_cells(path: Path):
+    """(matrix name, cells, RunOptions, command, fresh_after) from ``write_cells``'s file; a cell whose
+    config no longer hashes to its id (a plugin changed since) is one error, not a silent new cell."""
+    from ..plugins import load_plugin
+    from ..run.matrix import Cell
+    from ..run.runner import RunOptions
+
+    data = json.loads(Path(path).read_text())
+    for spec, how in data.get("plugins", []):  # before the cells: their parts must be registered
+        load_plugin(spec, how)
+    cells = [Cell.from_dict(c) for c in data["cells"]]
+    for c in cells:
+        if not c.id.endswith(c.config.config_hash()[:6]):
+            raise ConfigError(f"cell {c.id} no longer hashes to its id here (a plugin or config changed since "
+                              "the launch); rerun the launching command")
+    o = dict(data["options"])
+    opts = RunOptions(**{**o, "out": Path(o["out"]), "loggers": tuple(o["loggers"])})
+    return data["matrix"], cells, opts, data["command"], data.get("fresh_after") or None
+
+
+def child_main(argv: list[str]) -> int:
+    """One worker: ``argv`` is the cells file, then the launching command line (which each record
+    keeps, and which Lightning re-runs for the other ranks of a multi-device cell)."""
     from ..plugins import load_entry_points, load_env
 
     load_entry_points()  # the plugins the launching command loaded (exported in the environment)
     load_env()
-    matrix, cells = cells_from(args)
-    opts = run_options(args)
+    matrix_name, cells, opts, _, fresh_after = read_cells(Path(argv[0]))
     index = int(os.environ["BENCH_WORKER"])
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads:
@@ -122,7 +149,7 @@ def child_main(argv: list[str]) -> int:
     device = f"cuda:{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") \
         else f"cpu x{threads or '?'}"
     if not is_rank_zero():  # another rank of this worker's multi-device cell: train along, report nothing
-        run_cells(matrix.name, cells, opts, None, os.environ.get("BENCH_FRESH_AFTER") or None)
+        run_cells(matrix_name, cells, opts, None, fresh_after)
         return 0
     status = StatusFile(Path(os.environ["BENCH_WORKER_STATUS"]), index, device)
 
@@ -130,11 +157,30 @@ def child_main(argv: list[str]) -> int:
         status.state["trained"] += 1
         print(f"w{index} {rec.status} {rec.id}", flush=True)
 
-    done = run_cells(matrix.name, cells, opts, status, os.environ.get("BENCH_FRESH_AFTER") or None,
-                     log=lambda m: print(m, flush=True), on_record=on_record)
+    done = run_cells(matrix_name, cells, opts, status, fresh_after, log=lambda m: print(m, flush=True),
+                     on_record=on_record)
     status.state.update(state="finished", cell=None)
     status.write()
     return 143 if any(r.status == "interrupted" for r in done) else 0
+
+
+def launch_dir(parent: Path) -> Path:
+    """A folder of its own for one launch's cells file, worker logs and status files."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    for n in range(1000):
+        folder = parent / (f"{stamp}-{os.getpid()}" + (f"-{n}" if n else ""))
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot make a launch folder under {parent}")
+
+
+def held_elsewhere(folder: Path) -> bool:
+    """A live claim once this launch's workers have all exited: another run is training the cell."""
+    claim = holder(folder)
+    return claim is not None and not claim.is_stale()
 
 
 def strip_worker_args(argv: list[str]) -> list[str]:
@@ -149,34 +195,39 @@ def strip_worker_args(argv: list[str]) -> list[str]:
     return out
 
 
-def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, per_cell: int, accelerator: str,
-                console: Console) -> tuple[list[dict], list[str]]:
-    """Start the workers, show one display until they all exit; return every finished record and
-    the ids of the cells left unfinished (a killed worker's cell)."""
-    todo = [c for c in cells if opts.force or getattr(record_of(cell_dir(opts.out, matrix_name, c.id)), "status",
-                                                      None) not in DONE]
-    plan = plan_workers(workers, per_cell, accelerator, max(1, len(todo)))
-    run_dir = opts.out / matrix_name / ".workers"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    child_argv = strip_worker_args(argv)
-    if per_cell > 1:
-        child_argv += ["--train.devices", str(per_cell)]
-    fresh_after = now() if opts.force else ""
-    console.print(f"{matrix_name}: {len(todo)} cell(s) to train with {len(plan)} worker(s) "
-                  f"({', '.join(e.get('CUDA_VISIBLE_DEVICES') and 'GPU ' + e['CUDA_VISIBLE_DEVICES'] or e['OMP_NUM_THREADS'] + ' thread(s)' for e in plan)}); "
-                  f"logs in {run_dir}")
+def start_workers(plan: list[dict], run_dir: Path, argv: list[str]) -> list:
+    """One child per entry of ``plan``: (process, its log file, its status file path)."""
     procs = []
     for i, extra in enumerate(plan):
         status = run_dir / f"w{i}.json"
-        status.unlink(missing_ok=True)
         env = {**os.environ, **extra, "BENCH_WORKER": str(i), "BENCH_WORKER_STATUS": str(status),
-               "BENCH_FRESH_AFTER": fresh_after, "PYTHONPATH": os.pathsep.join(
+               "PYTHONPATH": os.pathsep.join(
                    [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
         log = open(run_dir / f"w{i}.log", "w")
-        procs.append((subprocess.Popen([sys.executable, "-m", "bench.launch.workers", *child_argv], cwd=ROOT,
+        procs.append((subprocess.Popen([sys.executable, "-m", "bench.launch.workers", *argv],
                                        env=env, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True),  # a terminal's Ctrl-C reaches the parent only
                       log, status))
+    return procs
+
+
+def run_workers(matrix_name: str, cells, opts, command: list[str], workers: str, per_cell: int, accelerator: str,
+                console: Console) -> tuple[list[dict], list[str]]:
+    """Start the workers, show one display until they all exit; return every finished record and
+    the ids of the cells left unfinished (a killed worker's cell; not one another run is training)."""
+    opts = dataclasses.replace(opts, out=Path(opts.out).absolute())  # children may start anywhere
+    todo = [c for c in cells if opts.force or getattr(record_of(cell_dir(opts.out, matrix_name, c.id)), "status",
+                                                      None) not in DONE]
+    plan = plan_workers(workers, per_cell, accelerator, max(1, len(todo)))
+    run_dir = launch_dir(opts.out / matrix_name / ".workers")
+    if per_cell > 1:
+        command = command + ["--train.devices", str(per_cell)]
+    cells_file = run_dir / "cells.json"
+    write_cells(cells_file, matrix_name, cells, opts, command, now() if opts.force else "")
+    console.print(f"{matrix_name}: {len(todo)} cell(s) to train with {len(plan)} worker(s) "
+                  f"({', '.join(e.get('CUDA_VISIBLE_DEVICES') and 'GPU ' + e['CUDA_VISIBLE_DEVICES'] or e['OMP_NUM_THREADS'] + ' thread(s)' for e in plan)}); "
+                  f"logs in {run_dir}")
+    procs = start_workers(plan, run_dir, [str(cells_file), *command])
     stopped: list[int] = []
 
     def forward(signum, frame):  # stop every worker at a step boundary; each records its cell 'interrupted'
@@ -187,7 +238,7 @@ def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, pe
 
     old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _display(progress_columns(), procs, cells, matrix_name, opts, console)
+        _display(progress_columns("loss", "tps"), procs, cells, matrix_name, opts, console)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
@@ -197,7 +248,8 @@ def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, pe
             console.print(f"[red]worker w{i} exited {proc.returncode}[/]: its cell stays resumable; "
                           f"see {run_dir / f'w{i}.log'}")
     records = {c.id: record_of(cell_dir(opts.out, matrix_name, c.id)) for c in cells}
-    unfinished = [cid for cid, r in records.items() if r is None or r.status == "interrupted"]
+    unfinished = [cid for cid, r in records.items() if (r is None or r.status == "interrupted")
+                  and not held_elsewhere(cell_dir(opts.out, matrix_name, cid))]
     if stopped:
         raise Interrupted(stopped[0], f"workers stopped by signal {stopped[0]}; {len(unfinished)} cell(s) left "
                                       "resumable; rerun the same command to resume")
@@ -205,11 +257,6 @@ def run_workers(matrix_name: str, cells, opts, argv: list[str], workers: str, pe
         console.print(f"[red]{len(unfinished)} cell(s) not finished[/] (resumable: run the same command again): "
                       f"{', '.join(unfinished)}", highlight=False)
     return [r for r in records.values() if r is not None], unfinished
-
-
-def progress_columns():
-    return [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-            TextColumn("{task.fields[tps]}"), TimeElapsedColumn()]
 
 
 def _display(columns, procs, cells, matrix_name, opts, console) -> None:

@@ -13,7 +13,6 @@ YAMLs with ``dataset_path: json`` and ``data_files``; see docs/eval.md).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 from pathlib import Path
@@ -129,56 +128,3 @@ def eval_matrix(folder: Path, tasks: list[str], tm, *, limit=None, batch_size=16
             write_json(cdir / "record.json", add_eval(fresh.to_dict() if fresh is not None else r, scores, meta))
             progress.advance(bar)
     return load_records(folder)[0], no_weights
-
-
-# ---- CLI ------------------------------------------------------------------------------------
-
-def cmd_eval(args) -> int:
-    import sys
-
-    from rich.console import Console
-
-    from ..run.matrix import load_matrix
-    from .leaderboard import render_rich, write_tables
-
-    console = Console(width=None if sys.stdout.isatty() else 160)
-    err_console = Console(stderr=True)
-    tasks = [t.strip() for t in (args.tasks or "").split(",") if t.strip()]
-    if not tasks:
-        raise ConfigError("--tasks takes comma-separated lm-eval task names")
-    target = Path(args.target) if args.target and Path(args.target).is_dir() else Path(args.out) / (
-        load_matrix(args.target).name)
-    if not load_records(target)[0]:
-        raise ConfigError(f"no finished cells under {target} (run `bench run --save-weights` first)")
-    tm = task_manager(args.include_path, args.builtin_tasks)
-    check_tasks(tm, tasks)
-    records, no_weights = eval_matrix(target, tasks, tm, limit=args.limit, batch_size=args.batch_size,
-                                      device=args.device, num_fewshot=args.num_fewshot, force=args.force,
-                                      console=None if args.quiet else Console(stderr=True))
-    if no_weights:
-        err_console.print(f"[yellow]{len(no_weights)} ok cell(s) have no saved weights (rerun them with "
-                          f"`bench run --save-weights --force`):[/] {', '.join(no_weights)}")
-    render_rich(records, console, target.name)
-    for path in write_tables(target, records, target.name, console=err_console):
-        console.print(f"wrote {path}")
-    return 0
-
-
-def add_eval_parser(sub) -> None:
-    p = sub.add_parser("eval", help="downstream accuracy of every finished cell (lm-evaluation-harness, local data)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("target", nargs="?", default=None, help="a matrix name/YAML or a results folder [default: default]")
-    p.add_argument("--tasks", required=True, help="comma-separated lm-eval task names (e.g. from --include-path)")
-    p.add_argument("--include-path", default=None, metavar="DIR",
-                   help="folder of lm-eval task YAMLs over local files (dataset_path: json + data_files); see docs/eval.md")
-    p.add_argument("--builtin-tasks", action="store_true",
-                   help="also load lm-eval's own task configs (their datasets must already be in the local HF cache: "
-                        "nothing is downloaded)")
-    p.add_argument("--out", default="results", help="results folder a matrix name is looked up in")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N examples of each task")
-    p.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples per prompt (task default if unset)")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward")
-    p.add_argument("--device", default="cpu", help="torch device for the evaluated model (cpu, cuda, cuda:1)")
-    p.add_argument("--force", action="store_true", help="re-evaluate cells that already hold these tasks")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_eval)

@@ -3,7 +3,6 @@ probes, scaling fits, provenance), readable offline: no external CSS, JS, fonts 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import math
 import sys
@@ -463,48 +462,3 @@ def write_report(folder: Path, out: Path | None = None, baseline=None, target: f
         write_text(path, render_html(records, m.name, load_curves(m), baseline, target, at))
         written.append(path)
     return written
-
-
-def cmd_report(args) -> int:
-    from ..run.matrix import load_matrix
-
-    folder = Path(args.target) if args.target and Path(args.target).is_dir() else \
-        Path(args.results) / load_matrix(args.target).name
-    resolve_baseline(args.baseline)  # malformed values fail before any work
-    at = resolve_at(args.at)
-    for path in write_report(folder, Path(args.out) if args.out else None, args.baseline, args.target_loss, at=at):
-        print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
-    return 0
-
-
-def add_report_parser(sub) -> argparse.ArgumentParser:
-    """Add `bench report` to the CLI's subparsers."""
-    p = sub.add_parser(
-        "report", help="write a self-contained HTML report (tables, curves, frontier, probes, scaling, provenance)",
-        description="Write one self-contained HTML page per matrix: the leaderboard with 95% confidence "
-                    "intervals over seeds and paired statistics against a baseline cell (paired t-test on per-seed "
-                    "differences, Welch's for unpaired groups, Holm-corrected, effect sizes, bootstrap CIs, seed "
-                    "noise), the rankings at equal steps / FLOPs / time and where they disagree, LR robustness "
-                    "(for `bench sweep` results), comparison figures (activation variance by scheme, GPAS gates, "
-                    "effective rank, layer cosine, loss with seed bands), loss curves, the validation PPL vs "
-                    "tokens/s frontier, per-cell probes (collapsed), scaling fits (when several scales are "
-                    "present) and provenance. Figures are embedded PNGs: the page needs no network.")
-    p.add_argument("target", nargs="?", default=None,
-                   help="a matrix name/YAML, or a results folder: one report per matrix folder under it "
-                        "[default: the default matrix]")
-    p.add_argument("--results", default="results", metavar="DIR",
-                   help="the results folder a matrix name is looked up in [default: results]")
-    p.add_argument("--out", default=None, metavar="FILE",
-                   help="the HTML file to write; only when the target holds one matrix "
-                        "[default: <matrix folder>/report.html]")
-    p.add_argument("--baseline", default=None, metavar="ACT:NORM",
-                   help="the cell group every other group is tested against, e.g. swiglu:pre "
-                        "[default: the first activation x the first norm of each scale]")
-    p.add_argument("--target-loss", type=float, default=None, metavar="X",
-                   help="add the tokens and seconds until the validation loss first reaches X to the cell table "
-                        "[default: none]")
-    p.add_argument("--at", default=None, metavar="AXIS=BUDGET",
-                   help="the budget of one view: flops=X, seconds=Y or steps=Z [default: per scale, the largest "
-                        "budget every cell reached]")
-    p.set_defaults(func=cmd_report)
-    return p

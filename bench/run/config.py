@@ -440,3 +440,30 @@ def gpas_note(cfg: RunConfig) -> str | None:
     if cfg.model.gpas and cfg.model.scheme in GPAS_EXTENSIONS:
         return f"{cfg.norm} is an extension of the harness, not a configuration from the GPAS paper"
     return None
+
+
+def _dataclass_from_dict(cls: type, d: dict):
+    """A dataclass from its ``asdict`` form (a JSON round trip): nested sections rebuilt, lists back
+    to the tuples their fields hold."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in d.items():
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            value = _dataclass_from_dict(typ, value)
+        elif isinstance(value, list) and tuple in (typing.get_origin(typ), *map(typing.get_origin, typing.get_args(typ))):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def run_config_from_dict(d: dict) -> RunConfig:
+    """The inverse of ``RunConfig.to_dict`` (no presets, no I/O): the same config, the same hash."""
+    return _dataclass_from_dict(RunConfig, d)
+
+
+RunConfig.from_dict = staticmethod(run_config_from_dict)

@@ -138,3 +138,17 @@ def expand(matrix: Matrix, overrides: dict | None = None, only: dict | None = No
         seen.add(cid)
         cells.append(Cell(cid, cfg, tuple(combo.items())))
     return cells
+
+
+def cell_to_dict(cell: Cell) -> dict:
+    """A cell as JSON-ready data: id, axes (in order) and the resolved config."""
+    return {"id": cell.id, "axes": [[k, v] for k, v in cell.axes], "config": cell.config.to_dict()}
+
+
+def cell_from_dict(d: dict) -> Cell:
+    """The inverse of ``cell_to_dict``: the same id, axes and config (hash included)."""
+    return Cell(str(d["id"]), RunConfig.from_dict(d["config"]), tuple((str(k), v) for k, v in d["axes"]))
+
+
+Cell.to_dict = cell_to_dict
+Cell.from_dict = staticmethod(cell_from_dict)

@@ -11,9 +11,7 @@ lr x 10^(-1, -2/3, ..., 1), rounded to 3 significant digits.
 
 from __future__ import annotations
 
-import argparse
 import copy
-from pathlib import Path
 
 import numpy as np
 
@@ -68,72 +66,3 @@ def sweep_cells(cells: list[Cell], grid: list[float] | None = None, points: int 
                 seen.add(cid)
                 out.append(Cell(cid, cfg, axes + (("train.lr", lr),)))
     return out
-
-
-def cmd_sweep(args) -> int:
-    from rich.table import Table
-
-    from ..cli import cells_from, console, err_console, report_problems, split_list
-    from ..results.lr import LR_COLUMNS, LR_LEGEND
-    from ..results.compare_tables import lr_table
-    from ..results.records import load_records
-    from .runner import RunOptions, run_matrix
-
-    matrix, cells = cells_from(args)
-    grid = parse_grid(args.lr_grid) if args.lr_grid else None
-    cells = sweep_cells(cells, grid, args.lr_points, args.lr_decades)
-    name = matrix.name + SUFFIX
-    opts = RunOptions(out=Path(args.out), force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
-                      quiet=args.quiet, ckpt_every=args.ckpt_every, wait=args.wait, stale_after=args.stale_after)
-    lrs = sorted({c.config.train.lr for c in cells})
-    console.print(f"{name}: {len(cells)} cells = {len(cells) // max(1, len(lrs))} x {len(lrs)} learning rates "
-                  f"({', '.join(f'{v:.3g}' for v in lrs)})", highlight=False)
-    ran = run_matrix(name, cells, opts, console)
-    records, problems = load_records(opts.out / name)  # the whole sweep folder: earlier grids count too
-    report_problems(problems)
-    ids = {c.id for c in cells}
-    rows, _ = lr_table([r for r in records if r.id in ids] or ran)
-    t = Table(title=f"{name}: learning-rate robustness", title_justify="left")
-    for c in LR_COLUMNS:
-        t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "diverged_at", "note") else "right")
-    for row in rows:
-        t.add_row(*row)
-    console.print(t)
-    console.print(LR_LEGEND, highlight=False, markup=False)
-    console.print(f"`bench report {opts.out / name}` draws final loss against LR per cell.", highlight=False)
-    bad = [r.id for r in ran if r.status not in ("ok", "diverged")]  # a diverged LR is a result here
-    if bad:
-        err_console.print(f"[red]{len(bad)} cell(s) failed:[/] {', '.join(bad)}")
-    return 1 if bad else 0
-
-
-def add_sweep_parser(sub) -> argparse.ArgumentParser:
-    """Add `bench sweep` to the CLI's subparsers."""
-    from ..cli import add_filters, add_overrides
-
-    p = sub.add_parser(
-        "sweep", help="train a matrix over a learning-rate grid: best LR, stability frontier, LR sensitivity",
-        description="Cross every cell of a matrix with a learning-rate grid and train them with the ordinary "
-                    "runner (results in OUT/<matrix>-lr/, resumable like `bench run`), then print per "
-                    "activation x scheme the best LR, the largest LR that trains without diverging, and "
-                    "Wortsman et al. (2023)'s LR sensitivity. Diverged cells are results here, not failures.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_filters(p)
-    p.add_argument("--lr-grid", default=None, metavar="LR,LR,...",
-                   help="explicit learning rates (replaces the default grid)")
-    p.add_argument("--lr-points", type=int, default=7, help="grid points when no --lr-grid is given")
-    p.add_argument("--lr-decades", type=float, default=2.0,
-                   help="decades the default grid spans, centred on each cell's own train.lr")
-    p.add_argument("--out", default="results", help="results folder: writes OUT/<matrix>-lr/<cell id>/")
-    p.add_argument("--force", action="store_true", help="retrain cells that already have a finished record")
-    p.add_argument("--loggers", default="csv", help="comma-separated Lightning loggers: csv, tensorboard, wandb")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--ckpt-every", type=int, default=100,
-                   help="save a resumable checkpoint every N optimizer steps (0 = never)")
-    p.add_argument("--wait", action="store_true",
-                   help="wait for cells another run is training (claimed in their folder) instead of skipping them")
-    p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
-                   help="a claim whose heartbeat is older than this is taken over (its run died)")
-    add_overrides(p)
-    p.set_defaults(func=cmd_sweep)
-    return p

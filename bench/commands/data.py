@@ -3,22 +3,20 @@ tokens/s against what a GPU cell consumed). The work is in datamodules/; this is
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
+from ..console import out as console
 from ..errors import ConfigError
 
-console = Console()
+HELP = "prepare large corpora into streamable datasets; loader speed"
 GPU_RECORDS = Path(__file__).resolve().parents[2] / "results" / "gpu" / "gpu-71m"
 
 
 def cmd_prepare(args) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from datamodules import CorpusError, TokenizerError
     from datamodules.prepare import prepare
 
@@ -74,7 +72,9 @@ def gpu_tokens_per_sec(folder: Path = GPU_RECORDS) -> tuple[float, str] | None:
 
 
 def cmd_speed(args) -> int:
-    from bench.run.config import DataConfig
+    from rich.table import Table
+
+    from ..run.config import DataConfig
     from datamodules import CorpusError, PreparedCorpus, TextDataModule, is_prepared
     from datamodules.speed import loader_speed
 
@@ -110,13 +110,12 @@ def cmd_speed(args) -> int:
     return 0
 
 
-def add_data_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("data", help="prepare large corpora into streamable datasets; loader speed")
-    dsub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+def add_parser(sub):
+    p = sub.add_parser("data", help=HELP)
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND", parser_class=type(p))
 
     q = dsub.add_parser("prepare", help="tokenize .txt/.jsonl/.json(.gz/.xz/.zst)/.parquet files or folders into a "
-                        "litdata dataset (local folder; upload it as is to stream from S3)",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        "litdata dataset (local folder; upload it as is to stream from S3)")
     q.add_argument("source", help="comma-separated input files or folders (searched recursively)")
     q.add_argument("--tokenizer", default="bytes", help="'bytes', or a tokenizer.json / tiktoken file (copied into "
                    "the dataset with its sha256 fingerprint)")
@@ -133,11 +132,10 @@ def add_data_parser(sub) -> argparse.ArgumentParser:
                    help="input files per resumable part [default: --workers]")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.add_argument("--json", action="store_true", help="also print the written meta.json")
-    q.set_defaults(func=cmd_prepare)
+    q.set_defaults(data_func=cmd_prepare)
 
     q = dsub.add_parser("speed", help="benchmark: tokens/s of the training loader from a prepared dataset with 0 "
-                        "and N workers, against the tokens/s the gpas-71m cell consumed on its GPU",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        "and N workers, against the tokens/s the gpas-71m cell consumed on its GPU")
     q.add_argument("dataset", help="a folder or URI written by `bench data prepare`")
     q.add_argument("--workers", type=int, default=4, help="the N of the second measurement")
     q.add_argument("--seq-len", type=int, default=1024, help="sequence length (gpas-71m: 1024)")
@@ -147,5 +145,9 @@ def add_data_parser(sub) -> argparse.ArgumentParser:
     q.add_argument("--cache-dir", default=".cache", help="cache for a remote dataset's chunks")
     q.add_argument("--gpu-records", default=str(GPU_RECORDS), help="folder of the GPU cell records to compare with")
     q.add_argument("--json", action="store_true", help="also print the numbers as JSON")
-    q.set_defaults(func=cmd_speed)
+    q.set_defaults(data_func=cmd_speed)
     return p
+
+
+def main(args) -> int:
+    return args.data_func(args)

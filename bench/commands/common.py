@@ -1,0 +1,159 @@
+"""What several commands share: the matrix filters and --section.field overrides, the run options of
+`run` and `sweep`, the one way `table`, `report` and `eval` name a results target, and the help
+formatter. Nothing here imports torch at module level: `bench --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """One default per option, written once as ``[default: X]``: an option whose help already says
+    its default (a config field's, or a sentence) gets nothing more, and flags and unset options
+    get none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "[default" in text or "%(default)" in text or action.nargs == 0:
+            return text
+        if action.default is None or action.default is argparse.SUPPRESS or action.default == []:
+            return text
+        return f"{text} [default: %(default)s]"
+
+
+def split_list(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def add_overrides(p: argparse.ArgumentParser) -> None:
+    """One --section.field option per config field, its help from the field's docstring."""
+    from ..run.config import all_fields
+
+    g = p.add_argument_group("config overrides (apply to every cell; unset, a field takes the scale's, recipe's "
+                             "or matrix's value, else the default shown; see configs/ for presets)")
+    for path, (typ, default, doc) in all_fields().items():
+        if path in ("scale", "seed"):
+            continue
+        tname = getattr(typ, "__name__", str(typ).replace("typing.", ""))
+        g.add_argument(f"--{path}", dest=f"set:{path}", metavar=tname.upper(), default=None,
+                       help=f"{doc} [default: {default}]".replace("%", "%%"))
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("set:") and v is not None}
+
+
+def add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("matrix", nargs="?", default=None,
+                   help="matrix name in configs/matrix/ or a YAML path [default: default]")
+    p.add_argument("--scale", help="comma-separated scales; replaces the matrix's scale axis")
+    p.add_argument("--activation", help="comma-separated activations; replaces the activation axis")
+    p.add_argument("--norm", help="comma-separated schemes, '+gpas' to add GPAS (e.g. pre,pre+gpas)")
+    p.add_argument("--seed", help="comma-separated seeds; replaces the seed axis")
+
+
+def cells_from(args: argparse.Namespace):
+    from ..run.matrix import expand, load_matrix
+
+    only = {k: split_list(getattr(args, k)) for k in ("scale", "activation", "norm", "seed")}
+    only = {k: v for k, v in only.items() if v}
+    if "seed" in only:
+        if not all(s.lstrip("-").isdigit() for s in only["seed"]):
+            raise ConfigError(f"--seed takes comma-separated integers, got {args.seed!r}")
+        only["seed"] = [int(s) for s in only["seed"]]
+    overrides = overrides_from(args)
+    if "," in str(overrides.get("model.ffn") or ""):  # --model.ffn moe,dense: an axis, not one value
+        only["model.ffn"] = split_list(overrides.pop("model.ffn"))
+    matrix = load_matrix(args.matrix)
+    return matrix, expand(matrix, overrides, only)
+
+
+def add_gpu_arg(p) -> None:
+    from ..launch.memory import GPUS
+
+    p.add_argument("--gpu", default=None, metavar="NAME",
+                   help=f"warn about cells whose estimated peak memory (bench/launch/memory.py) does not fit "
+                        f"this GPU: {', '.join(GPUS)}")
+
+
+def add_out(p, what: str = "results folder: writes OUT/<name>/<cell id>/") -> None:
+    p.add_argument("--out", default="results", help=what)
+
+
+def add_name(p) -> None:
+    p.add_argument("--name", default=None, metavar="NAME",
+                   help="the results folder of this run, OUT/NAME/ [default: the matrix's name]")
+
+
+def run_name(args, matrix) -> str:
+    """The results folder name: --name, else the matrix's name; one path component."""
+    name = getattr(args, "name", None)
+    if name is None:
+        return matrix.name
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
+        raise ConfigError(f"--name takes a folder name (no '/', not '.' or '..'), got {name!r}")
+    return name
+
+
+def add_run_options(p) -> None:
+    """The options of every command that trains cells (`run`, `sweep`)."""
+    add_out(p)
+    add_name(p)
+    p.add_argument("--force", action="store_true", help="retrain cells that already have a finished record")
+    p.add_argument("--loggers", default="csv", help="comma-separated Lightning loggers: csv, tensorboard, wandb")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--ckpt-every", type=int, default=100,
+                   help="save a resumable checkpoint every N optimizer steps (0 = never); a killed cell "
+                        "resumes from it on the next run")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep a finished cell's last checkpoint")
+    p.add_argument("--save-weights", action="store_true",
+                   help="keep every cell that finishes ok as OUT/<name>/<cell id>/weights/ (model.safetensors, "
+                        "config.json, tokenizer); load with models.load_weights or bench.results.weights.load_cell; "
+                        "needed by `bench eval`")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for cells another run is training (claimed in their folder) instead of skipping them")
+    p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
+                   help="take over a cell whose claim's heartbeat is older than this (its holder died; on the "
+                        "same host a dead pid is noticed at once)")
+
+
+def run_options(args):
+    """RunOptions from the run options; --out resolved against the caller's working directory."""
+    from ..run.runner import RunOptions
+
+    out = Path(args.out).expanduser().absolute()
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--out {args.out}: {existing} is a file, not a folder; name a folder for the results")
+    return RunOptions(out=out, force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
+                      quiet=args.quiet, ckpt_every=args.ckpt_every,
+                      keep_checkpoints=getattr(args, "keep_checkpoints", False), wait=getattr(args, "wait", False),
+                      stale_after=getattr(args, "stale_after", 300.0),
+                      save_weights=getattr(args, "save_weights", False))
+
+
+def add_target(p, results_flag: str = "--out") -> None:
+    """A results target: a matrix name/YAML (looked up in the results folder) or a results folder."""
+    p.add_argument("target", nargs="?", default=None,
+                   help="a matrix name/YAML, or a results folder [default: the default matrix]")
+    p.add_argument(results_flag, dest="results_root", default="results", metavar="DIR",
+                   help="the results folder a matrix name is looked up in")
+
+
+def target_folder(args) -> Path:
+    from ..run.matrix import load_matrix
+
+    if args.target and Path(args.target).is_dir():
+        return Path(args.target)
+    return Path(args.results_root) / load_matrix(args.target).name
+
+
+def report_problems(problems) -> None:
+    """One line per record.json that could not be used: never dropped in silence."""
+    from ..console import err
+
+    for p in problems:
+        err.print(f"[yellow]skipped record[/] {p.path}: {p.reason}", highlight=False, soft_wrap=True)

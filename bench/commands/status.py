@@ -1,0 +1,47 @@
+"""`bench status`: where every cell of a matrix stands (records, claims, SLURM); the states are
+bench.launch.status's."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from .common import add_filters, add_name, add_out, add_overrides, cells_from, run_name
+
+HELP = "queued / running / done / failed cells of a matrix (records, claims, SLURM)"
+
+
+def add_parser(sub):
+    p = sub.add_parser("status", help=HELP)
+    add_filters(p)
+    add_out(p, "results folder")
+    add_name(p)
+    p.add_argument("--json", action="store_true", help='print {"cells": [{"id", "state", "slurm_job", ...}]}')
+    add_overrides(p)  # the same overrides as the run: they are part of each cell's id
+    return p
+
+
+def main(args) -> int:
+    from rich.table import Table
+
+    from ..console import out
+    from ..launch.status import cell_states
+
+    matrix, cells = cells_from(args)
+    name = run_name(args, matrix)
+    rows = cell_states(Path(args.out), name, cells)
+    if args.json:
+        print(json.dumps({"matrix": name, "cells": rows}, indent=2))
+        return 0
+    counts = Counter(r["state"] for r in rows)
+    t = Table(title=f"{name}: " + ", ".join(f"{n} {s}" for s, n in counts.most_common()), title_justify="left")
+    for col in ("cell", "state", "record", "SLURM job", "SLURM state", "holder"):
+        t.add_column(col)
+    colour = {"done": "green", "failed": "red", "running": "cyan", "queued": "yellow"}
+    for r in rows:
+        c = colour.get(r["state"], "magenta")
+        t.add_row(r["id"], f"[{c}]{r['state']}[/]", r["record"] or "-", r["slurm_job"] or "-", r["slurm_state"] or "-",
+                  r["holder"] or "-")
+    out.print(t)
+    return 0
