@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_overhead)
 
     from .data.cli import add_data_parser
-    from .run.check import add_check_parser
+    from .commands.check import add_parser as add_check_parser
     from .run.sweep import add_sweep_parser
     from .results.eval import add_eval_parser
     from .run.cost import add_cost_parser

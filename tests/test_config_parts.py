@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.run import checks, matrix as matrix_mod, presets
+from bench.run import data_checks as checks, matrix as matrix_mod, presets
 from bench.run.config import ConfigError, DataConfig, resolve
 from bench.run.matrix import Matrix, expand, load_matrix
 

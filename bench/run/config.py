@@ -2,7 +2,7 @@
 
 The config is built in parts: this module is the schema (the dataclasses and their field
 reflection); bench.run.identity hashes a resolved config into its cell id; bench.run.presets
-resolves settings and presets into a RunConfig (pure, no data touched); bench.run.checks decides
+resolves settings and presets into a RunConfig (pure, no data touched); bench.run.data_checks decides
 what needs a file (a tokenizer's vocabulary) and checks the data, once per process.
 
 Each field's docstring (the string under it) is its ``--help`` text.
@@ -27,7 +27,7 @@ MOVED = {
     "presets": ("ALIASES", "PRECISIONS", "apply", "check_norm", "flatten", "load_yaml", "norm_names", "parse_mapping",
                 "parse_value", "recipes", "resolve", "scales", "set_norm"),
     "identity": ("LATER_FIELDS", "NON_SEMANTIC"),
-    "checks": ("validate_run",),
+    "data_checks": ("validate_run",),
 }
 
 
@@ -215,8 +215,8 @@ def flag(value: str, cfg: RunConfig) -> bool:
 
 
 def vocab_size(data: DataConfig, configured: int) -> int:
-    """The tokenizer decides the vocabulary (a file or prepared dataset is read: bench.run.checks)."""
-    from .checks import decide_vocab_size
+    """The tokenizer decides the vocabulary (a file or prepared dataset is read: bench.run.data_checks)."""
+    from .data_checks import decide_vocab_size
 
     return decide_vocab_size(data, configured)
 

@@ -30,7 +30,7 @@ from models import ACTIVATIONS, check_choice
 
 from ..errors import ConfigError
 from ..resources import configs_dir
-from .checks import check
+from .data_checks import check
 from .config import RunConfig, all_fields
 from .presets import load_yaml, norm_names, resolve, scales
 

@@ -1,6 +1,6 @@
 """Presets: matrix settings -> a resolved RunConfig. Pure: it reads the two preset files
 (configs/scales.yaml, configs/recipes.yaml) and nothing else, never a corpus, tokenizer or object
-store; what needs data is decided and checked in bench.run.checks.
+store; what needs data is decided and checked in bench.run.data_checks.
 
 Resolution order for every cell, later wins:
 dataclass defaults < scale preset < recipe preset < matrix ``fixed`` < matrix axis values
@@ -269,7 +269,7 @@ def build(parts: dict[str, dict]) -> RunConfig:
 
 def resolve(settings: dict, overrides: dict | None = None) -> RunConfig:
     """A fully resolved RunConfig from matrix settings (+ CLI overrides), presets applied first. Pure:
-    a vocabulary or data check that needs a file is bench.run.checks.check's."""
+    a vocabulary or data check that needs a file is bench.run.data_checks.check's."""
     merged = {**settings, **(overrides or {})}
     scale = str(merged.get("scale", RunConfig.scale))
     recipe = str(merged.get("recipe", RunConfig.recipe))
@@ -288,7 +288,7 @@ def resolve(settings: dict, overrides: dict | None = None) -> RunConfig:
 
 def pure_vocab_size(parts: dict[str, dict]) -> int:
     """The vocabulary the config alone decides: bytes 256, a BPE its size; a tokenizer file or a
-    prepared dataset's tokenizer is read by bench.run.checks."""
+    prepared dataset's tokenizer is read by bench.run.data_checks."""
     tokenizer = parts["data"]["tokenizer"]
     if tokenizer == "bytes":
         return 256
