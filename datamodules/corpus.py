@@ -14,9 +14,16 @@ import json
 import lzma
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+def _data_dir() -> Path:
+    """The bundled corpora: datamodules/bundled in an installed wheel, else the checkout's data/."""
+    package = Path(str(resources.files("datamodules")))
+    return package / "bundled" if (package / "bundled").is_dir() else package.parent / "data"
+
+
+DATA = _data_dir()
 BUNDLED = {"bundled": DATA / "shakespeare.jsonl.xz", "kjv": DATA / "kjv.jsonl.xz"}
 SUFFIXES = (".txt", ".jsonl", ".parquet")
 # Part of every split key: changing it would move documents between train and val, so never do.

@@ -88,8 +88,20 @@ class ParamCounts:
         return (self.total - self.reference_total) / self.reference_total
 
 
+_COUNTS: dict = {}  # config values and registered parts -> counts: a plan of 10^4 cells has few distinct models
+
+
 def count_params(cfg) -> ParamCounts:
-    """Exact counts from the formula (tests check them against a built model)."""
+    """Exact counts from the formula (tests check them against a built model); memoized."""
+    key = (repr(vars(cfg)), ACTIVATIONS.get(cfg.activation), SCHEMES.get(cfg.scheme), NORMS.get(cfg.norm_layer))
+    if key not in _COUNTS:
+        if len(_COUNTS) > 4096:
+            _COUNTS.clear()
+        _COUNTS[key] = _count_params(cfg)
+    return _COUNTS[key]
+
+
+def _count_params(cfg) -> ParamCounts:
     d, L, V = cfg.d_model, cfg.n_layers, cfg.vocab_size
     h = intermediate_size(cfg)
     gated = ACTIVATIONS[cfg.activation].gated

@@ -18,9 +18,10 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..resources import configs_dir
 from .records import cell_dir, load_records, read_record, write_json
 
-ROOT_EVAL_TASKS = Path(__file__).resolve().parents[2] / "configs" / "eval"  # local_arc_easy, ... (docs/eval.md)
+ROOT_EVAL_TASKS = configs_dir() / "eval"  # local_arc_easy, ... (docs/eval.md)
 OFFLINE = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 METRICS = ("acc", "acc_norm", "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
 

@@ -1,8 +1,9 @@
-"""RunConfig: the one config type of a run, nested by concern (model, data, train).
+"""RunConfig: the schema of a run, nested by concern (model, data, train).
 
-Resolution order for every cell, later wins:
-dataclass defaults < scale preset (configs/scales.yaml) < recipe preset (configs/recipes.yaml)
-< matrix ``fixed`` < matrix axis values < command-line overrides.
+The config is built in parts: this module is the schema (the dataclasses and their field
+reflection); bench.run.identity hashes a resolved config into its cell id; bench.run.presets
+resolves settings and presets into a RunConfig (pure, no data touched); bench.run.data_checks decides
+what needs a file (a tokenizer's vocabulary) and checks the data, once per process.
 
 Each field's docstring (the string under it) is its ``--help`` text.
 """
@@ -11,25 +12,36 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import hashlib
 import inspect
-import json
 import textwrap
 import typing
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 
-import yaml
-
-from models import GPAS_EXTENSIONS, SCHEMES, TransformerConfig, check_choice, plugin_parts
+from models import GPAS_EXTENSIONS, TransformerConfig
 
 from ..errors import ConfigError
-from .precision import FP8
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ROOT / "configs"
+# Names that moved to the other parts of the config, importable from here as before.
+MOVED = {
+    "presets": ("ALIASES", "PRECISIONS", "apply", "check_norm", "flatten", "load_yaml", "norm_names", "parse_mapping",
+                "parse_value", "recipes", "resolve", "scales", "set_norm"),
+    "identity": ("LATER_FIELDS", "NON_SEMANTIC"),
+    "data_checks": ("validate_run",),
+}
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name == "CONFIGS":
+        from ..resources import configs_dir
+
+        return configs_dir()
+    for module, names in MOVED.items():
+        if name in names:
+            return getattr(importlib.import_module(f".{module}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 @dataclass
 class DataConfig:
@@ -150,34 +162,12 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def config_hash(self) -> str:
-        """Hash of every field that can change what is measured (NON_SEMANTIC ones left out), and of
-        the source of every plugin part the model uses (built-in parts add nothing: ids stay)."""
-        d = self.to_dict()
-        for path in NON_SEMANTIC:
-            section, name = path.split(".")
-            d[section].pop(name)
-        if d["model"]["ffn"] == "dense":  # MoE options build nothing then: dense hashes (and cell ids) stay as before
-            for name in [k for k in d["model"] if k == "ffn" or k.startswith("moe_")]:
-                d["model"].pop(name)
-        for path, default in LATER_FIELDS.items():  # at their default, newer fields leave old ids as they were
-            section, name = path.split(".")
-            if d[section].get(name) == default:
-                d[section].pop(name)
-        if d["train"]["compile"] == "auto":  # like accelerator 'auto', the device's choice: hashed as the old default
-            d["train"]["compile"] = False
-        parts = plugin_parts(self.model)
-        if parts:  # changing a plugin's code makes a new cell
-            d["plugins"] = {kind: p["sha256"] for kind, p in parts.items()}
-        blob = json.dumps(d, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+        """The cell's identity hash (bench.run.identity): every field that can change what is measured."""
+        from .identity import config_hash
+
+        return config_hash(self)
 
 
-# Where caches live and how often to log or probe: they change no trained weight or final metric.
-NON_SEMANTIC = ("data.cache_dir", "data.storage_options", "data.max_cache_size", "train.log_every",
-                "train.probe_every", "train.nan_check_every")
-# Fields added after cells were first recorded, with the default that changes nothing a cell measures
-# on CPU ('auto' picks by device, as train.accelerator does, which is not part of a cell's identity either).
-LATER_FIELDS = {"model.kernels": "auto", "train.fused_loss": "auto", "data.eval": {}}
 SECTIONS = {"model": TransformerConfig, "data": DataConfig, "train": TrainConfig}
 TOP_FIELDS = ("scale", "recipe", "seed")
 
@@ -194,6 +184,7 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+@cache
 def all_fields() -> dict[str, tuple[type, object, str]]:
     """Every settable dotted path -> (type, default, help)."""
     out = {}
@@ -210,201 +201,6 @@ def all_fields() -> dict[str, tuple[type, object, str]]:
     return out
 
 
-ALIASES = {"activation": "model.activation"}
-
-
-def parse_value(path: str, value, typ):
-    """Coerce a YAML/CLI value to the field's type; clear error otherwise."""
-    origin = typing.get_origin(typ)
-    args = [a for a in typing.get_args(typ) if a is not type(None)]
-    if origin is dict:
-        return parse_mapping(path, value)
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-        if type(None) in typing.get_args(typ):
-            return None
-        raise ConfigError(f"{path} cannot be None")
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
-        return parse_value(path, value, args[0])
-    try:
-        if typ is bool:
-            if isinstance(value, str):
-                if value.lower() in ("true", "1", "yes", "on"):
-                    return True
-                if value.lower() in ("false", "0", "no", "off"):
-                    return False
-                raise ValueError
-            return bool(value)
-        if origin is tuple:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(parse_value(path, v, args[0]) for v in items)
-        if typ is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(float(value)) if isinstance(value, str) else int(value)
-        if typ is float:
-            return float(value)
-        if typ is str:
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{path}: cannot read {value!r} as {getattr(typ, '__name__', typ)}") from None
-    return value
-
-
-def parse_mapping(path: str, value) -> dict[str, str]:
-    """A YAML mapping, JSON object, or 'k=v,k2=v2' string -> {str: str} (None/'' -> {})."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null", "{}")):
-        return {}
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("{"):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise ConfigError(f"{path}: cannot read {value!r} as a JSON object") from None
-        else:
-            pairs = [p.partition("=") for p in text.split(",") if p.strip()]
-            if any(not sep or not k.strip() for k, sep, _ in pairs):
-                raise ConfigError(f"{path}: expected NAME=VALUE,... or a JSON object, got {value!r}")
-            value = {k.strip(): v.strip() for k, _, v in pairs}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-    return {str(k): str(v) for k, v in value.items()}
-
-
-def apply(cfg: RunConfig, settings: dict, where: str = "") -> None:
-    """Set dotted fields (and the 'norm' / 'activation' shorthands) on cfg, in order."""
-    fields = all_fields()
-    for key, value in settings.items():
-        key = ALIASES.get(key, key)
-        if key == "norm":
-            set_norm(cfg, value)
-            continue
-        if key not in fields:
-            check_choice(f"config field{' in ' + where if where else ''}", key, list(fields) + ["norm", "activation"])
-        typ = fields[key][0]
-        value = parse_value(key, value, typ)
-        if "." in key:
-            section, name = key.split(".", 1)
-            setattr(getattr(cfg, section), name, value)
-        else:
-            setattr(cfg, key, value)
-
-
-def set_norm(cfg: RunConfig, name: str) -> None:
-    """'pre', 'pre+gpas', ... -> model.scheme and model.gpas."""
-    scheme, _, suffix = str(name).partition("+")
-    if suffix not in ("", "gpas"):
-        raise ConfigError(f"bad norm scheme {name!r}: the only suffix is '+gpas' (e.g. 'pre+gpas')")
-    cfg.model.scheme = check_choice("norm scheme", scheme, norm_names())  # accepts bare names
-    cfg.model.gpas = suffix == "gpas"
-
-
-def norm_names() -> list[str]:
-    """Every scheme with and without GPAS, in registry order."""
-    return [n for s in SCHEMES for n in (s, s + "+gpas")]
-
-
-def check_norm(name: str) -> str:
-    check_choice("norm scheme", name, norm_names())
-    return name
-
-
-def load_yaml(path: Path) -> dict:
-    """A YAML file's content, cached until the file changes."""
-    try:
-        stamp = Path(path).stat().st_mtime_ns
-    except OSError:
-        raise ConfigError(f"file not found: {path}") from None
-    return _load_yaml(Path(path), stamp)
-
-
-@cache
-def _load_yaml(path: Path, stamp: int) -> dict:
-    try:
-        with open(path) as f:
-            return yaml.safe_load(f) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"malformed YAML at {where}: {getattr(e, 'problem', e)}") from None
-
-
-def scales() -> dict[str, dict]:
-    return load_yaml(CONFIGS / "scales.yaml")
-
-
-def recipes() -> dict[str, dict]:
-    return load_yaml(CONFIGS / "recipes.yaml")
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k in SECTIONS:
-            out.update(flatten(v, f"{k}."))
-        elif k != "description":
-            out[prefix + k] = v
-    return out
-
-
-def resolve(settings: dict, overrides: dict | None = None) -> RunConfig:
-    """A fully resolved RunConfig from matrix settings (+ CLI overrides), presets applied first."""
-    merged = {**settings, **(overrides or {})}
-    cfg = RunConfig()
-    scale = str(merged.get("scale", cfg.scale))
-    recipe = str(merged.get("recipe", cfg.recipe))
-    check_choice("scale", scale, scales())
-    check_choice("recipe", recipe, recipes())
-    cfg.scale, cfg.recipe = scale, recipe
-    apply(cfg, flatten(scales()[scale]), f"scale {scale!r}")
-    apply(cfg, flatten(recipes()[recipe]), f"recipe {recipe!r}")
-    apply(cfg, {k: v for k, v in merged.items() if k not in ("scale", "recipe")})
-    cfg.model.vocab_size = vocab_size(cfg.data, cfg.model.vocab_size)
-    try:
-        cfg.model.validate()
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    validate_run(cfg)
-    return cfg
-
-
-PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "transformer-engine") + FP8
-
-
-def validate_run(cfg: RunConfig) -> None:
-    """The data and train settings a run cannot start with, each as one clear line."""
-    from datamodules import CorpusError, check_data
-
-    t, d = cfg.train, cfg.data
-    check_choice("optimizer", t.optimizer, ["adamw", "adam"])
-    check_choice("precision", t.precision, PRECISIONS)
-    for name in ("compile", "fused_loss"):  # YAML/CLI booleans arrive as 'True'/'False'
-        setattr(t, name, check_choice(f"train.{name}", str(getattr(t, name)).lower(), ["auto", "true", "false"]))
-    for name in ("max_steps", "batch_size", "grad_accum", "val_every", "val_tokens", "log_every", "nan_check_every"):
-        if getattr(t, name) < 1:
-            raise ConfigError(f"train.{name} must be a positive integer, got {getattr(t, name)}")
-    for name in ("warmup_steps", "throughput_warmup", "probe_every"):
-        if getattr(t, name) < 0:
-            raise ConfigError(f"train.{name} must be >= 0, got {getattr(t, name)}")
-    if not t.lr > 0:
-        raise ConfigError(f"train.lr must be > 0, got {t.lr}")
-    if not 0 <= t.min_lr_ratio <= 1:
-        raise ConfigError(f"train.min_lr_ratio must lie in [0, 1], got {t.min_lr_ratio}")
-    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {t.betas}")
-    if not 0 < d.val_fraction < 1:
-        raise ConfigError(f"data.val_fraction must lie in (0, 1), got {d.val_fraction}")
-    if d.tokenizer == "bpe" and d.bpe_vocab_size < 257:
-        raise ConfigError(f"data.bpe_vocab_size must be at least 257 (the 256 bytes + merges), got {d.bpe_vocab_size}")
-    if d.tokenizer not in ("bytes", "bpe", "dataset") and not Path(d.tokenizer).expanduser().is_file():
-        raise ConfigError(f"tokenizer file not found: {d.tokenizer} (use 'bytes', 'bpe', 'dataset', or a path to a "
-                          "tokenizer.json or tiktoken file)")
-    try:
-        check_data(d, cfg.model.block_size)
-    except CorpusError as e:
-        raise ConfigError(str(e)) from None
-
-
 def on_cuda(cfg: RunConfig) -> bool:
     """Whether this run's root device is a CUDA GPU (what 'auto' switches on)."""
     import torch
@@ -419,21 +215,10 @@ def flag(value: str, cfg: RunConfig) -> bool:
 
 
 def vocab_size(data: DataConfig, configured: int) -> int:
-    """The tokenizer decides the vocabulary; a file tokenizer is read at run time."""
-    if data.tokenizer == "bytes":
-        return 256
-    if data.tokenizer == "bpe":
-        return data.bpe_vocab_size
-    if data.tokenizer == "dataset":  # the prepared corpus's meta.json says (fetched once per process)
-        from datamodules import CorpusError, PreparedCorpus, is_prepared
+    """The tokenizer decides the vocabulary (a file or prepared dataset is read: bench.run.data_checks)."""
+    from .data_checks import decide_vocab_size
 
-        if is_prepared(data.corpus):
-            try:
-                return PreparedCorpus.open(data.corpus, data.storage_options, data.cache_dir,
-                                           data.max_cache_size).meta["tokenizer"]["vocab_size"]
-            except CorpusError as e:
-                raise ConfigError(str(e)) from None
-    return configured
+    return decide_vocab_size(data, configured)
 
 
 def gpas_note(cfg: RunConfig) -> str | None:

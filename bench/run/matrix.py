@@ -21,15 +21,25 @@ hash covering the whole resolved config, so a changed config is a different cell
 from __future__ import annotations
 
 import itertools
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from models import ACTIVATIONS, check_choice
 
-from .config import CONFIGS, ConfigError, RunConfig, all_fields, load_yaml, norm_names, resolve, scales
+from ..errors import ConfigError
+from ..resources import configs_dir
+from .data_checks import check
+from .config import RunConfig, all_fields
+from .presets import load_yaml, norm_names, resolve, scales
 
-MATRIX_DIR = CONFIGS / "matrix"
+MATRIX_DIR = configs_dir() / "matrix"
 MATRIX_KEYS = ("name", "description", "fixed", "axes", "exclude", "plugins")
+FILTER_AXES = ("scale", "activation", "norm", "seed")  # the CLI's filters: each may add an axis
+# A plan this large is almost certainly a mistake (10^6 cells take hours to expand and years to train);
+# BENCH_MAX_CELLS raises the limit.
+MAX_CELLS = 100_000
 
 
 @dataclass(frozen=True)
@@ -57,31 +67,60 @@ def matrix_path(name_or_path: str | None) -> Path:
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.exists():
             raise ConfigError(f"matrix file not found: {p}")
+        if not p.is_file():
+            raise ConfigError(f"matrix {p} is a folder, not a YAML file")
         return p
     known = sorted(q.stem for q in MATRIX_DIR.glob("*.yaml"))
     check_choice("matrix", name_or_path, known)
     return MATRIX_DIR / f"{name_or_path}.yaml"
 
 
-def load_matrix(name_or_path: str | None = None) -> Matrix:
-    path = matrix_path(name_or_path)
-    raw = load_yaml(path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a matrix file is a mapping with keys {', '.join(MATRIX_KEYS)}")
+def _kind(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)
+
+
+def _expect(path, key: str, value, types: tuple, expected: str) -> None:
+    if not isinstance(value, types):
+        raise ConfigError(f"{path}: {key} must be {expected}, got {_kind(value)} ({value!r:.60})")
+
+
+def check_shape(raw, path) -> dict:
+    """A matrix file's shape, checked once: one line naming the key and the type it must have."""
+    _expect(path, "a matrix file", raw, (dict,), f"a mapping with keys {', '.join(MATRIX_KEYS)}")
     for key in raw:
         check_choice(f"matrix key in {path}", key, MATRIX_KEYS)
-    plugins = raw.get("plugins") or []
-    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise ConfigError(f"{path}: plugins must be a list of module names or .py paths, got {plugins!r}")
-    from ..plugins import load_plugins  # before the axes are checked: they may name plugin parts
-
-    load_plugins(plugins, f"matrix {path}", Path(path).parent)
-    axes = raw.get("axes") or {}
+    for key in ("name", "description"):
+        if raw.get(key) is not None:
+            _expect(path, key, raw[key], (str, int, float), "a string")
+    fixed, axes = raw.get("fixed") or {}, raw.get("axes") or {}
+    _expect(path, "fixed", fixed, (dict,), "a mapping of setting -> value (e.g. train.max_steps: 300)")
+    _expect(path, "axes", axes, (dict,), "a mapping of setting -> list of values (e.g. seed: [0, 1])")
     for k, v in axes.items():
         if not isinstance(v, list) or not v:
             raise ConfigError(f"{path}: axis {k!r} must be a non-empty list, got {v!r}")
-    return Matrix(str(raw.get("name") or path.stem), str(raw.get("description", "")),
-                  dict(raw.get("fixed") or {}), dict(axes), list(raw.get("exclude") or []), str(path), tuple(plugins))
+    exclude = raw.get("exclude") or []
+    _expect(path, "exclude", exclude, (list,), "a list of mappings (e.g. - {activation: gelu, norm: pre})")
+    valid = list(axes) + [a for a in FILTER_AXES if a not in axes]
+    for rule in exclude:
+        _expect(path, "each exclude entry", rule, (dict,), "a mapping of axis -> value (e.g. {activation: gelu})")
+        for key in rule:
+            check_choice(f"exclude key in {path} (an axis)", key, valid)
+    plugins = raw.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(f"{path}: plugins must be a list of module names or .py paths, got {plugins!r}")
+    return {"fixed": dict(fixed), "axes": dict(axes), "exclude": list(exclude), "plugins": plugins}
+
+
+def load_matrix(name_or_path: str | None = None) -> Matrix:
+    path = matrix_path(name_or_path)
+    raw = load_yaml(path)
+    shape = check_shape(raw, path)
+    from ..plugins import load_plugins  # before the axes are checked: they may name plugin parts
+
+    load_plugins(shape["plugins"], f"matrix {path}", Path(path).parent)
+    return Matrix(str(raw.get("name") or path.stem), str(raw.get("description") or ""), shape["fixed"],
+                  shape["axes"], shape["exclude"], str(path), tuple(shape["plugins"]))
 
 
 def check_axis_values(axis: str, values: list) -> None:
@@ -115,12 +154,33 @@ def cell_id(cfg: RunConfig, combo: dict) -> str:
     return "-".join(parts)
 
 
+def matrix_size(axes: dict[str, list]) -> int:
+    return math.prod(len(v) for v in axes.values())
+
+
+def check_size(name: str, axes: dict[str, list]) -> int:
+    """Refuse, before expanding anything, a matrix too large to plan; one line."""
+    n, limit = matrix_size(axes), int(os.environ.get("BENCH_MAX_CELLS") or MAX_CELLS)
+    if n > limit:
+        sizes = " x ".join(f"{len(v)} {k}" for k, v in axes.items())
+        raise ConfigError(f"matrix {name} has {n:,} cells ({sizes}), more than the {limit:,} a plan holds: narrow "
+                          "it (fewer values, --scale/--activation/--norm/--seed) or set BENCH_MAX_CELLS")
+    return n
+
+
+def make_cell(settings: dict, overrides: dict | None, combo: dict) -> Cell:
+    """One cell: resolved (pure), checked against its data (which decides the vocabulary), then named."""
+    cfg = check(resolve(settings, overrides))
+    return Cell(cell_id(cfg, combo), cfg, tuple(combo.items()))
+
+
 def expand(matrix: Matrix, overrides: dict | None = None, only: dict | None = None) -> list[Cell]:
     """Every cell of the matrix in a stable order. ``overrides`` apply to every cell;
     ``only`` replaces an axis's values (the CLI's --scale/--activation/--norm filters)."""
     axes = dict(matrix.axes)
     for axis, values in (only or {}).items():
         axes[axis] = list(values)
+    check_size(matrix.name, axes)
     for axis, values in axes.items():
         check_axis_values(axis, values)
     for k in matrix.fixed:
@@ -131,12 +191,11 @@ def expand(matrix: Matrix, overrides: dict | None = None, only: dict | None = No
         combo = dict(zip(names, values))
         if any(_matches(combo, rule) for rule in matrix.exclude):
             continue
-        cfg = resolve({**matrix.fixed, **combo}, overrides)
-        cid = cell_id(cfg, combo)
-        if cid in seen:
+        cell = make_cell({**matrix.fixed, **combo}, overrides, combo)
+        if cell.id in seen:
             continue
-        seen.add(cid)
-        cells.append(Cell(cid, cfg, tuple(combo.items())))
+        seen.add(cell.id)
+        cells.append(cell)
     return cells
 
 
