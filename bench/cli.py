@@ -160,7 +160,7 @@ def report_problems(problems) -> None:
 
 def cmd_run(args) -> int:
     from .launch.memory import warn_too_big
-    from .launch.ranks import is_rank_zero
+    from .run.ranks import is_rank_zero
     from .run.precision import check_device
     from .run.runner import run_matrix
 

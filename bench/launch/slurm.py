@@ -25,9 +25,9 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..results.records import cell_dir
-from . import job
-from .claims import holder
-from .job import finished, record_of
+from ..run import cell as job
+from ..run.claims import holder
+from ..run.cell import finished, record_of
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ..results.records import cell_dir
-from .claims import holder
+from ..run.claims import holder
 from .slurm import load_jobs
 
 

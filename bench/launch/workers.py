@@ -26,8 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import ConfigError, Interrupted
 from ..results.records import DONE, cell_dir
-from .job import now, record_of, run_cells
-from .ranks import is_rank_zero
+from ..run.cell import now, record_of, run_cells
+from ..run.ranks import is_rank_zero
 
 ROOT = Path(__file__).resolve().parents[2]
 
