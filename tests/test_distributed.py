@@ -270,7 +270,7 @@ def test_two_launches_keep_their_own_logs_and_leave_cells_held_by_another_run(tm
     """Another run holds both cells (live claims, this host): `bench run --workers 2` trains nothing,
     says the cells are left to the run training them and exits 0, not 'not finished'; each launch
     keeps its own logs and status files."""
-    from bench.launch.claims import acquire
+    from bench.run.claims import acquire
 
     ids = [c["id"] for c in json.loads(bench_cli("plan", *SEL, "--json").stdout)["cells"]]
     claims = [acquire(tmp_path / "default" / cid) for cid in ids]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.launch.claims import acquire, holder
+from bench.run.claims import acquire, holder
 from bench.results.records import load_records, merge_curves, read_record
 from bench.run.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
 
@@ -195,7 +195,7 @@ def test_claim_is_exclusive_refreshed_and_taken_over_when_its_holder_died(tmp_pa
         time.sleep(0.4)
         assert holder(tmp_path).heartbeat > first and holder(tmp_path).pid == os.getpid()
     assert holder(tmp_path) is None  # released
-    dead = subprocess.run([sys.executable, "-c", "import os, sys; from bench.launch.claims import acquire; "
+    dead = subprocess.run([sys.executable, "-c", "import os, sys; from bench.run.claims import acquire; "
                            "acquire(sys.argv[1]); os._exit(0)", str(tmp_path)], cwd=ROOT)
     assert dead.returncode == 0 and holder(tmp_path) is not None
     messages = []

@@ -25,7 +25,7 @@ def add_parser(sub):
 def main(args) -> int:
     from ..console import out
     from ..launch.memory import warn_too_big
-    from ..launch.ranks import is_rank_zero
+    from ..run.ranks import is_rank_zero
     from ..run.precision import check_device
     from ..run.runner import run_matrix
 

@@ -4,7 +4,7 @@ The parent writes the cells (id, axes, resolved config) and the run options to o
 starts N children, each this module run on that file (so each holds the very cells the parent
 listed, plugins loaded from the environment), pinned to its own GPUs (CUDA_VISIBLE_DEVICES, ``--devices-per-cell`` each) or, on
 CPU, to its share of the cores (OMP_NUM_THREADS and torch threads). Each child walks the matrix and
-trains every cell it can claim (job.run_cells): the claims keep two children off one cell, and a
+trains every cell it can claim (run.cell.run_cells): the claims keep two children off one cell, and a
 killed child loses only its own cell, whose claim goes stale and whose checkpoint resumes on the
 next run. Each child writes a small status file and a log in its parent's own folder
 (OUT/<matrix>/.workers/<time>-<pid>/w<i>.json, w<i>.log: two launches never share one); the parent
@@ -31,9 +31,9 @@ from ..atomic import atomic_write_json
 from ..console import progress_columns
 from ..errors import ConfigError, Interrupted
 from ..results.records import DONE, cell_dir
-from .claims import holder
-from .job import now, record_of, run_cells
-from .ranks import is_rank_zero
+from ..run.claims import holder
+from ..run.cell import now, record_of, run_cells
+from ..run.ranks import is_rank_zero
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -131,6 +131,15 @@ class Record:
     error: str | None = None
     traceback: str | None = None
     diverged_step: int | None = None  # status diverged: the step whose loss first was not finite
+    resumed_from: str | None = None  # the checkpoint this run resumed from
+    resumed_from_step: int | None = None  # the step training resumed at
+    interrupted_step: int | None = None  # status interrupted: the step a signal stopped it at
+    checkpoint_step: int | None = None  # status interrupted: the step of the checkpoint saved then
+    weights: dict | None = None  # --save-weights: where the finished weights are
+    outliers: dict | None = None  # outlier-feature probe (bench/run/outliers.py)
+    extra_probes: dict | None = None  # plugins' probes, by name
+    axis_order: dict | None = None  # {axis: values in matrix order}; records before it lack it
+    sharing: dict | None = None  # load, cores, threads and workers at the start: were costs measured shared?
     extra: dict = field(default_factory=dict)
     path: Path | None = field(default=None, compare=False)  # where it was read from (not written)
 

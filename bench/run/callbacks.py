@@ -38,11 +38,17 @@ def flops_per_batch(model_cfg, batch_size: int, seq_len: int) -> int:
 
 
 class CellMetrics(L.Callback):
-    """Steady-state tokens/s and MFU (Lightning's Throughput over the steps after ``warmup``; time
-    spent validating excluded), peak memory, wall time; stops a cell whose loss is not finite.
+    """Steady-state tokens/s and MFU (Lightning's Throughput over the steps after ``warmup``), peak
+    memory, train time; stops a cell whose loss is not finite.
+
+    The train clock runs only while training: validation, checkpoint saves and probes are held out
+    of it (``hold``/``go``). It continues across resumes: a checkpoint carries the train seconds and
+    the measured throughput windows so far, so ``time/train_seconds`` and the record's
+    ``train_seconds`` count each step once, and tokens/s pools every segment's window (each segment
+    warms up again after a resume; the windows are pooled as total batches over total seconds).
 
     Never synchronizes the device per step: the clock is read after a synchronization only at the
-    window's edges (end of warm-up, validation start/end, end of training). The non-finite check
+    window's edges (end of warm-up, a hold and its end, end of training). The non-finite check
     runs on the device: a flag tensor keeps the first step whose loss was not finite (torch.where,
     no read-back), and the host reads it, with the latest loss, every ``nan_check_every`` steps, at
     validation and at the end. A divergence is therefore noticed up to nan_check_every - 1 steps
@@ -52,42 +58,60 @@ class CellMetrics(L.Callback):
         """warmup and nan_check_every count micro-batches (the runner multiplies by grad_accum)."""
         self.tokens_per_batch, self.samples_per_batch, self.warmup = tokens_per_batch, samples_per_batch, warmup
         self.nan_check_every = max(1, nan_check_every)
-        self.series: list[tuple[float, int]] = []  # (train seconds, batches since warm-up) at the window's edges
-        self.train_time = 0.0
-        self.batches = 0  # micro-batches this fit (batch_idx restarts every epoch)
+        self.windows: list[tuple[float, int]] = []  # (seconds, micro-batches) of each finished steady window
+        self.train_time = 0.0  # train seconds over every segment of the cell
+        self.batches = 0  # micro-batches this segment (warm-up restarts after a resume)
         self.host_loss: tuple[int, float] | None = None  # (step, loss) as of the last read-back
-        self._t = None
+        self._t = None  # clock start while running; None while held or stopped
+        self._window_t0 = None  # train_time when this segment's window opened
+        self._training = False
         self._first_bad = None  # device tensor [step, loss] (fp32: steps exact to 2^24) of the first non-finite loss; step -1 = none
         self._last_loss = None
         self.result: dict = {}
         self.start_step: int | None = None  # set when training starts (a resume at max_steps trains nothing)
-        self._restored = False
+        self._holds = 0  # nested holds of the clock
+        self._device = None
 
     def setup(self, trainer, pl_module, stage):
         seq = pl_module.cfg.model.block_size
+        self._device = trainer.strategy.root_device
         pl_module.flops_per_batch = flops_per_batch(pl_module.cfg.model, self.samples_per_batch, seq)
         self.peak_flops, self.peak_flops_basis = available_flops(trainer.strategy.root_device,
                                                                  pl_module.cfg.train.precision)
 
-    def _sync(self, trainer):
-        if trainer.strategy.root_device.type == "cuda":
+    def _sync(self):
+        if self._device is not None and self._device.type == "cuda":
             torch.cuda.synchronize()
 
-    def _clock(self, trainer) -> float:
-        """Train seconds so far, after the device has finished its queued work."""
-        self._sync(trainer)
-        now = time.perf_counter()
-        self.train_time += now - self._t
-        self._t = now
-        return self.train_time
+    def hold(self) -> None:
+        """Stop the train clock (validation, a checkpoint save, probes), after the queued work."""
+        self._holds += 1
+        if self._t is not None:
+            self._sync()
+            self.train_time += time.perf_counter() - self._t
+            self._t = None
+
+    def go(self) -> None:
+        """End a hold; the clock runs again when no hold is left (a no-op outside training)."""
+        self._holds = max(0, self._holds - 1)
+        if self._t is None and self._training and not self._holds:
+            self._sync()
+            self._t = time.perf_counter()
+
+    def _window(self) -> list[tuple[float, int]]:
+        """The finished windows and this segment's window so far (the clock must be held)."""
+        done = self.batches - self.warmup
+        if self._window_t0 is None or done <= 0 or self.train_time <= self._window_t0:
+            return list(self.windows)
+        return [*self.windows, (self.train_time - self._window_t0, done)]
 
     def on_train_start(self, trainer, pl_module):
         self.start_step = trainer.global_step  # > 0 when resumed from a checkpoint
-        if self._restored:  # steps remain: throughput is measured on the resumed part alone
-            self.series, self.train_time, self.batches, self._restored = [], 0.0, 0, False
+        self.batches, self._window_t0, self._training, self._holds = 0, None, True, 0
         reset_peak_memory(trainer.strategy.root_device)
         self._first_bad = torch.tensor([-1.0, 0.0], dtype=torch.float32, device=trainer.strategy.root_device)
-        self._sync(trainer)
+        self._t = None
+        self._sync()
         self._t = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -100,10 +124,10 @@ class CellMetrics(L.Callback):
             self._first_bad = torch.where(bad, torch.stack([torch.full_like(self._first_bad[0], step),
                                                             loss.to(self._first_bad.dtype)]), self._first_bad)
         self.batches += 1
-        done = self.batches - self.warmup  # micro-batches since the end of warm-up
-        if done == 0:
-            self.series = [(self._clock(trainer), 0)]
-        self._done = done
+        if self.batches == self.warmup:  # the window opens: read the clock once
+            self.hold()
+            self._window_t0 = self.train_time
+            self.go()
         if self.batches % self.nan_check_every == 0:
             self.check_finite()
 
@@ -121,28 +145,21 @@ class CellMetrics(L.Callback):
             raise Diverged(int(values[0]), values[1])
 
     def on_validation_start(self, trainer, pl_module):
-        if self._t is not None:  # stop the train clock
-            self._clock(trainer)
-            self._t = None
+        self.hold()
         if trainer.training:
             self.check_finite()
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        # training seconds so far (clock stopped at on_validation_start), beside each validation point:
+        # training seconds so far (clock held since on_validation_start), beside each validation point:
         # the x of the equal-time view (bench/results/views.py)
         pl_module.log("time/train_seconds", float(self.train_time))
 
     def on_validation_end(self, trainer, pl_module):
-        if trainer.training or trainer.state.fn == "fit":
-            self._sync(trainer)
-            self._t = time.perf_counter()
+        self.go()
 
     def on_train_end(self, trainer, pl_module):
-        if self._t is not None:
-            self._clock(trainer)
-        done = getattr(self, "_done", 0)
-        if self.series and done > 0:
-            self.series.append((self.train_time, done))
+        self.hold()
+        self.windows, self._window_t0, self._training = self._window(), None, False
         device = trainer.strategy.root_device
         mem, mem_basis = peak_memory(device)
         self.result = {
@@ -150,23 +167,40 @@ class CellMetrics(L.Callback):
             "peak_flops": self.peak_flops, "mfu_basis": self.peak_flops_basis,
             "flops_basis": FLOPS_BASIS[pl_module.cfg.model.ffn],
             "peak_memory_bytes": mem, "peak_memory_basis": mem_basis,
-            "train_seconds": self.train_time, "steady_steps": self.series[-1][1] if len(self.series) > 1 else 0,
-            "world_size": trainer.world_size,
+            "train_seconds": self.train_time, "steady_steps": sum(b for _, b in self.windows),
+            "world_size": trainer.world_size, "throughput_segments": len(self.windows),
         }
-        self.result.update(steady_state(self.series, self.tokens_per_batch, self.samples_per_batch,
+        series = pooled_series(self.windows)
+        self.result.update(steady_state(series, self.tokens_per_batch, self.samples_per_batch,
                                         pl_module.flops_per_batch, self.peak_flops, trainer.world_size))
+        if self.result["tokens_per_sec"] is None:
+            self.result["tokens_per_sec_note"] = (
+                f"no step after the throughput warm-up ({self.warmup} micro-batches) in any segment: "
+                "raise train.max_steps or lower train.throughput_warmup")
         self.check_finite()  # a divergence in the last steps: the result above is kept for the record
 
-    # checkpoints: a cell resumed at its last step (nothing left to train) still reports the
-    # throughput measured before the interruption
+    # checkpoints: the train seconds and the throughput measured so far travel with the cell, so a
+    # resume continues the time axis and a resume at the last step still reports tokens/s
     def state_dict(self) -> dict:
-        return {"series": list(self.series), "train_time": self.train_time, "batches": self.batches,
-                "done": getattr(self, "_done", 0)}
+        self.hold()  # a save is held out of the clock anyway (PeriodicCheckpoint); read it now
+        state = {"windows": self._window(), "train_time": self.train_time}
+        self.go()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.series = [tuple(p) for p in state["series"]]
-        self.train_time, self.batches, self._restored = state["train_time"], state["batches"], True
-        self._done = state.get("done", 0)
+        self.windows = [(float(s), int(b)) for s, b in state.get("windows", [])]
+        self.train_time = float(state["train_time"])
+
+
+def pooled_series(windows) -> list[tuple[float, int]]:
+    """Window edges for steady_state from several windows: their seconds and batches laid end to
+    end, so the rate is total batches over total seconds."""
+    series, t, b = [(0.0, 0)], 0.0, 0
+    for seconds, batches in windows:
+        if seconds > 0 and batches > 0:
+            t, b = t + seconds, b + batches
+            series.append((t, b))
+    return series if len(series) > 1 else []
 
 
 def steady_state(series, tokens, samples, flops, peak_flops, world_size=1) -> dict:
@@ -213,3 +247,17 @@ class LiveProgress(L.Callback):
         host = self._metrics.host_loss if self._metrics is not None else None
         rate = (step - self._s0) * self.tokens_per_batch / max(1e-9, time.perf_counter() - self._t0)
         self.progress.update(self.task, completed=step, loss=f"{host[1]:.3f}" if host else "-", tps=f"{rate:,.0f}")
+
+
+class HeldOut(L.Callback):
+    """Holds ``clock`` (CellMetrics) out of the callbacks placed between an opening and a closing
+    HeldOut: the probes, which sample in on_before_optimizer_step at their steps. It acts only at
+    those steps (``every``, the first and the last), so other steps pay no synchronization."""
+
+    def __init__(self, clock, every: int, opening: bool):
+        self.clock, self.every, self.opening = clock, every, opening
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        step = trainer.global_step
+        if self.every > 0 and (step % self.every == 0 or step == trainer.max_steps - 1):
+            self.clock.hold() if self.opening else self.clock.go()

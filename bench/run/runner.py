@@ -1,16 +1,18 @@
-"""Run a matrix: for each cell not already done, build data and model, train, validate, record."""
+"""Train one cell (train_cell: callbacks, fit phases, outcome, record) and run a matrix of them
+(run_matrix: the claim-train-record-release lifecycle of bench/run/cell.py over every cell)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import signal
 import sys
 import time
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -22,23 +24,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from models import count_params
 
 from ..errors import ConfigError
-from ..launch.claims import STALE_AFTER, acquire, holder, wait_for
 from ..faults import pause_point
-from .callbacks import CellMetrics, Diverged, LiveProgress
+from ..plugins import provenance
+from ..results.records import DONE, Metrics, Params, Record, cell_dir, merge_curves, write_json
+from .callbacks import CellMetrics, Diverged, HeldOut, LiveProgress
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
+from .claims import STALE_AFTER
 from .config import flag
-from .environment import (ENV_ERRNOS, DataCache, build_loggers, check_out, env_error, environment_record,
-                          make_trainer, preflight, root_device)
+from .environment import (ENV_ERRNOS, build_loggers, check_out, env_error, environment_record, make_trainer,
+                          preflight, root_device)
 from .matrix import Cell
 from .module import LMModule
 from .moe_probes import MoEProbes
 from .outliers import OutlierProbe
 from .precision import describe as describe_precision
 from .probes import Probes, registered_probes
+from .ranks import is_rank_zero
 from .signals import Interrupted, RelayEarlySignal, StopRequest
-from ..launch.ranks import RankDecisions, is_rank_zero
-from ..plugins import provenance
-from ..results.records import DONE, Record, cell_dir, merge_curves, read_record, write_json
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
 for _name in ("lightning.pytorch", "lightning.fabric"):
@@ -60,193 +62,318 @@ class RunOptions:
     ckpt_every: int = 100  # optimizer steps between resumable checkpoints (0 = none)
     keep_checkpoints: bool = False
     wait: bool = False  # wait for cells another run is training instead of skipping them
-    stale_after: float = STALE_AFTER  # seconds without a heartbeat before a claim is taken over
+    stale_after: float = STALE_AFTER  # seconds without a heartbeat before another host's claim is taken over
     save_weights: bool = False  # keep every finished cell's weights (safetensors) under <cell>/weights
+    axis_order: dict = field(default_factory=dict)  # {axis: values in matrix order}, recorded with each cell
 
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None, warn=None,
-               stop: StopRequest | None = None) -> Record:
-    """Train one cell and return its record (status ok/diverged/oom/failed/interrupted); a training
-    failure is recorded and the matrix goes on. Every phase can be redone from any checkpoint: the
-    checkpoint taken at the last step carries the fit loop, the measured throughput and the final
-    train loss, so a cell killed during final validation, probes or the record write resumes there.
-    Raises ConfigError for what the user must fix (no GPU, full disk...), after recording the cell."""
-    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
-    cfg = cell.config
-    folder = cell_dir(opts.out, matrix_name, cell.id)
-    ckpt_dir = folder / "checkpoints"
-    writer = is_rank_zero()  # other DDP/FSDP ranks train too, but write nothing (issue 14 item 10)
-    if opts.force and writer:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    resume = find_resume(ckpt_dir, warn)
-    cfg.model.vocab_size = dm.vocab_size
-    counts = count_params(cfg.model)
-    record = {
-        "id": cell.id, "matrix": matrix_name, "status": "running", "config_hash": cfg.config_hash(),
-        "axes": dict(cell.axes), "activation": cfg.model.activation, "norm": cfg.norm, "scale": cfg.scale,
-        "seed": cfg.seed, "config": cfg.to_dict(),
-        "params": {"total": counts.total, "non_embedding": counts.non_embedding, "ffn": counts.ffn,
-                   "intermediate_size": counts.intermediate_size, "deviation": counts.deviation,
-                   "active": counts.active, "expert_ffn": counts.expert_ffn},
-        "data": {"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
-                 "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl(),
-                 "eval": list(getattr(dm, "val_names", ["val", "ood"]))},
-        "command": sys.argv, "started": now(), "plugins": provenance(cfg),
-    }
-    t = cfg.train
-    tokens_per_batch = t.batch_size * cfg.model.block_size
-    metrics_cb = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum,
-                             t.nan_check_every * t.grad_accum)
-    callbacks = [metrics_cb, PausePoints(), RelayEarlySignal(stop)]
-    saver = PeriodicCheckpoint(ckpt_dir / LATEST, opts.ckpt_every, t.val_every)
-    task = None
-    if progress is not None:
-        task = progress.add_task(f"  {cell.id}", total=t.max_steps, loss="-", tps="-")
-        callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
-    wall = time.perf_counter()
-    probes, outliers, trainer, user_error, extra_probes, moe_probes = None, None, None, None, {}, None
-    try:
-        if writer and resume is not None and (folder / "metrics.csv").exists():  # CSVLogger would start anew
-            n = len(list(folder.glob("metrics.part-*.csv"))) + 1
-            (folder / "metrics.csv").rename(folder / f"metrics.part-{n:03d}.csv")
-        if writer:
-            write_json(folder / "record.json", record)  # status 'running': never read as complete
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        module = LMModule(cfg, getattr(dm, "val_names", None))
-        probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
-        if probes is not None:
-            callbacks.append(probes)
-        outliers = OutlierProbe.from_probes(probes)  # same steps and batch as the probes
-        callbacks += [outliers] if outliers is not None else []
-        if t.precision.startswith("fp8"):  # torchao, imported only for fp8 cells
-            from .fp8 import precision_callbacks
-            callbacks += precision_callbacks(cfg)
-        moe_probes = MoEProbes.from_config(cfg)  # None for a dense model
-        if moe_probes is not None:
-            callbacks.append(moe_probes)
-        extra_probes = registered_probes(cfg, dm)  # plugins' probes (bench.run.probes.register_probe)
-        callbacks += extra_probes.values()
-        if opts.ckpt_every > 0:  # model, optimizer, schedule, the data loader's position, callbacks' state
-            callbacks.append(saver)  # last: the state it saves includes every other callback's step
-        fit_module = torch.compile(module) if flag(t.compile, cfg) else module  # Lightning's way: before fit
-        trainer = make_trainer(
-            cfg, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
-            val_check_interval=t.val_every * t.grad_accum, check_val_every_n_epoch=None,
-            num_sanity_val_steps=0, log_every_n_steps=t.log_every, deterministic=t.deterministic,
-            logger=build_loggers(opts.loggers, folder), callbacks=callbacks, enable_progress_bar=False,
-            enable_model_summary=False, enable_checkpointing=False, default_root_dir=folder,
-            plugins=[AtomicCheckpointIO()])
-        if resume is not None:
-            record["resumed_from"] = str(resume)
-        # phase 1, train: a checkpoint at max_steps makes fit() a no-op (no train hooks run)
-        trainer.fit(fit_module, datamodule=dm, ckpt_path=resume)
-        if resume is not None:
-            record["resumed_from_step"] = metrics_cb.start_step if metrics_cb.start_step is not None \
-                else trainer.global_step
-        pause_point("final-checkpoint")
-        # phase 2, final validation: final metrics always come from the last step
-        if module.validated_at != trainer.global_step:
-            trainer.validate(module, datamodule=dm, verbose=False)
-        # phase 3, end-of-training probes and the throughput summary (their train-end hooks do not
-        # run when the resumed fit had nothing left to train)
-        pause_point("probes")
-        if probes is not None and not probes.final:
-            probes.on_train_end(trainer, module)
-        if not metrics_cb.result:
-            metrics_cb.on_train_end(trainer, module)
-        train_loss = module.last_train_loss
-        record["metrics"] = {"train_loss": float(train_loss) if train_loss is not None else None,
-                             **module.val_results, **metrics_cb.result,
-                             "steps": trainer.global_step,
-                             "tokens": trainer.global_step * tokens_per_batch * t.grad_accum * trainer.world_size}
-        record["status"] = "ok"
-        if opts.save_weights:
-            from ..results.weights import save_cell
-            record["weights"] = save_cell(folder, module.model, cfg, dm.tokenizer)
-    except SIGTERMException:
-        record.update(status="interrupted", error="interrupted by a signal", interrupted_step=trainer.global_step,
-                      checkpoint_step=saver.interrupt_step)
-    except Diverged as e:
-        record.update(status="diverged", error=str(e), diverged_step=e.step,
-                      metrics={**metrics_cb.result, "steps": e.step})
-    except torch.OutOfMemoryError as e:
-        record.update(status="oom", error=str(e), traceback=traceback.format_exc())
-    except ConfigError as e:
-        user_error = e
-        record.update(status="failed", error=str(e))
-    except OSError as e:
-        if e.errno not in ENV_ERRNOS:
-            raise
-        user_error = env_error(e, f"{cell.id}: cannot write under {folder}")
-        record.update(status="failed", error=str(user_error), traceback=traceback.format_exc())
-    except Exception as e:  # noqa: BLE001 - any failure is recorded and the matrix goes on
-        record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-    if probes is not None:  # also after a divergence: the history up to it
-        record["probes"] = probes.result()
-    if outliers is not None:
-        record["outliers"] = outliers.result()
-    if extra_probes:
-        record["extra_probes"] = {name: cb.result() for name, cb in extra_probes.items()}
-    if moe_probes is not None:
-        record["moe"] = moe_probes.result()
-    record["wall_seconds"] = time.perf_counter() - wall
-    record["ended"] = now()
-    device = trainer.strategy.root_device if trainer is not None else root_device(cfg)
-    record["environment"] = environment_record(device)
-    record["precision"] = trainer.precision if trainer is not None else t.precision  # as run (16-mixed on CPU is bf16-mixed)
-    record.update(describe_precision(t.precision, as_run=record["precision"]))  # fp8: its name and recipe
-    record["device"] = str(device)
-    if not writer:  # rank 0 writes and reports this cell; this rank's record is never used
-        if progress is not None and task is not None:
-            progress.remove_task(task)
-        return Record(id=cell.id, status=record["status"], scale=cfg.scale, activation=cfg.model.activation,
-                      norm=cfg.norm, seed=cfg.seed)
-    try:  # never let the bookkeeping hide the cell's own error
-        if resume is not None:
-            merge_curves(folder)
-        pause_point("record")
-        write_json(folder / "record.json", record)
-    except (OSError, ValueError) as e:
-        warn(f"could not write the record of {cell.id}: {type(e).__name__}: {e}")
-        if user_error is None:
-            user_error = env_error(e, f"{cell.id}: cannot write its record") if isinstance(e, OSError) and \
-                e.errno in ENV_ERRNOS else ConfigError(f"{cell.id}: cannot write its record: {e}")
-    if record["status"] in DONE and not opts.keep_checkpoints and user_error is None:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    if progress is not None and task is not None:
-        progress.remove_task(task)
-    if user_error is not None:
-        raise user_error
-    return Record.from_dict(record, folder / "record.json")
+class ClaimLost(RuntimeError):
+    """Another run took this cell's claim over: this run stops and leaves the cell to it."""
+
+
+class ClaimGuard(L.Callback):
+    """Stops training at the step after the claim was found taken over (an attribute read a step)."""
+
+    def __init__(self, claim):
+        self.claim = claim
+
+    def on_train_batch_end(self, trainer, *args):
+        if self.claim is not None and self.claim.lost:
+            raise ClaimLost(f"its claim was taken over at step {trainer.global_step}; left to the new holder")
 
 
 class PausePoints(L.Callback):
     """The kill tests' fault-injection points inside the loops (see bench/faults.py)."""
 
     def on_train_batch_end(self, trainer, *args):
+        pause_point("train-batch", trainer.global_step)
         if trainer.global_step == 4:
             pause_point("train")
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        pause_point("validation")
+        pause_point("validation", trainer.global_step)
+
+
+def sharing(opts_workers: int | None = None) -> dict:
+    """How much of the machine this cell had: its cost numbers are a lower bound when shared."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    cores = os.cpu_count() or 1
+    workers = opts_workers or int(os.environ.get("BENCH_WORKERS") or 1)
+    on_cpu = not torch.cuda.is_available()
+    return {"load_avg_1m": load, "cpu_count": cores, "threads": torch.get_num_threads(), "workers": workers,
+            "shared": bool((workers > 1 and on_cpu) or (load is not None and load > cores))}
+
+
+def new_record(cell: Cell, matrix_name: str, dm, opts: RunOptions) -> Record:
+    """The cell's record as it starts: status 'running', identity, sizes, data and provenance."""
+    cfg = cell.config
+    c = count_params(cfg.model)
+    return Record(
+        id=cell.id, matrix=matrix_name, status="running", config_hash=cfg.config_hash(), axes=dict(cell.axes),
+        activation=cfg.model.activation, norm=cfg.norm, scale=cfg.scale, seed=cfg.seed, config=cfg.to_dict(),
+        params=Params(total=c.total, non_embedding=c.non_embedding, ffn=c.ffn, intermediate_size=c.intermediate_size,
+                      deviation=c.deviation, active=c.active, expert_ffn=c.expert_ffn),
+        data={"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
+              "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl(),
+              "eval": list(getattr(dm, "val_names", ["val", "ood"]))},
+        command=list(sys.argv), started=now(), plugins=provenance(cfg), axis_order=dict(opts.axis_order),
+        sharing=sharing())
+
+
+@dataclass
+class Parts:
+    """What one cell's fit is made of, built by ``build_parts``."""
+
+    module: LMModule
+    metrics: CellMetrics
+    saver: PeriodicCheckpoint
+    callbacks: list
+    probes: Probes | None = None
+    outliers: OutlierProbe | None = None
+    moe: MoEProbes | None = None
+    extra_probes: dict = field(default_factory=dict)
+    trainer: L.Trainer | None = None
+
+
+def build_parts(cell: Cell, dm, opts: RunOptions, ckpt_dir: Path, progress, task, stop, claim) -> Parts:
+    """Module and callbacks; the order matters: CellMetrics first (it stops the clock for what
+    follows), the probes between two HeldOut marks (held out of the clock), the saver last (the
+    state it saves includes every other callback's step)."""
+    cfg, t = cell.config, cell.config.train
+    tokens_per_batch = t.batch_size * cfg.model.block_size
+    metrics = CellMetrics(tokens_per_batch, t.batch_size, t.throughput_warmup * t.grad_accum,
+                          t.nan_check_every * t.grad_accum)
+    saver = PeriodicCheckpoint(ckpt_dir / LATEST, opts.ckpt_every, t.val_every, clock=metrics)
+    callbacks = [metrics, PausePoints(), RelayEarlySignal(stop), ClaimGuard(claim)]
+    if progress is not None:
+        callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    parts = Parts(LMModule(cfg, getattr(dm, "val_names", None)), metrics, saver, callbacks)
+    parts.probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
+    parts.outliers = OutlierProbe.from_probes(parts.probes)  # same steps and batch as the probes
+    parts.moe = MoEProbes.from_config(cfg)  # None for a dense model
+    parts.extra_probes = registered_probes(cfg, dm)  # plugins' probes (bench.run.probes.register_probe)
+    probing = [cb for cb in (parts.probes, parts.outliers, parts.moe) if cb is not None]
+    probing += list(parts.extra_probes.values())
+    if probing:
+        callbacks += [HeldOut(metrics, t.probe_every, True), *probing, HeldOut(metrics, t.probe_every, False)]
+    if t.precision.startswith("fp8"):  # torchao, imported only for fp8 cells
+        from .fp8 import precision_callbacks
+        callbacks += precision_callbacks(cfg)
+    if opts.ckpt_every > 0:  # model, optimizer, schedule, the data loader's position, callbacks' state
+        callbacks.append(saver)
+    return parts
+
+
+def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, resume: Path | None,
+               record: Record) -> None:
+    """Train, validate at the last step, end-of-training probes, metrics. Every phase can be redone
+    from the checkpoint taken at the last step (it carries the fit loop, the measured throughput
+    and the final train loss): a resumed fit with nothing left to train runs no train hooks."""
+    cfg, t, module = cell.config, cell.config.train, parts.module
+    fit_module = torch.compile(module) if flag(t.compile, cfg) else module  # Lightning's way: before fit
+    trainer = parts.trainer = make_trainer(
+        cfg, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
+        val_check_interval=t.val_every * t.grad_accum, check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, log_every_n_steps=t.log_every, deterministic=t.deterministic,
+        logger=build_loggers(opts.loggers, folder), callbacks=parts.callbacks, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=folder,
+        plugins=[AtomicCheckpointIO()])
+    trainer.fit(fit_module, datamodule=dm, ckpt_path=resume)
+    if resume is not None and parts.metrics.start_step is None:  # nothing was left to train
+        settle_loop(trainer)
+        parts.saver.replay_row(trainer)
+    if resume is not None:
+        record.resumed_from_step = parts.metrics.start_step if parts.metrics.start_step is not None \
+            else trainer.global_step
+    pause_point("final-checkpoint")
+    if module.validated_at != trainer.global_step:  # final metrics always come from the last step
+        trainer.validate(module, datamodule=dm, verbose=False)
+    pause_point("probes")
+    if parts.probes is not None and not parts.probes.final:  # train-end hooks skipped by a no-op fit
+        parts.probes.on_train_end(trainer, module)
+    if not parts.metrics.result:
+        parts.metrics.on_train_end(trainer, module)
+    loss = module.last_train_loss
+    tokens = trainer.global_step * t.batch_size * cfg.model.block_size * t.grad_accum * trainer.world_size
+    record.metrics = Metrics.from_dict({"train_loss": float(loss) if loss is not None else None,
+                                        **module.val_results, **parts.metrics.result,
+                                        "steps": trainer.global_step, "tokens": tokens})
+    record.status = "ok"
+    if opts.save_weights:
+        from ..results.weights import save_cell
+        record.weights = save_cell(folder, module.model, cfg, dm.tokenizer)
+
+
+def settle_loop(trainer) -> None:
+    """A resumed fit with nothing left to train leaves the loop counters as the checkpoint had them
+    (taken inside the last step); the final validation logs its curve row at them. Set them as an
+    uninterrupted fit leaves them: the last step counted, the epoch closed."""
+    loop = trainer.fit_loop
+    loop.epoch_loop._batches_that_stepped = trainer.global_step
+    for p in (loop.epoch_progress.current, loop.epoch_progress.total):
+        p.processed = p.completed = p.started
+
+
+def _interrupted(e, parts, cell, folder):
+    step = parts.trainer.global_step if parts and parts.trainer else None
+    return {"error": "interrupted by a signal", "interrupted_step": step,
+            "checkpoint_step": parts.saver.interrupt_step if parts else None}, None
+
+
+def _diverged(e, parts, cell, folder):
+    m = parts.metrics.result if parts else {}
+    return {"error": str(e), "diverged_step": e.step, "metrics": Metrics.from_dict({**m, "steps": e.step})}, None
+
+
+def _os_error(e, parts, cell, folder):
+    if e.errno not in ENV_ERRNOS:
+        return _failed(e, parts, cell, folder)
+    user = env_error(e, f"{cell.id}: cannot write under {folder}")
+    return {"error": str(user), "traceback": traceback.format_exc()}, user
+
+
+def _failed(e, parts, cell, folder):
+    return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}, None
+
+
+# exception -> (status, fields for the record and the user's error, if any); the first match wins
+OUTCOMES = (
+    (SIGTERMException, "interrupted", _interrupted),
+    (ClaimLost, "lost", lambda e, *a: ({"error": str(e)}, None)),
+    (Diverged, "diverged", _diverged),
+    (torch.OutOfMemoryError, "oom", lambda e, *a: ({"error": str(e), "traceback": traceback.format_exc()}, None)),
+    (ConfigError, "failed", lambda e, *a: ({"error": str(e)}, e)),
+    (OSError, "failed", _os_error),
+    (Exception, "failed", _failed),
+)
+
+
+def outcome(e: Exception, parts: Parts | None, cell: Cell, folder: Path) -> tuple[str, dict, ConfigError | None]:
+    for kind, status, details in OUTCOMES:
+        if isinstance(e, kind):
+            fields_, user = details(e, parts, cell, folder)
+            return status, fields_, user
+    raise e
+
+
+def finish_record(record: Record, parts: Parts | None, cfg, wall: float) -> None:
+    """What the record says about any run, finished or not: probes so far, time, environment."""
+    if parts is not None:
+        if parts.probes is not None:  # also after a divergence: the history up to it
+            record.probes = parts.probes.result()
+        if parts.outliers is not None:
+            record.outliers = parts.outliers.result()
+        if parts.extra_probes:
+            record.extra_probes = {name: cb.result() for name, cb in parts.extra_probes.items()}
+        if parts.moe is not None:
+            record.moe = parts.moe.result()
+    trainer = parts.trainer if parts is not None else None
+    record.wall_seconds, record.ended = time.perf_counter() - wall, now()
+    device = trainer.strategy.root_device if trainer is not None else root_device(cfg)
+    record.environment = environment_record(device)
+    record.precision = trainer.precision if trainer is not None else cfg.train.precision  # as run
+    record.extra.update(describe_precision(cfg.train.precision, as_run=record.precision))  # fp8: name, recipe
+    record.device = str(device)
+
+
+def write_final(record: Record, folder: Path, resumed: bool, warn) -> ConfigError | None:
+    """Merge the curve and write the record; a failure is returned as the user's error (never
+    hiding the cell's own, which the caller keeps first)."""
+    try:
+        if resumed:
+            merge_curves(folder)
+        pause_point("record")
+        write_json(folder / "record.json", record)
+        pause_point("record-written")
+    except (OSError, ValueError) as e:
+        warn(f"could not write the record of {record.id}: {type(e).__name__}: {e}")
+        if isinstance(e, OSError) and e.errno in ENV_ERRNOS:
+            return env_error(e, f"{record.id}: cannot write its record")
+        return ConfigError(f"{record.id}: cannot write its record: {e}")
+    return None
+
+
+def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None, warn=None,
+               stop: StopRequest | None = None, claim=None) -> Record:
+    """Train one cell and return its record (status ok/diverged/oom/failed/interrupted); a training
+    failure is recorded and the matrix goes on. A cell whose claim is taken over stops and writes
+    nothing more (status 'lost', not written). Raises ConfigError for what the user must fix (no
+    GPU, full disk...), after recording the cell."""
+    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    cfg = cell.config
+    folder = cell_dir(opts.out, matrix_name, cell.id)
+    ckpt_dir = folder / "checkpoints"
+    writer = is_rank_zero()  # other DDP/FSDP ranks train too, but write nothing
+    if opts.force and writer:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    resume = find_resume(ckpt_dir, warn)
+    cfg.model.vocab_size = dm.vocab_size
+    record = new_record(cell, matrix_name, dm, opts)
+    task = progress.add_task(f"  {cell.id}", total=cfg.train.max_steps, loss="-", tps="-") if progress else None
+    wall, parts, user_error = time.perf_counter(), None, None
+    try:
+        if writer and resume is not None and (folder / "metrics.csv").exists():  # CSVLogger would start anew
+            n = len(list(folder.glob("metrics.part-*.csv"))) + 1
+            (folder / "metrics.csv").rename(folder / f"metrics.part-{n:03d}.csv")
+        if writer:
+            write_json(folder / "record.json", record)  # status 'running': never read as complete
+            pause_point("running-record")
+        parts = build_parts(cell, dm, opts, ckpt_dir, progress, task, stop, claim)
+        record.resumed_from = str(resume) if resume is not None else None
+        fit_phases(cell, dm, opts, folder, parts, resume, record)
+    except Exception as e:  # noqa: BLE001 - any failure is recorded and the matrix goes on
+        record.status, details, user_error = outcome(e, parts, cell, folder)
+        for k, v in details.items():
+            setattr(record, k, v)
+    if progress is not None and task is not None:
+        progress.remove_task(task)
+    if record.status == "lost":
+        warn(f"{cell.id}: {record.error}")
+        return record
+    finish_record(record, parts, cfg, wall)
+    if not writer:  # rank 0 writes and reports this cell; this rank's record is never used
+        return record
+    user_error = user_error or write_final(record, folder, resume is not None, warn)
+    if record.status in DONE and not opts.keep_checkpoints and user_error is None:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        pause_point("checkpoints-removed")
+    if user_error is not None:
+        raise user_error
+    record.path = folder / "record.json"
+    return record
+
+
+def axis_order(cells: list[Cell]) -> dict:
+    """{axis: its values in matrix order} over the expanded matrix (first appearance)."""
+    order: dict = {}
+    for cell in cells:
+        for axis, value in dict(cell.axes).items():
+            values = order.setdefault(axis, [])
+            if value not in values:
+                values.append(value)
+    return order
 
 
 def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: Console | None = None) -> list[Record]:
-    """Every cell of the matrix: claim, train, record, release. Finished cells (same id, complete
-    record) are not trained again; a cell claimed by another live run is skipped (or waited for
-    with ``opts.wait``). SIGTERM/SIGINT stop the current cell at a step boundary, record it as
-    `interrupted` and raise ``Interrupted``."""
+    """Every cell of the matrix through its lifecycle (bench/run/cell.py). Finished cells (same id,
+    complete record) are not trained again; a cell claimed by another live run is skipped (or
+    waited for with ``opts.wait``). SIGTERM/SIGINT stop the current cell at a step boundary, record
+    it as `interrupted` and raise ``Interrupted``."""
+    from .cell import CellRun, done_record
+
     console = console or Console()
     warn = lambda msg: console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
     check_out(opts.out)
     preflight(cells)
+    opts.axis_order = opts.axis_order or axis_order(cells)
     records, todo = [], []
     for cell in cells:
-        rec, why = _done_record(opts, matrix_name, cell)
+        rec, why = done_record(opts, matrix_name, cell)
         if rec is not None:
             records.append(rec)
         else:
@@ -257,80 +384,33 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
         console.print(f"[green]all {len(cells)} cells of {matrix_name} are done[/] (use --force to retrain)")
         return records
     console.print(f"{matrix_name}: {len(todo)} cell(s) to train, {len(cells) - len(todo)} already done")
-    data, ranks = DataCache(), RankDecisions(opts.out, matrix_name, todo)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     with StopRequest() as stop, Progress(*columns, console=console, disable=opts.quiet, transient=False) as progress:
         matrix_task = progress.add_task(f"[bold]{matrix_name}[/] cells", total=len(cells),
                                         completed=len(cells) - len(todo), loss="loss", tps="tok/s")
+        life = CellRun(matrix_name, todo, opts, progress=progress, warn=warn, stop=stop, console=progress.console,
+                       on_data=lambda busy: progress.update(matrix_task, description=f"[bold]{matrix_name}[/] " + (
+                           "preparing data" if busy else "cells")))
         for cell in todo:
             if stop.signum:
                 break
-            folder = cell_dir(opts.out, matrix_name, cell.id)
-            if not ranks.rank0:  # another rank of a multi-device cell: rank 0 claims, this one follows
-                if ranks.wait(cell.id):
-                    records.append(train_cell(cell, matrix_name, data.get(cell.config), opts, None, warn, stop))
-                continue
-            claim = _claim(folder, cell, opts, progress.console)
-            ranks.record(cell.id, claim is not None)
-            if claim is None:
-                progress.advance(matrix_task)
-                continue
-            with claim:  # released on every exit path
-                rec, _ = _done_record(opts, matrix_name, cell)  # finished by another run meanwhile?
-                if rec is not None and not opts.force:
-                    ranks.record(cell.id, False)
-                if rec is None or opts.force:
-                    progress.update(matrix_task, description=f"[bold]{matrix_name}[/] preparing data")
-                    dm = data.get(cell.config)
-                    progress.update(matrix_task, description=f"[bold]{matrix_name}[/] cells")
-                    rec = train_cell(cell, matrix_name, dm, opts, progress, warn, stop)
-                    _summary(rec, cell, progress.console)
-            records.append(rec)
+            rec = life.run(cell)
+            if rec is not None:
+                records.append(rec)
             progress.advance(matrix_task)
-            if rec.status == "interrupted" and not stop.signum:
+            if rec is not None and rec.status == "interrupted" and not stop.signum:
                 stop.signum = signal.SIGTERM  # a signal Lightning saw before ours was installed
         if stop.signum:
-            where = next((f"; {r.id} stopped at step {r.extra.get('interrupted_step')}" + (
-                f", checkpoint saved at step {r.extra['checkpoint_step']}"
-                if r.extra.get("checkpoint_step") is not None else "")
+            where = next((f"; {r.id} stopped at step {r.interrupted_step}" + (
+                f", checkpoint saved at step {r.checkpoint_step}" if r.checkpoint_step is not None else "")
                 for r in records if r.status == "interrupted"), "")
             raise Interrupted(stop.signum, f"interrupted by {stop.name}{where}; rerun the same command to resume")
     return records
 
 
-def _done_record(opts: RunOptions, matrix_name: str, cell: Cell) -> tuple[Record | None, str | None]:
-    """(the finished record, None) or (None, why it is trained again: None for a plain new cell)."""
-    path = cell_dir(opts.out, matrix_name, cell.id) / "record.json"
-    if not path.exists():
-        return None, None
-    rec, problem = read_record(path)
-    if problem is not None:
-        if problem.startswith("status 'running'"):
-            return None, "its last run did not finish (resuming it)"
-        return None, f"its record cannot be used ({problem}); training it again"
-    if opts.force or rec.status not in DONE:
-        return None, None
-    return rec, None
-
-
-def _claim(folder: Path, cell: Cell, opts: RunOptions, console):
-    claim = acquire(folder, stale_after=opts.stale_after,
-                    log=lambda msg: console.print(f"[yellow]{msg}[/]", highlight=False, soft_wrap=True))
-    if claim is not None:
-        return claim
-    held = holder(folder)
-    who = held.describe() if held else "another run"
-    if not opts.wait:
-        console.print(f"[yellow]skipped[/] {cell.id}: being trained by {who} (bench run --wait waits for it)",
-                      highlight=False)
-        return None
-    console.print(f"waiting for {cell.id}: being trained by {who}", highlight=False)
-    return wait_for(folder, stale_after=opts.stale_after, poll=2.0)
-
-
-def _summary(rec: Record, cell: Cell, console) -> None:
+def summary(rec: Record, console) -> None:
     status, m = rec.status, rec.metrics
-    summary = (f"val ppl {m.get('val_ppl', float('nan')):.2f}, {m.tokens_per_sec or 0:,.0f} tok/s"
-               if status == "ok" else rec.error or "")
-    console.print(f"{'[green]ok' if status == 'ok' else '[red]' + status}[/] {cell.id}: {summary}")
+    text = (f"val ppl {m.get('val_ppl', float('nan')):.2f}, {m.tokens_per_sec or 0:,.0f} tok/s"
+            if status == "ok" else rec.error or "")
+    console.print(f"{'[green]ok' if status == 'ok' else '[red]' + status}[/] {rec.id}: {text}")

@@ -6,8 +6,12 @@ Designed for a shared filesystem (NFS, Lustre): nothing relies on one machine's 
   to ``claim.json``; link fails if the name exists, also over NFS (where O_EXCL was historically not).
 - The holder refreshes a heartbeat time in the file from a daemon thread (every ``beat`` seconds),
   by writing a temp file and renaming it over the claim (readers see the old or the new one).
-- A claim is stale when its heartbeat is older than ``stale_after`` seconds (any host), or at once
-  when its holder ran on this host and its pid is dead.
+- A claim held on this host is judged by its pid alone: stale at once when the pid is dead, never
+  while it lives (a paused or swapping holder is still the holder). A claim held on another host
+  is stale when its heartbeat is older than ``stale_after`` seconds, which may not be set below
+  ``MIN_BEATS`` heartbeats (a slow filesystem must not make a live holder look dead).
+- A holder that finds its claim taken over sets ``lost``; the runner stops the cell at the next
+  step (ClaimGuard) and leaves it, checkpoint and curve, to the new holder.
 - Taking over a stale claim happens under a short ``claim.json.takeover`` lock (itself taken with
   ``os.link``), re-checking the claim under the lock, so two runs cannot both take it over.
 
@@ -30,10 +34,20 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
+
 CLAIM = "claim.json"
 STALE_AFTER = 300.0  # seconds without a heartbeat before another host may take a claim over
 BEAT = 30.0  # seconds between heartbeats
 TAKEOVER_STALE = 60.0  # a takeover lock older than this was left by a killed process
+MIN_BEATS = 3  # stale_after must span at least this many heartbeats
+
+
+def check_stale_after(stale_after: float, beat: float = BEAT) -> None:
+    """One line when the stale limit is too short to tell a live holder from a dead one."""
+    if not stale_after >= MIN_BEATS * beat:
+        raise ConfigError(f"--stale-after {stale_after:g} is too short: a claim refreshes its heartbeat every "
+                          f"{beat:g} s, so give at least {MIN_BEATS * beat:g} s ({MIN_BEATS} heartbeats)")
 
 
 @dataclass
@@ -64,7 +78,8 @@ class ClaimInfo:
         return True
 
     def is_stale(self, stale_after: float = STALE_AFTER) -> bool:
-        return self.age() > stale_after or self.alive_here() is False
+        alive = self.alive_here()
+        return not alive if alive is not None else self.age() > stale_after
 
     def describe(self) -> str:
         started = dt.datetime.fromtimestamp(self.started, dt.timezone.utc).isoformat(timespec="seconds")
@@ -166,6 +181,7 @@ def acquire(folder: Path, stale_after: float = STALE_AFTER, beat: float = BEAT, 
             log=None) -> Claim | None:
     """Claim ``folder`` (created if missing). None when a live holder has it; a stale claim is taken
     over (atomically, with a message through ``log``, default stderr)."""
+    check_stale_after(stale_after, beat)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     log = log or (lambda msg: print(msg, file=sys.stderr))

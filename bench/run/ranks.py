@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 
+from ..atomic import atomic_write
+
 def is_rank_zero() -> bool:
     """Global rank 0: no rank variable names another rank (srun's SLURM_PROCID counts only when it
     launched several tasks; an array task is always its own rank 0)."""
@@ -47,10 +49,7 @@ class RankDecisions:
         if not self.needed:
             return
         self.decisions[cell_id] = train
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.decisions))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self.decisions))
 
     def wait(self, cell_id: str) -> bool:
         while True:

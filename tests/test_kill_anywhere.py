@@ -1,0 +1,163 @@
+"""A cell killed with SIGKILL at any instant of its life resumes to the same result.
+
+Property: for every kill instant (a fault point of bench/faults.py at a given step, reached
+deterministically, or a random moment in real time), killing the cell's process there and running
+the lifecycle again (claim, train, record, release) ends with a record and a metrics.csv equal to
+an uninterrupted run's, wall-clock fields aside. Chains kill the resumed runs too.
+
+Each run is a fork of this process (the imports and the prepared data are paid once), killed by
+a real SIGKILL: no finally block, no flush, no atexit runs in it.
+"""
+
+import csv
+import io
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import pytest
+
+from bench.run.config import resolve
+from bench.run.matrix import Cell, cell_id
+
+STEPS = 6
+SETTINGS = {"scale": "nano", "activation": "swiglu", "norm": "pre", "train.max_steps": STEPS, "train.val_every": 4,
+            "train.log_every": 1, "train.throughput_warmup": 1, "train.val_tokens": 4096, "train.probe_every": 3}
+CKPT_EVERY = 2
+
+# measured, not computed: their values differ between any two runs
+WALL = {"started", "ended", "wall_seconds", "resumed_from", "resumed_from_step", "sharing", "command"}
+WALL_METRICS = {"tokens_per_sec", "tokens_per_sec_per_device", "mfu", "flops_per_sec", "train_seconds",
+                "steady_steps", "throughput_segments", "peak_memory_bytes", "tokens_per_sec_note",
+                "peak_flops"}  # on CPU, peak FLOP/s is measured
+
+# every fault point, at every step it is reached at: the whole life of a cell of 6 steps that
+# validates at 4 (in fit: the checkpoint waits for it) and 6 (the final validation, after fit: the
+# last checkpoint is taken before it), probes at 0, 3, 5 and saves a checkpoint at 2, 4, 6
+POINTS = ["claimed", "running-record",
+          *[f"train-batch@{s}" for s in range(1, STEPS + 1)],
+          "validation@4", "validation@6",
+          *[f"checkpoint-{w}@{s}" for w in ("written", "saved") for s in (2, 4, 6)],
+          "checkpoint-rotated@4", "checkpoint-rotated@6",
+          "final-checkpoint", "probes", "record", "record-written", "checkpoints-removed", "released"]
+# kills of the resumed runs too: each run of a chain dies at the next instant
+CHAINS = [["final-checkpoint", "final-checkpoint"], ["checkpoint-saved@6", "probes", "record"],
+          ["train-batch@3", "validation@4", "checkpoint-saved@4"], ["checkpoint-written@4", "record-written"],
+          ["validation@6", "checkpoint-rotated@6", "checkpoints-removed"]]
+RANDOM_KILLS = 6
+
+
+def nano() -> Cell:
+    cfg = resolve(dict(SETTINGS))
+    return Cell(cell_id(cfg, {}), cfg, ())
+
+
+@pytest.fixture(scope="module")
+def data():
+    from bench.run.environment import DataCache
+
+    return DataCache().get(nano().config)
+
+
+def lifecycle(out: Path, dm, kill: str | None = None, delay: float | None = None) -> int:
+    """One run of the cell's lifecycle in a forked process; its exit status (-9: killed)."""
+    pid = os.fork()
+    if pid == 0:  # the child: run, never return into pytest
+        code = 1
+        try:
+            if kill:
+                os.environ["BENCH_KILL_AT"] = kill
+            from bench.run.cell import CellRun
+            from bench.run.runner import RunOptions
+
+            cell = nano()
+            life = CellRun("m", [cell], RunOptions(out=out, quiet=True, ckpt_every=CKPT_EVERY), warn=lambda m: None)
+            life.data.get = lambda cfg: dm
+            rec = life.run(cell)
+            code = 0 if rec is not None and rec.status == "ok" else 3
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    if delay is not None:
+        time.sleep(delay)
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def folder(out: Path) -> Path:
+    (path,) = Path(out).glob("m/*/record.json")
+    return path.parent
+
+
+def comparable(out: Path) -> tuple[dict, list]:
+    """The record and curve with the wall-clock fields removed."""
+    import json
+
+    rec = json.loads((folder(out) / "record.json").read_text())
+    rec = {k: v for k, v in rec.items() if k not in WALL}
+    rec["metrics"] = {k: v for k, v in rec["metrics"].items() if k not in WALL_METRICS}
+    for part in ("probes", "outliers"):  # their cost is timed
+        rec[part] = {k: v for k, v in rec[part].items() if not k.startswith("overhead")}
+    rec["environment"] = {k: v for k, v in rec["environment"].items() if k not in ("load", "memory")}
+    with open(folder(out) / "metrics.csv", newline="") as f:
+        rows = list(csv.reader(io.StringIO(f.read())))
+    t = rows[0].index("time/train_seconds")
+    return rec, [[v if i != t else bool(v) for i, v in enumerate(r)] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("straight")
+    t = time.perf_counter()
+    assert lifecycle(out, data) == 0
+    return comparable(out), time.perf_counter() - t, out
+
+
+def check_resumes_to_reference(out: Path, data, reference) -> None:
+    assert lifecycle(out, data) == 0  # the rerun that finishes the cell
+    (ref_rec, ref_curve), _, ref_out = reference
+    rec, curve = comparable(out)
+    assert curve == ref_curve
+    assert rec == ref_rec
+    import json
+
+    full = json.loads((folder(out) / "record.json").read_text())
+    m = full["metrics"]
+    assert m.get("tokens_per_sec") or m.get("tokens_per_sec_note")  # never empty without saying why
+    assert m["train_seconds"] > 0
+    assert not (folder(out) / "claim.json").exists() and not (folder(out) / "checkpoints").exists()
+    assert not list(folder(out).glob("metrics.part-*")) and not list(folder(out).glob(".*tmp"))
+    # the time axis continues across resumes: it rises with the steps, as in the uninterrupted run
+    with open(folder(out) / "metrics.csv", newline="") as f:
+        times = [float(r["time/train_seconds"]) for r in csv.DictReader(f) if r["time/train_seconds"]]
+    assert times == sorted(times) and len(times) == 2
+
+
+@pytest.mark.parametrize("chain", [[p] for p in POINTS] + CHAINS, ids=lambda c: "+".join(c))
+def test_kill_at_a_fault_point_then_rerun_matches_the_uninterrupted_run(tmp_path, data, reference, chain):
+    for point in chain:
+        assert lifecycle(tmp_path, data, kill=point) == -signal.SIGKILL, f"never reached {point}"
+    check_resumes_to_reference(tmp_path, data, reference)
+
+
+@pytest.mark.parametrize("seed", range(RANDOM_KILLS))
+def test_kill_at_a_random_moment_then_rerun_matches_the_uninterrupted_run(tmp_path, data, reference, seed):
+    _, seconds, _ = reference
+    delay = random.Random(seed).uniform(0.05, seconds)
+    code = lifecycle(tmp_path, data, delay=delay)
+    assert code in (0, -signal.SIGKILL)
+    check_resumes_to_reference(tmp_path, data, reference)
+
+
+def test_the_property_covers_the_whole_life():
+    instants = len(POINTS) + sum(len(c) for c in CHAINS) + RANDOM_KILLS
+    assert instants >= 30
+    assert {"final-checkpoint", "probes", "record", "record-written", "checkpoints-removed"} <= set(POINTS)
