@@ -3,6 +3,7 @@ learning-rate robustness, on synthetic records whose answers are known."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,13 +13,14 @@ from scipy import stats as sps
 from bench.results.lr import lr_curves, lr_rows
 from bench.results.paired import (PAIRED, WELCH, bootstrap_ci, cohens_dz, compare, hedges_g, holm, paired_t,
                                   seed_noise, welch_t)
+from bench.results.records import Record
 from bench.results.stats import parse_curve
 from bench.results.views import (cell_curve, cumulative, disagreements, interpolate, parse_budget, three_views, view)
 
 
 def record(act, seed=0, loss=3.0, status="ok", steps=200, fpb=1e9, train_seconds=200.0, norm="pre", lr=3e-3,
            scale="nano", vocab=256, accum=1):
-    return {"id": f"{scale}-{act}-{norm}-lr{lr}-s{seed}", "scale": scale, "activation": act, "norm": norm,
+    return Record.from_dict({"id": f"{scale}-{act}-{norm}-lr{lr}-s{seed}", "scale": scale, "activation": act, "norm": norm,
             "seed": seed, "status": status,
             "metrics": ({"val_loss": loss, "val_ppl": math.exp(loss), "steps": steps, "tokens": steps * 64,
                          "flops_per_batch": fpb, "train_seconds": train_seconds} if status == "ok" else {"steps": 3}),
@@ -26,7 +28,7 @@ def record(act, seed=0, loss=3.0, status="ok", steps=200, fpb=1e9, train_seconds
             "config": {"seed": seed, "model": {"block_size": 8}, "train": {"batch_size": 8, "grad_accum": accum,
                                                                             "lr": lr},
                        "data": {"tokenizer": "bytes"}},
-            "started": f"2026-01-01T00:00:{seed:02d}"}
+            "started": f"2026-01-01T00:00:{seed:02d}"})
 
 
 def csv_curve(points, seconds_per_step=None) -> dict:
@@ -55,8 +57,8 @@ def slow(s):  # 0.1 nats better at every step, but twice the FLOPs and seconds p
 def two_cells():
     recs = [record("fast", loss=fast(200), fpb=1e9, train_seconds=200.0),
             record("slow", loss=slow(200), fpb=2e9, train_seconds=400.0)]
-    curves = {recs[0]["id"]: csv_curve([(s, fast(s)) for s in STEPS], 1.0),
-              recs[1]["id"]: csv_curve([(s, slow(s)) for s in STEPS], 2.0)}
+    curves = {recs[0].id: csv_curve([(s, fast(s)) for s in STEPS], 1.0),
+              recs[1].id: csv_curve([(s, slow(s)) for s in STEPS], 2.0)}
     return recs, curves
 
 
@@ -177,7 +179,7 @@ def test_compare_pairs_by_seed_falls_back_to_welch_and_warns_on_few_seeds():
     recs += [record("paired", seed=s, loss=v) for s, v in enumerate(A)]
     recs += [record("other", seed=10 + s, loss=v) for s, v in enumerate(A)]  # no shared seeds
     recs += [record("two", seed=s, loss=v + 0.01 * s) for s, v in enumerate(A[:2])]
-    recs = sorted(recs, key=lambda r: (r["activation"] != "base"))
+    recs = sorted(recs, key=lambda r: (r.activation != "base"))
     comps = {k[1]: c for k, c in compare(recs).items()}
     assert comps["base"].is_baseline and comps["base"].verdict == "baseline"
     p = comps["paired"]
@@ -300,6 +302,16 @@ def test_real_nano_matrix_table_and_report_show_every_comparison(tmp_path, capsy
     folder = tmp_path / "default"
     assert main(["table", str(folder), "--format", "md", "--at", "seconds"]) == 0
     md = capsys.readouterr().out
+    # 8 nano steps learn nothing beyond token frequencies: said in one line, and no cell is tested
+    assert "Not learned (every cell): 2 group(s)" in md and "likely too few steps (8 optimizer steps)" in md
+    assert "paired t (t=" not in md and "| not learned |" in md
+    for path in folder.glob("*/record.json"):  # as if a longer run had beaten the references
+        rec = json.loads(path.read_text())
+        rec["data"]["unigram_ppl"] = 1e6
+        path.write_text(json.dumps(rec))
+    assert main(["table", str(folder), "--format", "md", "--at", "seconds"]) == 0
+    md = capsys.readouterr().out
+    assert "Not learned" not in md
     assert "## Paired statistics against the baseline" in md and "paired t (t=" in md and "p_holm" in md
     assert "## Ranking at equal time (training seconds)" in md
     assert "## Rankings at equal steps, equal compute and equal time" in md

@@ -27,23 +27,15 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from scipy import stats as sps
-
-from .stats import TIME_COLUMNS, _steps_done, group_records
+from .curves import TIME_COLUMN, cumulative, steps_done, train_seconds
+from .grouping import group_records
+from .records import Record
+from .sci import scipy_stats
 
 AXES = ("steps", "flops", "seconds")
 AXIS_TITLES = {"steps": "equal steps", "flops": "equal compute (FLOPs)", "seconds": "equal time (training seconds)"}
-TIME_COLUMN = "time/train_seconds"  # what bench.run.callbacks.CellMetrics logs at each validation
-
-
-def as_dict(record) -> dict:
-    """A record as a plain dict: dicts pass through; a typed record object gives its ``to_dict()``."""
-    if isinstance(record, dict):
-        return record
-    for name in ("to_dict", "as_dict", "model_dump"):
-        if hasattr(record, name):
-            return getattr(record, name)()
-    raise TypeError(f"not a record: {type(record).__name__}")
+__all__ = ["AXES", "AXIS_TITLES", "TIME_COLUMN", "cumulative", "parse_budget", "CellCurve", "cell_curve",
+           "interpolate", "GroupAt", "View", "view", "three_views", "Disagreement", "disagreements", "budget_text"]
 
 
 def parse_budget(text: str) -> tuple[str, float | None]:
@@ -80,47 +72,29 @@ class CellCurve:
         return getattr(self, axis)
 
 
-def cell_curve(record, curve: dict | None, column: str = "val/loss") -> CellCurve | None:
+def cell_curve(record: Record, curve: dict | None, column: str = "val/loss") -> CellCurve | None:
     """The validation points of an ok record, from its parsed metrics.csv (None without points)."""
-    r = as_dict(record)
-    if r.get("status") != "ok" or not curve or not curve.get(column):
+    if record.status != "ok" or not curve or not curve.get(column):
         return None
-    m = r.get("metrics") or {}
-    total = m.get("steps")
+    m = record.metrics
+    total = m.steps
     by_step: dict[int, tuple[int, float]] = {}
     for logged, loss in curve[column]:  # a repeated step (validation after fit) keeps the last value
-        by_step[_steps_done(logged, total)] = (logged, loss)
+        by_step[steps_done(logged, total)] = (logged, loss)
     if not by_step:
         return None
     steps = sorted(by_step)
     loss = [by_step[s][1] for s in steps]
-    accum = int(((r.get("config") or {}).get("train") or {}).get("grad_accum", 1) or 1)
-    fpb = m.get("flops_per_batch")
+    accum = int((record.config.get("train") or {}).get("grad_accum", 1) or 1)
+    fpb = m.flops_per_batch
     flops = [float(s) * accum * float(fpb) for s in steps] if fpb else None
-    tcol = next((c for c in (TIME_COLUMN, *TIME_COLUMNS) if c in curve), None)
-    seconds, estimated = None, False
-    if tcol is not None:
-        seconds = cumulative([v for _, v in curve[tcol]])
-        stamps = dict(zip((s for s, _ in curve[tcol]), seconds))
-        seconds = [stamps.get(by_step[s][0]) for s in steps]
-        if any(v is None for v in seconds):
-            seconds = None
-    if seconds is None and m.get("train_seconds") and total:
-        seconds, estimated = [float(m["train_seconds"]) * s / total for s in steps], True
-    return CellCurve(r["id"], [float(s) for s in steps], flops, seconds, loss, estimated)
-
-
-def cumulative(stamps: list[float]) -> list[float]:
-    """Training-seconds stamps made cumulative across resumes: a resumed run's clock restarts at 0,
-    so after a drop the last stamp before it is added to the rest (time lost to the interruption
-    itself is not counted)."""
-    out, offset, last = [], 0.0, None
-    for v in stamps:
-        if last is not None and v < last:
-            offset += last
-        out.append(v + offset)
-        last = v
-    return out
+    stamps = train_seconds(curve)
+    seconds, estimated = [stamps.get(by_step[s][0]) for s in steps], False
+    if not stamps or any(v is None for v in seconds):
+        seconds = None
+    if seconds is None and m.train_seconds and total:
+        seconds, estimated = [float(m.train_seconds) * s / total for s in steps], True
+    return CellCurve(record.id, [float(s) for s in steps], flops, seconds, loss, estimated)
 
 
 def interpolate(xs: list[float], ys: list[float], x: float) -> float | None:
@@ -163,8 +137,8 @@ class View:
 def curves_by_group(records, curves: dict) -> dict[tuple[str, str, str], list[CellCurve]]:
     """(scale, row label, norm) -> the validation curves of its ok cells."""
     out = {}
-    for key, recs in group_records([as_dict(r) for r in records]).items():
-        out[key] = [c for r in map(as_dict, recs) if (c := cell_curve(r, curves.get(r["id"]))) is not None]
+    for key, recs in group_records(records).items():
+        out[key] = [c for r in recs if (c := cell_curve(r, curves.get(r.id))) is not None]
     return out
 
 
@@ -234,7 +208,8 @@ def disagreements(views: dict[str, View]) -> list[Disagreement]:
         for i, a in enumerate(axes):
             for b in axes[i + 1:]:
                 both = [(r[a], r[b]) for r in ranks.values() if r[a] is not None and r[b] is not None]
-                if len(both) >= 2:
+                sps = scipy_stats()
+                if len(both) >= 2 and sps is not None:
                     tau = sps.kendalltau([p[0] for p in both], [p[1] for p in both]).statistic
                     taus[(a, b)] = None if tau is None or math.isnan(tau) else float(tau)
                 else:
