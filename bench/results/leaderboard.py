@@ -95,7 +95,7 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
         rows.append(row)
     rows.sort(key=lambda x: (x["status"] != "ok", x["val_ppl"] if x["val_ppl"] is not None else math.inf))
     for i, row in enumerate(rows, 1):  # an unfinished cell (failed, interrupted, oom, diverged) has no rank
-        row["rank"] = i if row["status"] == "ok" and row["val_ppl"] is not None else None
+        row["rank"] = i if row["status"] == "ok" else None
     return rows
 
 
