@@ -343,3 +343,60 @@ def test_real_nano_matrix_table_and_report_show_every_comparison(tmp_path, capsy
                     "Effective rank per FFN matrix", "Layer cosine similarity", "Validation loss with seed bands"):
         assert heading in text, heading
     assert text.count("<details>") == 6 and "nothing to plot" not in text.lower()
+
+
+# ---- budget views: who reached the budget, a budget no cell reaches, no rank change for a dropout -----
+
+def three_cells():
+    """a, b and c at 1 s a step; c is best at every step but stopped at 100 steps."""
+    recs = [record("a", loss=fast(200)), record("b", loss=fast(200) + 0.2), record("c", loss=fast(100) - 0.5,
+                                                                                   steps=100, train_seconds=100.0)]
+    curves = {recs[0].id: csv_curve([(s, fast(s)) for s in STEPS], 1.0),
+              recs[1].id: csv_curve([(s, fast(s) + 0.2) for s in STEPS], 1.0),
+              recs[2].id: csv_curve([(s, fast(s) - 0.5) for s in STEPS if s <= 100], 1.0)}
+    return recs, curves
+
+
+def test_a_cell_that_drops_out_of_a_view_moves_no_other_cells_rank():
+    from bench.results.compare_tables import rank_table
+
+    recs, curves = three_cells()
+    views = three_views(recs, curves, {"seconds": 150.0})
+    (d,) = disagreements(views)
+    assert d.ranks[("c", "pre")] == {"steps": 1, "flops": 1, "seconds": None}
+    assert d.ranks[("a", "pre")] == {"steps": 2, "flops": 2, "seconds": 1}  # c is gone at 150 s
+    assert d.changed == [] and d.dropped == {("c", "pre"): ["seconds"]}
+    rows, notes = rank_table(views)
+    by = {r[1]: r[-1] for r in rows}
+    assert by == {"a": "", "b": "", "c": "not reached at seconds"}
+    assert "no group changes rank" in notes[0]
+
+
+def test_table_says_which_cells_reached_the_budget():
+    from bench.results.leaderboard import to_markdown
+
+    recs, curves = three_cells()
+    md = to_markdown(recs, "m", curves=curves, at="seconds=150")
+    assert "At equal time (training seconds): 2 group(s) reached the budget with every seed; not reached by " \
+           "c / pre (nano: 0/1 seeds)." in md
+    assert "| nano | c | pre | 1 | 1 | - | not reached at seconds |" in md
+
+
+def test_a_budget_no_cell_reaches_is_refused_in_one_line(tmp_path, capsys):
+    from bench.cli import main
+
+    recs, curves = three_cells()
+    folder = tmp_path / "m"
+    for r in recs:
+        (folder / r.id).mkdir(parents=True)
+        (folder / r.id / "record.json").write_text(json.dumps(r.to_dict()))
+        rows = ["epoch,step,time/train_seconds,train/loss,val/loss"]
+        rows += [f"0,{s},{v_s},,{v}" for (s, v), (_, v_s) in zip(curves[r.id]["val/loss"],
+                                                                     curves[r.id]["time/train_seconds"])]
+        (folder / r.id / "metrics.csv").write_text("\n".join(rows) + "\n")
+    assert main(["table", str(folder), "--at", "flops=5e12"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--at flops=5e+12 is outside every cell's validation curve" in err
+    assert "steps 40 steps to 200 steps" in err and "flops 4e+10 FLOPs to 2e+11 FLOPs" in err
+    assert "seconds 40.0 s to 200.0 s" in err
+    assert main(["table", str(folder), "--format", "md", "--at", "flops=1e11"]) == 0

@@ -299,6 +299,7 @@ def to_markdown(records: list[Record], title: str, baseline=None, target: float 
     """The leaderboard as markdown: pivots, paired statistics, the equal steps / compute / time
     rankings (with ``curves``; ``at`` = 'flops=X' etc. adds the ranking at that budget), LR
     robustness (LR sweeps), every cell, notes."""
+    compare_tables.check_at(records, curves, resolve_at(at))
     lines = [f"# {title}", ""]
     piv = pivots(records, baseline)
     for scale, p in piv.items():
@@ -331,6 +332,7 @@ def to_csv(records: list[Record], target: float | None = None, curves: dict | No
 
 def render_rich(records: list[Record], console: Console, title: str, baseline=None, target: float | None = None,
                 curves: dict | None = None, at=None) -> None:
+    compare_tables.check_at(records, curves, resolve_at(at))
     for scale, p in pivots(records, baseline).items():
         t = Table(title=f"{title} - {_title(scale)}", title_justify="left")
         t.add_column("activation")

@@ -18,6 +18,7 @@ from .leaderboard import (fmt_cell, fmt_value, legend, long_columns, long_rows, 
                           resolve_at, resolve_baseline, warning_lines)
 from .plotting import figure as _figure, png as _png, rc as _rc
 from .records import Record, load_records, write_text
+from .compare_tables import check_at
 from .report_compare import figures_section, lr_section, paired_section, views_section
 from .moe_report import moe_section
 from .curves import load_curves, tokens_per_step
@@ -345,6 +346,7 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
     'flops=X' / 'seconds=Y' / 'steps=Z' sets that view's budget (default: the largest every cell reached)."""
     curves = curves or {}
     baseline = resolve_baseline(baseline)
+    check_at(records, curves, resolve_at(at))
     status = Counter(r.status for r in records)
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{_e(title)}: benchmark report</title>", f"<style>{CSS}</style></head><body>",

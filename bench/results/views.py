@@ -148,6 +148,44 @@ def default_budget(cells: list[CellCurve], axis: str) -> float | None:
     return min(ends) if ends and len(ends) == len(cells) else None
 
 
+def ranges(records, curves: dict) -> dict[str, tuple[float, float]]:
+    """axis -> (smallest first point, largest last point) over every ok cell's validation curve:
+    the budgets a view can be read at."""
+    out = {}
+    cells = [c for cs in curves_by_group(records, curves).values() for c in cs]
+    for axis in AXES:
+        xs = [c.xs(axis) for c in cells if c.xs(axis)]
+        if xs:
+            out[axis] = (min(x[0] for x in xs), max(x[-1] for x in xs))
+    return out
+
+
+def check_budget(records, curves: dict, at: tuple[str, float | None] | None) -> None:
+    """Refuse, in one line naming every view's range, a budget no cell's curve reaches."""
+    if not at or at[1] is None or not curves:
+        return
+    axis, budget = at
+    span = ranges(records, curves)
+    lo, hi = span.get(axis, (None, None))
+    if lo is not None and lo * (1 - 1e-9) <= budget <= hi * (1 + 1e-9):
+        return
+    where = "; ".join(f"{a} {budget_text(a, x0)} to {budget_text(a, x1)}" for a, (x0, x1) in span.items())
+    raise ValueError(f"--at {axis}={budget:g} is outside every cell's validation curve; the views can be read at: "
+                     f"{where or 'nothing (no validation curve)'}")
+
+
+def reached_note(v: View) -> str | None:
+    """Which groups reached the view's budget, and which did not (None when every group did)."""
+    short = [g for g in v.groups if g.n_total and g.n < g.n_total]
+    if not short:
+        return None
+    done = sum(1 for g in v.groups if g.n_total and g.n == g.n_total)
+    names = ", ".join(f"{g.group[0]} / {g.group[1]} ({g.scale}: {g.n}/{g.n_total} seeds)" for g in short)
+    return (f"At {AXIS_TITLES[v.axis]}: {done} group(s) reached the budget with every seed; not reached by "
+            f"{names}. A group that did not reach it is not ranked there, and no other group's rank change "
+            "is counted against it.")
+
+
 def view(records, curves: dict, axis: str, budget: float | None = None) -> View:
     """Every group's mean validation loss at the budget on ``axis`` (default: per scale, the largest
     budget all its cells reached), ranked within each scale."""
@@ -190,8 +228,31 @@ class Disagreement:
 
     @property
     def changed(self) -> list[tuple[str, str]]:
-        """Groups whose rank is not the same in every view that ranks them."""
-        return [g for g, r in self.ranks.items() if len({v for v in r.values() if v is not None}) > 1]
+        """Groups whose place differs between two views that both rank them, counted among the
+        groups both rank: a group dropping out of a view (budget not reached) moves nobody."""
+        axes = list(next(iter(self.ranks.values()), {}))
+        out = []
+        for g, r in self.ranks.items():
+            for i, a in enumerate(axes):
+                for b in axes[i + 1:]:
+                    if r[a] is None or r[b] is None:
+                        continue
+                    both = [h for h, q in self.ranks.items() if q[a] is not None and q[b] is not None]
+                    if sorted(both, key=lambda h: self.ranks[h][a]).index(g) != \
+                            sorted(both, key=lambda h: self.ranks[h][b]).index(g):
+                        out.append(g)
+                        break
+                else:
+                    continue
+                break
+        return out
+
+    @property
+    def dropped(self) -> dict[tuple[str, str], list[str]]:
+        """Group -> the views that rank some groups but not it (it did not reach their budget)."""
+        axes = list(next(iter(self.ranks.values()), {}))
+        ranked = {a for a in axes if any(r[a] is not None for r in self.ranks.values())}
+        return {g: miss for g, r in self.ranks.items() if (miss := [a for a in axes if a in ranked and r[a] is None])}
 
 
 def disagreements(views: dict[str, View]) -> list[Disagreement]:
