@@ -3,6 +3,7 @@ learning-rate robustness, on synthetic records whose answers are known."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,13 +13,14 @@ from scipy import stats as sps
 from bench.results.lr import lr_curves, lr_rows
 from bench.results.paired import (PAIRED, WELCH, bootstrap_ci, cohens_dz, compare, hedges_g, holm, paired_t,
                                   seed_noise, welch_t)
+from bench.results.records import Record
 from bench.results.stats import parse_curve
 from bench.results.views import (cell_curve, cumulative, disagreements, interpolate, parse_budget, three_views, view)
 
 
 def record(act, seed=0, loss=3.0, status="ok", steps=200, fpb=1e9, train_seconds=200.0, norm="pre", lr=3e-3,
            scale="nano", vocab=256, accum=1):
-    return {"id": f"{scale}-{act}-{norm}-lr{lr}-s{seed}", "scale": scale, "activation": act, "norm": norm,
+    return Record.from_dict({"id": f"{scale}-{act}-{norm}-lr{lr}-s{seed}", "scale": scale, "activation": act, "norm": norm,
             "seed": seed, "status": status,
             "metrics": ({"val_loss": loss, "val_ppl": math.exp(loss), "steps": steps, "tokens": steps * 64,
                          "flops_per_batch": fpb, "train_seconds": train_seconds} if status == "ok" else {"steps": 3}),
@@ -26,7 +28,7 @@ def record(act, seed=0, loss=3.0, status="ok", steps=200, fpb=1e9, train_seconds
             "config": {"seed": seed, "model": {"block_size": 8}, "train": {"batch_size": 8, "grad_accum": accum,
                                                                             "lr": lr},
                        "data": {"tokenizer": "bytes"}},
-            "started": f"2026-01-01T00:00:{seed:02d}"}
+            "started": f"2026-01-01T00:00:{seed:02d}"})
 
 
 def csv_curve(points, seconds_per_step=None) -> dict:
@@ -55,8 +57,8 @@ def slow(s):  # 0.1 nats better at every step, but twice the FLOPs and seconds p
 def two_cells():
     recs = [record("fast", loss=fast(200), fpb=1e9, train_seconds=200.0),
             record("slow", loss=slow(200), fpb=2e9, train_seconds=400.0)]
-    curves = {recs[0]["id"]: csv_curve([(s, fast(s)) for s in STEPS], 1.0),
-              recs[1]["id"]: csv_curve([(s, slow(s)) for s in STEPS], 2.0)}
+    curves = {recs[0].id: csv_curve([(s, fast(s)) for s in STEPS], 1.0),
+              recs[1].id: csv_curve([(s, slow(s)) for s in STEPS], 2.0)}
     return recs, curves
 
 
@@ -177,7 +179,7 @@ def test_compare_pairs_by_seed_falls_back_to_welch_and_warns_on_few_seeds():
     recs += [record("paired", seed=s, loss=v) for s, v in enumerate(A)]
     recs += [record("other", seed=10 + s, loss=v) for s, v in enumerate(A)]  # no shared seeds
     recs += [record("two", seed=s, loss=v + 0.01 * s) for s, v in enumerate(A[:2])]
-    recs = sorted(recs, key=lambda r: (r["activation"] != "base"))
+    recs = sorted(recs, key=lambda r: (r.activation != "base"))
     comps = {k[1]: c for k, c in compare(recs).items()}
     assert comps["base"].is_baseline and comps["base"].verdict == "baseline"
     p = comps["paired"]
@@ -300,6 +302,16 @@ def test_real_nano_matrix_table_and_report_show_every_comparison(tmp_path, capsy
     folder = tmp_path / "default"
     assert main(["table", str(folder), "--format", "md", "--at", "seconds"]) == 0
     md = capsys.readouterr().out
+    # 8 nano steps learn nothing beyond token frequencies: said in one line, and no cell is tested
+    assert "Not learned (every cell): 2 group(s)" in md and "likely too few steps (8 optimizer steps)" in md
+    assert "paired t (t=" not in md and "| not learned |" in md
+    for path in folder.glob("*/record.json"):  # as if a longer run had beaten the references
+        rec = json.loads(path.read_text())
+        rec["data"]["unigram_ppl"] = 1e6
+        path.write_text(json.dumps(rec))
+    assert main(["table", str(folder), "--format", "md", "--at", "seconds"]) == 0
+    md = capsys.readouterr().out
+    assert "Not learned" not in md
     assert "## Paired statistics against the baseline" in md and "paired t (t=" in md and "p_holm" in md
     assert "## Ranking at equal time (training seconds)" in md
     assert "## Rankings at equal steps, equal compute and equal time" in md
@@ -331,3 +343,60 @@ def test_real_nano_matrix_table_and_report_show_every_comparison(tmp_path, capsy
                     "Effective rank per FFN matrix", "Layer cosine similarity", "Validation loss with seed bands"):
         assert heading in text, heading
     assert text.count("<details>") == 6 and "nothing to plot" not in text.lower()
+
+
+# ---- budget views: who reached the budget, a budget no cell reaches, no rank change for a dropout -----
+
+def three_cells():
+    """a, b and c at 1 s a step; c is best at every step but stopped at 100 steps."""
+    recs = [record("a", loss=fast(200)), record("b", loss=fast(200) + 0.2), record("c", loss=fast(100) - 0.5,
+                                                                                   steps=100, train_seconds=100.0)]
+    curves = {recs[0].id: csv_curve([(s, fast(s)) for s in STEPS], 1.0),
+              recs[1].id: csv_curve([(s, fast(s) + 0.2) for s in STEPS], 1.0),
+              recs[2].id: csv_curve([(s, fast(s) - 0.5) for s in STEPS if s <= 100], 1.0)}
+    return recs, curves
+
+
+def test_a_cell_that_drops_out_of_a_view_moves_no_other_cells_rank():
+    from bench.results.compare_tables import rank_table
+
+    recs, curves = three_cells()
+    views = three_views(recs, curves, {"seconds": 150.0})
+    (d,) = disagreements(views)
+    assert d.ranks[("c", "pre")] == {"steps": 1, "flops": 1, "seconds": None}
+    assert d.ranks[("a", "pre")] == {"steps": 2, "flops": 2, "seconds": 1}  # c is gone at 150 s
+    assert d.changed == [] and d.dropped == {("c", "pre"): ["seconds"]}
+    rows, notes = rank_table(views)
+    by = {r[1]: r[-1] for r in rows}
+    assert by == {"a": "", "b": "", "c": "not reached at seconds"}
+    assert "no group changes rank" in notes[0]
+
+
+def test_table_says_which_cells_reached_the_budget():
+    from bench.results.leaderboard import to_markdown
+
+    recs, curves = three_cells()
+    md = to_markdown(recs, "m", curves=curves, at="seconds=150")
+    assert "At equal time (training seconds): 2 group(s) reached the budget with every seed; not reached by " \
+           "c / pre (nano: 0/1 seeds)." in md
+    assert "| nano | c | pre | 1 | 1 | - | not reached at seconds |" in md
+
+
+def test_a_budget_no_cell_reaches_is_refused_in_one_line(tmp_path, capsys):
+    from bench.cli import main
+
+    recs, curves = three_cells()
+    folder = tmp_path / "m"
+    for r in recs:
+        (folder / r.id).mkdir(parents=True)
+        (folder / r.id / "record.json").write_text(json.dumps(r.to_dict()))
+        rows = ["epoch,step,time/train_seconds,train/loss,val/loss"]
+        rows += [f"0,{s},{v_s},,{v}" for (s, v), (_, v_s) in zip(curves[r.id]["val/loss"],
+                                                                     curves[r.id]["time/train_seconds"])]
+        (folder / r.id / "metrics.csv").write_text("\n".join(rows) + "\n")
+    assert main(["table", str(folder), "--at", "flops=5e12"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--at flops=5e+12 is outside every cell's validation curve" in err
+    assert "steps 40 steps to 200 steps" in err and "flops 4e+10 FLOPs to 2e+11 FLOPs" in err
+    assert "seconds 40.0 s to 200.0 s" in err
+    assert main(["table", str(folder), "--format", "md", "--at", "flops=1e11"]) == 0

@@ -11,6 +11,7 @@ from bench.cli import main
 from bench.errors import ConfigError
 from bench.results.leaderboard import long_rows, pivots, to_markdown
 from bench.results.precision_report import fig_outliers, precision_html, summary_rows
+from bench.results.records import Record
 from bench.results.weights import has_weights, load_cell
 from bench.run.config import resolve
 from bench.run.matrix import Cell, cell_id
@@ -92,7 +93,7 @@ def test_precision_axis_trains_32_true_and_bf16_true_on_cpu(tmp_path, tiny_dm):
         for site in ("ffn_hidden", "ffn_out", "resid"):
             assert len(o["sites"][site]["max_abs"]) == 3 and len(o["sites"][site]["max_abs"][-1]) == 4
         assert has_weights(tmp_path / "p" / cell.id) and rec["weights"] == "weights"
-        records.append(json.loads((tmp_path / "p" / cell.id / "record.json").read_text()))
+        records.append(Record.from_dict(json.loads((tmp_path / "p" / cell.id / "record.json").read_text())))
     # the leaderboard: a precision column, and each precision its own pivot row
     rows = long_rows(records)
     assert sorted(r["precision"] for r in rows) == ["32-true", "bf16-true"]
@@ -103,7 +104,7 @@ def test_precision_axis_trains_32_true_and_bf16_true_on_cpu(tmp_path, tiny_dm):
     assert [r["precision"] for r in summary_rows(records)] == ["32-true", "bf16-true"]
     assert fig_outliers(records) and "Outliers under precision" in "".join(precision_html(records))
     # the bf16 cell's weights reload as float32 and still load into a Transformer
-    model, tok, meta = load_cell(tmp_path / "p" / records[1]["id"])
+    model, tok, meta = load_cell(tmp_path / "p" / records[1].id)
     assert meta["harness"]["run_config"]["train"]["precision"] == "bf16-true"
     assert tok.fingerprint == ByteTokenizer.fingerprint and next(model.parameters()).dtype == torch.float32
 

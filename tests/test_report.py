@@ -14,6 +14,7 @@ import pytest
 
 from bench.run.config import ConfigError
 from bench.commands import report as report_command
+from bench.results.records import Record
 from bench.results.report import render_html, write_report
 
 SCALES = {"nano": 10_000, "micro": 80_000}  # non-embedding parameters
@@ -66,7 +67,7 @@ def write_matrix(root: Path, with_probes: bool, scales=tuple(SCALES), seeds=(0, 
                         "config": {"seed": seed, "scale": scale, "model": {"block_size": 16},
                                    "train": {"batch_size": 4, "grad_accum": 1}, "data": {"tokenizer": "bytes"}},
                         "params": {"total": SCALES[scale] + 4096, "non_embedding": SCALES[scale]},
-                        "data": {"unigram_ppl": 27.2, "tokenizer_fingerprint": "677c5dd8aa"},
+                        "data": {"unigram_ppl": 60.0, "tokenizer_fingerprint": "677c5dd8aa"},
                         "metrics": {"val_loss": loss, "val_ppl": math.exp(loss), "ood_loss": loss + 0.2,
                                     "ood_ppl": math.exp(loss + 0.2), "train_loss": loss - 0.05,
                                     "tokens_per_sec": (3000.0 if act == "swiglu" else 1800.0)
@@ -188,7 +189,7 @@ def test_report_skips_missing_or_malformed_probes(tmp_path):
     probed[1]["probes"]["act_var"] = [[1.0], [1.0, 2.0]]  # ragged: that panel is skipped
     probed[1]["probes"]["layer_cosine"] = None
     recs.append({**recs[0], "id": "failed-cell", "status": "failed", "metrics": None, "probes": None})
-    text = render_html(recs, "synth")
+    text = render_html([Record.from_dict(r) for r in recs], "synth")
     parse(text)
     # no curves passed: the frontier, four comparisons of the probes (activation variance, GPAS gates,
     # effective rank, layer cosine), then two per probed cell

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from bench.run.config import ConfigError
+from bench.results.records import Record
 from bench.results.leaderboard import comparison_rows, long_rows, pivots, to_csv, to_markdown
 from bench.results.paired import welch_t as welch_test
 from bench.results.stats import (POWER_LAW, SATURATING, fit_power_law, fit_saturating, parse_baseline, parse_curve,
@@ -18,13 +19,13 @@ from bench.results.stats import (POWER_LAW, SATURATING, fit_power_law, fit_satur
 
 def rec(act="swiglu", norm="pre", seed=0, loss=3.0, scale="micro", status="ok", n_params=1000, tokens=10_000,
         steps=10, train_seconds=5.0):
-    return {"id": f"{scale}-{act}-{norm}-s{seed}", "scale": scale, "activation": act, "norm": norm, "seed": seed,
+    return Record.from_dict({"id": f"{scale}-{act}-{norm}-s{seed}", "scale": scale, "activation": act, "norm": norm, "seed": seed,
             "status": status,
             "metrics": {"val_loss": loss, "val_ppl": math.exp(loss), "tokens": tokens, "steps": steps,
                         "train_seconds": train_seconds, "tokens_per_sec": 1000.0} if status == "ok" else {},
             "params": {"total": n_params + 100, "non_embedding": n_params},
             "config": {"seed": seed, "model": {"block_size": 10}, "train": {"batch_size": 100, "grad_accum": 1},
-                       "data": {"tokenizer": "bytes"}}}
+                       "data": {"tokenizer": "bytes"}}})
 
 
 # ---- confidence intervals -----------------------------------------------------------------------
@@ -129,7 +130,7 @@ def test_parse_curve_sparse_rows():
 
 def test_time_to_target_from_the_curve():
     r = rec(tokens=30 * 100 * 10, steps=30, train_seconds=12.0)
-    r["config"]["train"]["grad_accum"] = 2  # metrics.tokens / steps wins over the config when present
+    r.config["train"]["grad_accum"] = 2  # metrics.tokens / steps wins over the config when present
     c = parse_curve(CURVE)
     t = time_to_target(r, c, 3.0)  # first val <= 3.0: logged step 19 = 20 steps done
     assert t.reached and t.step == 20 and t.loss == 2.8
@@ -138,12 +139,12 @@ def test_time_to_target_from_the_curve():
     assert time_to_target(r, c, 3.5).tokens == 10 * 1000
     assert not time_to_target(r, c, 2.0).reached and time_to_target(r, c, 2.0).tokens is None
     assert not time_to_target(r, None, 3.0).reached
-    del r["metrics"]["tokens"]  # from the config: batch_size * block_size * grad_accum
+    r.metrics.tokens = None  # from the config: batch_size * block_size * grad_accum
     assert time_to_target(r, c, 3.0).tokens == 20 * 100 * 10 * 2
 
 
 def test_time_to_target_uses_a_time_column_when_there_is_one():
-    text = CURVE.replace("val/ppl\n", "val/ppl,train/seconds\n", 1)
+    text = CURVE.replace("val/ppl\n", "val/ppl,time/train_seconds\n", 1)
     lines = text.splitlines()
     lines = [lines[0]] + [ln + f",{float(i)}" for i, ln in enumerate(lines[1:], 1)]
     t = time_to_target(rec(steps=30), parse_curve("\n".join(lines)), 3.0)
@@ -152,14 +153,14 @@ def test_time_to_target_uses_a_time_column_when_there_is_one():
 
 def test_long_table_time_to_target_column():
     r = rec(tokens=30 * 1000, steps=30, train_seconds=12.0)
-    rows = long_rows([r], target=3.0, curves={r["id"]: parse_curve(CURVE)})
+    rows = long_rows([r], target=3.0, curves={r.id: parse_curve(CURVE)})
     assert rows[0]["tokens_to_target"] == 20_000 and rows[0]["seconds_to_target"] == pytest.approx(8.0)
-    md = to_markdown([r], "m", target=3.0, curves={r["id"]: parse_curve(CURVE)})
+    md = to_markdown([r], "m", target=3.0, curves={r.id: parse_curve(CURVE)})
     assert "tokens_to_target | seconds_to_target |" in md and "| 20,000 | ~8 |" in md
-    assert "not reached" in to_markdown([r], "m", target=1.0, curves={r["id"]: parse_curve(CURVE)})
+    assert "not reached" in to_markdown([r], "m", target=1.0, curves={r.id: parse_curve(CURVE)})
     assert "no curve" in to_markdown([r], "m", target=1.0, curves={})
     assert "tokens_to_target" not in to_markdown([r], "m")
-    assert to_csv([r], target=3.0, curves={r["id"]: parse_curve(CURVE)}).splitlines()[1].endswith(",20000,8.0")
+    assert to_csv([r], target=3.0, curves={r.id: parse_curve(CURVE)}).splitlines()[1].endswith(",20000,8.0")
 
 
 # ---- scaling fits -------------------------------------------------------------------------------
@@ -219,14 +220,17 @@ def test_pareto_front():
 
 def test_pivot_order_and_default_baseline_follow_the_run_not_the_folder_names():
     """load_records sorts by folder name (gelu before swiglu); the pivot and its default baseline
-    follow the order the cells were run in, and the order named on the command line first."""
+    follow the order the cells were run in, and the matrix order the runner recorded first."""
     recs = [rec("gelu", "pre", s, 2.9 + s / 100) for s in range(2)] + [rec("swiglu", "pre", s, 3.0 + s / 100)
                                                                         for s in range(2)]
     for i, r in enumerate(recs):
-        r["started"] = f"2026-01-01T00:00:0{(i + 2) % 4}"  # swiglu cells started first
+        r.started = f"2026-01-01T00:00:0{(i + 2) % 4}"  # swiglu cells started first
     p = pivots(recs)["micro"]
     assert p["rows"] == ["swiglu", "gelu"] and p["baseline"] == ("swiglu", "pre")
     assert p["comparisons"][("gelu", "pre")].mark == "*"
+    for r in recs:  # the command line is not read: the results layer does not depend on CLI spelling
+        r.command = ["bench", "run", "--activation", "gelu,swiglu", "--norm", "pre"]
+    assert pivots(recs)["micro"]["rows"] == ["swiglu", "gelu"]
     for r in recs:
-        r["command"] = ["bench", "run", "--activation", "gelu,swiglu", "--norm", "pre"]
+        r.extra["axis_order"] = {"scale": ["micro"], "activation": ["gelu", "swiglu"], "norm": ["pre"]}
     assert pivots(recs)["micro"]["rows"] == ["gelu", "swiglu"]

@@ -10,6 +10,7 @@ import torch
 from bench.run.callbacks import flops_per_batch, steady_state
 from bench.run.config import resolve
 from bench.results.leaderboard import long_rows, pivots, to_csv, to_markdown
+from bench.results.records import Record
 from bench.run.matrix import Cell, cell_id
 from bench.run.module import LMModule, cosine_with_warmup, lm_loss, param_groups
 from bench.run.runner import RunOptions, train_cell
@@ -147,11 +148,11 @@ def test_gpas_gate_clip_bounds_the_joint_gate_gradient():
 
 
 def _record(act, norm, seed, ppl, status="ok"):
-    return {"id": f"{act}-{norm}-{seed}", "scale": "micro", "activation": act, "norm": norm, "seed": seed,
+    return Record.from_dict({"id": f"{act}-{norm}-{seed}", "scale": "micro", "activation": act, "norm": norm, "seed": seed,
             "status": status, "metrics": {"val_ppl": ppl, "tokens_per_sec": 1000.0, "mfu": 0.1,
                                           "peak_memory_bytes": 2**20},
             "params": {"total": 10, "non_embedding": 5}, "config": {"data": {"tokenizer": "bytes"}},
-            "data": {"unigram_ppl": 30.0, "tokenizer_fingerprint": "abcdef123"}}
+            "data": {"unigram_ppl": 30.0, "tokenizer_fingerprint": "abcdef123"}})
 
 
 def test_leaderboard_pivot_mean_std_and_order():
@@ -196,8 +197,8 @@ def test_final_validation_runs_at_the_last_step_with_accumulation(tmp_path, tiny
 def test_pivot_pools_only_seed_repeats():
     a, b, c = _record("swiglu", "pre", 0, 10.0), _record("swiglu", "pre", 1, 12.0), _record("swiglu", "pre", 0, 5.0)
     for r, compiled, seed in ((a, False, 0), (b, False, 1), (c, True, 0)):
-        r["config"] = {"seed": seed, "train": {"compile": compiled}, "data": {"tokenizer": "bytes"}}
-    c["id"] = "compiled"
+        r.config = {"seed": seed, "train": {"compile": compiled}, "data": {"tokenizer": "bytes"}}
+    c.id = "compiled"
     p = pivots([a, b, c])["micro"]
     assert p["cells"][("swiglu [train.compile=False]", "pre")].n == 2
     assert p["cells"][("swiglu [train.compile=True]", "pre")].mean == 5.0

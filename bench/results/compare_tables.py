@@ -9,7 +9,9 @@ import math
 from .lr import LR_COLUMNS, LR_LEGEND, lr_curves, lr_rows
 from .paired import LEGEND as PAIRED_LEGEND
 from .paired import Paired, compare
-from .views import AXES, AXIS_TITLES, View, budget_text, disagreements, three_views, view
+from ..errors import ConfigError
+from .views import (AXES, AXIS_TITLES, View, budget_text, check_budget, disagreements, reached_note, three_views,
+                    view)
 
 PAIRED_COLUMNS = ("scale", "activation", "norm", "n", "delta_loss", "ci95", "seed_sd", "effect", "test", "p",
                   "p_holm", "result")
@@ -79,8 +81,9 @@ def rank_table(views: dict[str, View]) -> tuple[list[list[str]], list[str]]:
     rows, notes = [], []
     for d in disagreements(views):
         for g, r in d.ranks.items():
+            dropped = d.dropped.get(g)
             rows.append([d.scale, g[0], g[1], *(str(r[a]) if r.get(a) else "-" for a in AXES),
-                         "yes" if g in d.changed else ""])
+                         "yes" if g in d.changed else (f"not reached at {', '.join(dropped)}" if dropped else "")])
         budgets = "; ".join(f"{AXIS_TITLES[a]} at {budget_text(a, views[a].budgets[d.scale])}"
                             for a in AXES if d.scale in views[a].budgets)
         winners = {a: w for a, w in d.winners.items() if w}
@@ -107,6 +110,14 @@ def views_for(records, curves: dict, at: tuple[str, float | None] | None = None)
     """The three views (``at`` = (axis, budget) overrides that axis's default budget)."""
     budgets = {at[0]: at[1]} if at else {}
     return three_views(records, curves, budgets)
+
+
+def check_at(records, curves: dict | None, at) -> None:
+    """A budget no cell reaches is a ConfigError, raised before any table is printed."""
+    try:
+        check_budget(records, curves or {}, at)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def lr_table(records) -> tuple[list[list[str]], list]:
@@ -141,6 +152,7 @@ def markdown_sections(records, curves: dict | None, baseline=None,
             v = views[at[0]]
             lines += [f"## Ranking at {AXIS_TITLES[at[0]]}", "",
                       *markdown_table(VIEW_COLUMNS, view_table(v, views["steps"])), ""]
+            lines += [n, ""] if (n := reached_note(v)) else []
         rows, notes = rank_table(views)
         lines += ["## Rankings at equal steps, equal compute and equal time", "",
                   *markdown_table(RANK_COLUMNS, rows), "", *notes, "", VIEWS_LEGEND, ""]
@@ -173,7 +185,8 @@ def render_rich(records, curves: dict | None, console, title: str, baseline=None
     if curves:
         views = views_for(records, curves, at)
         if at:
-            show(f"ranking at {AXIS_TITLES[at[0]]}", VIEW_COLUMNS, view_table(views[at[0]], views["steps"]))
+            show(f"ranking at {AXIS_TITLES[at[0]]}", VIEW_COLUMNS, view_table(views[at[0]], views["steps"]),
+                 [n] if (n := reached_note(views[at[0]])) else [])
         rows, notes = rank_table(views)
         show("rankings at equal steps / compute / time", RANK_COLUMNS, rows, notes)
     rows, _ = lr_table(records)
@@ -183,4 +196,4 @@ def render_rich(records, curves: dict | None, console, title: str, baseline=None
 
 __all__ = ["PAIRED_COLUMNS", "VIEW_COLUMNS", "RANK_COLUMNS", "paired_table", "view_table", "rank_table", "lr_table",
            "few_seed_warning", "views_for", "markdown_sections", "render_rich", "markdown_table", "VIEWS_LEGEND",
-           "view"]
+           "view", "check_at"]

@@ -110,13 +110,12 @@ def eval_matrix(folder: Path, tasks: list[str], tm, *, limit=None, batch_size=16
     records, _ = load_records(folder)
     todo, no_weights = [], []
     for r in records:
-        r = r.to_dict()
-        cdir = cell_dir(folder.parent, folder.name, r["id"])
-        if r["status"] != "ok":
+        cdir = cell_dir(folder.parent, folder.name, r.id)
+        if r.status != "ok":
             continue
         if not has_weights(cdir):
-            no_weights.append(r["id"])
-        elif force or not all(t in (r.get("eval") or {}) for t in tasks):
+            no_weights.append(r.id)
+        elif force or not all(t in (r.extra.get("eval") or {}) for t in tasks):
             todo.append((r, cdir))
     meta = {"lm_eval_version": lm_eval.__version__, "limit": limit, "num_fewshot": num_fewshot, "device": device,
             "evaluated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -126,6 +125,6 @@ def eval_matrix(folder: Path, tasks: list[str], tm, *, limit=None, batch_size=16
         for r, cdir in todo:
             scores = evaluate_cell(cdir, tasks, tm, limit, batch_size, device, num_fewshot)
             fresh, _ = read_record(cdir / "record.json")  # re-read: never overwrite a newer record
-            write_json(cdir / "record.json", add_eval(fresh.to_dict() if fresh is not None else r, scores, meta))
+            write_json(cdir / "record.json", add_eval((fresh or r).to_dict(), scores, meta))
             progress.advance(bar)
     return load_records(folder)[0], no_weights

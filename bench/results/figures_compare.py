@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from .plotting import figure, png, rc
-from .stats import group_records, run_order, tokens_per_step
-from .views import as_dict
+from .curves import tokens_per_step
+from .grouping import group_records, run_order
 
 MAX_PANELS = 8  # per row of panels; the rest are named in the figure's note, not drawn
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)))
@@ -33,8 +33,8 @@ def _palette(names):
 
 def _by(records, *keys) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = {}
-    for r in map(as_dict, run_order(records)):
-        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    for r in run_order(records):
+        out.setdefault(tuple(getattr(r, k) for k in keys), []).append(r)
     return out
 
 
@@ -52,13 +52,13 @@ def _final(pr: dict, key: str):
 
 
 def _order(records, key):
-    return list(dict.fromkeys(as_dict(r)[key] for r in run_order(records)))
+    return list(dict.fromkeys(getattr(r, key) for r in run_order(records)))
 
 
 def fig_act_var_by_scheme(records) -> str | None:
     """Per-layer activation variance at the last probe sample; panels: scale x activation."""
     groups = {k: m for k, recs in _by(records, "scale", "activation", "norm").items()
-              if (m := _mean_rows([_final(r.get("probes"), "act_var") for r in recs])) is not None}
+              if (m := _mean_rows([_final(r.probes, "act_var") for r in recs])) is not None}
     if not groups:
         return None
     scales = list(dict.fromkeys(k[0] for k in groups))
@@ -90,7 +90,7 @@ def fig_gpas_gates(records) -> str | None:
     import matplotlib
     panels = {}
     for (scale, act, norm), recs in _by(records, "scale", "activation", "norm").items():
-        prs = [r.get("probes") or {} for r in recs if (r.get("probes") or {}).get("gpas_gate")]
+        prs = [r.probes or {} for r in recs if (r.probes or {}).get("gpas_gate")]
         if not prs:
             continue
         n = min(len(p["gpas_gate"]) for p in prs)
@@ -134,7 +134,7 @@ def fig_effective_rank(records) -> str | None:
     panels: scale x matrix kind (gate, up, down)."""
     data = {}
     for (scale, act, norm), recs in _by(records, "scale", "activation", "norm").items():
-        ranks = [(r.get("probes") or {}).get("effective_rank") or {} for r in recs]
+        ranks = [(r.probes or {}).get("effective_rank") or {} for r in recs]
         ranks = [x for x in ranks if x]
         if not ranks:
             continue
@@ -175,7 +175,7 @@ def fig_layer_cosine(records) -> str | None:
     mats = {}
     for key, recs in _by(records, "scale", "activation", "norm").items():
         m = _mean_rows([np.asarray(c, float).ravel() for r in recs
-                        if (c := (r.get("probes") or {}).get("layer_cosine"))])
+                        if (c := (r.probes or {}).get("layer_cosine"))])
         if m is not None:
             side = int(round(np.sqrt(m.size)))
             if side * side == m.size:
@@ -205,12 +205,9 @@ def fig_layer_cosine(records) -> str | None:
 def fig_loss_bands(records, curves: dict, column: str = "val/loss") -> str | None:
     """Validation loss against tokens, a line per group (mean over seeds at the shared validation
     steps) with a min-max band over seeds; a panel per scale."""
-    records = [as_dict(r) for r in records]
     lines = {}
     for (scale, row, norm), recs in group_records(records).items():
-        recs = [as_dict(r) for r in recs]
-        pts = [dict(curves[r["id"]][column]) for r in recs if r.get("status") == "ok"
-               and column in (curves.get(r["id"]) or {})]
+        pts = [dict(curves[r.id][column]) for r in recs if r.status == "ok" and column in (curves.get(r.id) or {})]
         if not pts:
             continue
         steps = sorted(set.intersection(*(set(p) for p in pts)))

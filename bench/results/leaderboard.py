@@ -14,11 +14,14 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from .downstream import eval_columns, eval_markdown, eval_tasks
-from .records import Record, as_record, write_text
+from .records import Record, write_text
 from . import compare_tables
+from .curves import load_curves, time_to_target
+from .grouping import baseline_groups, cell_order, group_records, parse_baseline, row_labels
+from .learned import not_learned_note, warmup_warning
 from .paired import PAIRED, Paired, compare
-from .stats import (Summary, baseline_groups, cell_order, final_val_ppl, group_records, load_curves, parse_baseline,
-                    row_labels, summarize, time_to_target)
+from .sci import NEEDS_SCIPY, have_scipy
+from .summary import Summary, final_val_ppl, summarize
 from .views import parse_budget
 
 MARK_LEGEND = ("* / †: final validation loss significantly lower / higher than the baseline cell of the same scale "
@@ -39,7 +42,7 @@ TARGET_COLUMNS = ("tokens_to_target", "seconds_to_target")
 
 def domain_columns(records: list[Record] | None) -> tuple[str, ...]:
     """'<name>_ppl' of every data.eval domain beyond val/ood, in first-seen order."""
-    names = [n for r in as_records(records or []) for n in r.data.get("eval", []) if n not in ("val", "ood")]
+    names = [n for r in (records or []) for n in r.data.get("eval", []) if n not in ("val", "ood")]
     return tuple(f"{n}_ppl" for n in dict.fromkeys(names))
 
 
@@ -68,7 +71,7 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
     metrics.csv), None when not reached, 'target_reached' None when there is no curve."""
     rows = []
     tasks = eval_tasks(records)
-    for r in as_records(records):
+    for r in records:
         m = r.metrics
         row = {
             "id": r.id, "scale": r.scale, "activation": r.activation, "norm": r.norm, "seed": r.seed,
@@ -91,14 +94,14 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
                        target_reached=ttt.reached if curve else None)
         rows.append(row)
     rows.sort(key=lambda x: (x["status"] != "ok", x["val_ppl"] if x["val_ppl"] is not None else math.inf))
-    for i, row in enumerate(rows, 1):
-        row["rank"] = i
+    for i, row in enumerate(rows, 1):  # an unfinished cell (failed, interrupted, oom, diverged) has no rank
+        row["rank"] = i if row["status"] == "ok" else None
     return rows
 
 
 def plugin_mark(record: Record) -> str | None:
     """'name@sha256[:8]' of each plugin part the cell used (record.plugins['parts']), None for built-ins."""
-    parts = (as_record(record).plugins.get("parts") or {}).values()
+    parts = (record.plugins.get("parts") or {}).values()
     return ", ".join(f"{p['name']}@{str(p.get('sha256'))[:8]}" for p in parts) or None
 
 
@@ -113,7 +116,6 @@ def pivots(records: list[Record], baseline=None) -> dict[str, dict]:
     validation PPL over ok seeds}, 'baseline': (row, norm) or None, 'comparisons': {(row, norm):
     Paired comparison against the baseline (bench.results.paired: paired t or Welch, Holm-adjusted)}}.
     ``baseline``: None (first row x first column of each scale), (act, norm) or 'ACT:NORM'."""
-    records = as_records(records)
     base = resolve_baseline(baseline)
     try:
         bases = baseline_groups(records, base) if records else {}
@@ -195,7 +197,7 @@ def comparison_rows(records: list[Record], baseline=None) -> list[dict]:
 def unigram_reference(records: list[Record]) -> dict[str, float]:
     """The 'learned nothing' PPL per tokenizer fingerprint (one value per distinct validation text)."""
     refs = {}
-    for r in as_records(records):
+    for r in records:
         d = r.data
         if d.get("unigram_ppl") is not None:
             tok = (r.config.get("data") or {}).get("tokenizer", "?")
@@ -269,7 +271,6 @@ def notes(records: list[Record], target: float | None = None) -> list[str]:
     for name, ppl in unigram_reference(records).items():
         lines.append(f"Reference: unigram PPL of the validation text under tokenizer {name}: {ppl:.3f} "
                      "(what a model that learned nothing but token frequencies scores).")
-    records = as_records(records)
     basis = {r.metrics.mfu_basis for r in records} - {None}
     mem = {r.metrics.peak_memory_basis for r in records} - {None}
     if basis:
@@ -282,6 +283,13 @@ def notes(records: list[Record], target: float | None = None) -> list[str]:
     return lines
 
 
+def warning_lines(records: list[Record]) -> list[str]:
+    """What may mislead a reader, one line each: statistics that need scipy, groups that have not
+    learned beyond token frequencies (with the likely cause), a warmup longer than a quarter of the run."""
+    lines = [] if have_scipy() else [NEEDS_SCIPY]
+    return lines + [w for w in (not_learned_note(group_records(records)), warmup_warning(records)) if w]
+
+
 def _title(scale: str) -> str:
     return f"{scale}: final validation PPL (mean ± 95% CI over seeds)"
 
@@ -291,6 +299,7 @@ def to_markdown(records: list[Record], title: str, baseline=None, target: float 
     """The leaderboard as markdown: pivots, paired statistics, the equal steps / compute / time
     rankings (with ``curves``; ``at`` = 'flops=X' etc. adds the ranking at that budget), LR
     robustness (LR sweeps), every cell, notes."""
+    compare_tables.check_at(records, curves, resolve_at(at))
     lines = [f"# {title}", ""]
     piv = pivots(records, baseline)
     for scale, p in piv.items():
@@ -300,6 +309,7 @@ def to_markdown(records: list[Record], title: str, baseline=None, target: float 
             lines.append(f"| {act} | " + " | ".join(pivot_cell(p["cells"].get((act, n)), p["comparisons"].get((act, n)))
                                                    for n in p["cols"]) + " |")
         lines += ["", legend(p, scale), ""]
+    lines += [w for line in warning_lines(records) for w in (line, "")]
     lines += compare_tables.markdown_sections(records, curves, baseline, resolve_at(at))
     cols = long_columns(target, records)
     lines += ["## All cells by validation PPL", "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
@@ -322,6 +332,7 @@ def to_csv(records: list[Record], target: float | None = None, curves: dict | No
 
 def render_rich(records: list[Record], console: Console, title: str, baseline=None, target: float | None = None,
                 curves: dict | None = None, at=None) -> None:
+    compare_tables.check_at(records, curves, resolve_at(at))
     for scale, p in pivots(records, baseline).items():
         t = Table(title=f"{title} - {_title(scale)}", title_justify="left")
         t.add_column("activation")
@@ -331,6 +342,8 @@ def render_rich(records: list[Record], console: Console, title: str, baseline=No
             t.add_row(act, *(pivot_cell(p["cells"].get((act, n)), p["comparisons"].get((act, n))) for n in p["cols"]))
         console.print(t)
         console.print(legend(p, scale), highlight=False)
+    for line in warning_lines(records):
+        console.print(line, style="yellow", highlight=False)
     compare_tables.render_rich(records, curves, console, title, baseline, resolve_at(at))
     t = Table(title=f"{title}: all cells by validation PPL", title_justify="left")
     hidden = ("id", "val_loss", "train_loss", "params_non_embedding") + (
@@ -347,16 +360,11 @@ def render_rich(records: list[Record], console: Console, title: str, baseline=No
         console.print(notes(records, target)[-1], highlight=False)
 
 
-def as_records(records) -> list[Record]:
-    return [as_record(r) for r in records]
-
-
 def write_tables(folder: Path, records: list[Record], title: str, baseline=None, target: float | None = None,
                  console: Console | None = None, at=None) -> list[Path]:
     """leaderboard.md and leaderboard.csv in ``folder`` (time-to-target read from the curves there).
     Never replaces a leaderboard listing cells the new one lacks (a record damaged or deleted since):
     the new tables go beside it as leaderboard.new.{md,csv}, with a message."""
-    records = as_records(records)
     curves = load_curves(folder)  # the views and time-to-target read the validation curves
     md, cv = Path(folder) / "leaderboard.md", Path(folder) / "leaderboard.csv"
     lost = previous_ids(cv) - {r.id for r in records}

@@ -22,36 +22,37 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .stats import _flat, final_val_loss, run_order
-from .views import as_dict
+from .grouping import _flat, run_order
+from .records import Record
+from .summary import final_val_loss
 
 LR_KEY = "train.lr"
 
 
-def record_lr(r: dict) -> float | None:
-    lr = ((r.get("config") or {}).get("train") or {}).get("lr")
+def record_lr(r: Record) -> float | None:
+    lr = (r.config.get("train") or {}).get("lr")
     return float(lr) if lr is not None else None
 
 
-def init_loss(r: dict) -> float | None:
+def init_loss(r: Record) -> float | None:
     """ln V: the loss of the uniform prediction, V from the record's data (or model) section."""
-    v = (r.get("data") or {}).get("vocab_size") or ((r.get("config") or {}).get("model") or {}).get("vocab_size")
+    v = r.data.get("vocab_size") or (r.config.get("model") or {}).get("vocab_size")
     return math.log(v) if v else None
 
 
-def lr_labels(records: list[dict]) -> dict[str, str]:
+def lr_labels(records: list[Record]) -> dict[str, str]:
     """Record id -> its row label without the LR: the activation plus any config field other than
     the seed and the LR that differs between cells of the same scale, activation and scheme."""
     groups = defaultdict(list)
     for r in records:
-        groups[(r["scale"], r["activation"], r["norm"])].append(r)
+        groups[(r.scale, r.activation, r.norm)].append(r)
     labels = {}
     for recs in groups.values():
-        flats = [_flat(r.get("config") or {}) for r in recs]
+        flats = [_flat(r.config) for r in recs]
         varying = sorted({k for f in flats for k in f
                           if k not in ("seed", LR_KEY) and len({repr(g.get(k)) for g in flats}) > 1})
         for r, f in zip(recs, flats):
-            labels[r["id"]] = r["activation"] + "".join(f" [{k}={f.get(k)}]" for k in varying)
+            labels[r.id] = r.activation + "".join(f" [{k}={f.get(k)}]" for k in varying)
     return labels
 
 
@@ -103,13 +104,12 @@ class LRCurve:
 
 def lr_curves(records) -> list[LRCurve]:
     """One LRCurve per (scale, activation label, norm) present at 2 or more learning rates."""
-    records = [as_dict(r) for r in records]
     labels = lr_labels(records)
-    by: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in map(as_dict, run_order(records)):
+    by: dict[tuple, dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    for r in run_order(records):
         lr = record_lr(r)
         if lr is not None:
-            by[(r["scale"], labels[r["id"]], r["norm"])][lr].append(r)
+            by[(r.scale, labels[r.id], r.norm)][lr].append(r)
     out = []
     for (scale, row, norm), per_lr in by.items():
         if len(per_lr) < 2:
@@ -118,14 +118,14 @@ def lr_curves(records) -> list[LRCurve]:
         l0 = l0s[0] if l0s else None
         curve = LRCurve(scale, (row, norm), l0)
         for lr in sorted(per_lr):
-            recs = [r for r in per_lr[lr] if r.get("status") in ("ok", "diverged")]
-            losses = [final_val_loss(r) if r["status"] == "ok" else None for r in recs]
+            recs = [r for r in per_lr[lr] if r.status in ("ok", "diverged")]
+            losses = [final_val_loss(r) if r.status == "ok" else None for r in recs]
             losses = [v if v is not None and math.isfinite(v) else None for v in losses]
             capped = [l0 if v is None else (min(v, l0) if l0 is not None else v) for v in losses]
             value = statistics.fmean(capped) if capped and all(c is not None for c in capped) else None
-            trains = bool(recs) and all(r["status"] == "ok" for r in recs) and all(
+            trains = bool(recs) and all(r.status == "ok" for r in recs) and all(
                 v is not None and (l0 is None or v < l0) for v in losses)
-            curve.points.append(LRPoint(lr, value, losses, [r["status"] for r in per_lr[lr]], trains))
+            curve.points.append(LRPoint(lr, value, losses, [r.status for r in per_lr[lr]], trains))
         out.append(curve)
     return out
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .records import Record, as_record
+from .records import Record
 
 DPI = 80
 
@@ -109,7 +109,7 @@ def _summary(rec: Record) -> str:
 
 def moe_section(records: list[Record]) -> list[str]:
     """HTML parts for every record with routing statistics (none: no section)."""
-    cells = [r for r in map(as_record, records) if r.moe and r.moe.get("steps")]
+    cells = [r for r in records if r.moe and r.moe.get("steps")]
     if not cells:
         return []
     parts = ["<h2>Mixture of experts: routing</h2>",

@@ -24,17 +24,21 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
-from .stats import ALPHA, baseline_groups, final_val_loss, group_records, parse_baseline
-from .views import as_dict
+from .learned import learned
+from .grouping import baseline_groups, group_records, parse_baseline
+from .records import Record
+from .sci import scipy_stats
+from .summary import ALPHA, final_val_loss
 
 BOOTSTRAP = 10_000
 MIN_SEEDS = 3
 PAIRED, WELCH = "paired t", "Welch t"
+NOT_LEARNED = "not learned"
 
 
 @dataclass(frozen=True)
@@ -46,32 +50,34 @@ class Test:
 
 
 def paired_t(a, b) -> Test | None:
-    """Two-sided paired t-test of a[i] - b[i]; None with < 2 pairs or all differences 0. Every pair
-    differing by the same nonzero amount gives t = +-inf, p = 0, as scipy's ttest_rel does."""
+    """Two-sided paired t-test of a[i] - b[i] (scipy.stats.ttest_rel); None with < 2 pairs or all
+    differences 0. Every pair differing by the same nonzero amount gives t = +-inf, p = 0."""
     d = np.asarray(a, float) - np.asarray(b, float)
-    n = len(d)
-    if n < 2:
+    if len(d) < 2 or not np.any(d):
         return None
-    sd = float(np.std(d, ddof=1))
-    if sd == 0:
-        mean = float(np.mean(d))
-        return None if mean == 0 else Test(PAIRED, math.copysign(math.inf, mean), n - 1, 0.0)
-    t = float(np.mean(d)) / (sd / math.sqrt(n))
-    return Test(PAIRED, t, n - 1, float(2 * sps.t.sf(abs(t), n - 1)))
+    from scipy.stats import ttest_rel
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nearly identical pairs: scipy warns, the p stands
+        r = ttest_rel(np.asarray(a, float), np.asarray(b, float))
+    return Test(PAIRED, float(r.statistic), len(d) - 1, float(r.pvalue))
 
 
 def welch_t(a, b) -> Test | None:
-    """Two-sided Welch's unequal-variance t-test; None with < 2 values in a group or no variance."""
+    """Two-sided Welch's unequal-variance t-test (scipy.stats.ttest_ind, equal_var=False); None
+    with < 2 values in a group or no variance in either."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or len(b) < 2:
         return None
     va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    se2 = float(va + vb)
-    if se2 <= 0:
+    if va + vb <= 0:
         return None
-    t = float(np.mean(a) - np.mean(b)) / math.sqrt(se2)
-    dof = se2 ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return Test(WELCH, t, float(dof), float(2 * sps.t.sf(abs(t), dof)))
+    from scipy.stats import ttest_ind
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = ttest_ind(a, b, equal_var=False)
+    return Test(WELCH, float(r.statistic), float(r.df), float(r.pvalue))
 
 
 def cohens_dz(a, b) -> float | None:
@@ -96,21 +102,24 @@ def hedges_g(a, b) -> float | None:
 
 def bootstrap_ci(a, b, paired: bool, confidence: float = 0.95, resamples: int = BOOTSTRAP,
                  seed: int = 0) -> tuple[float, float] | None:
-    """Percentile bootstrap CI of mean(a - b) (paired) or mean(a) - mean(b) (unpaired)."""
+    """Percentile bootstrap CI of mean(a - b) (paired) or mean(a) - mean(b) (unpaired, each group
+    resampled on its own), by scipy.stats.bootstrap with a fixed generator seed: reruns print the
+    same interval."""
+    from scipy.stats import bootstrap
+
     a, b = np.asarray(a, float), np.asarray(b, float)
-    rng = np.random.default_rng(seed)
     if paired:
-        d = a - b
-        if len(d) < 2:
+        if len(a) < 2:
             return None
-        stats = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
+        data, stat = (a - b,), (lambda d, axis=-1: np.mean(d, axis=axis))
     else:
         if len(a) < 2 or len(b) < 2:
             return None
-        stats = (a[rng.integers(0, len(a), (resamples, len(a)))].mean(axis=1)
-                 - b[rng.integers(0, len(b), (resamples, len(b)))].mean(axis=1))
-    lo, hi = np.quantile(stats, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(lo), float(hi)
+        data, stat = (a, b), (lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis))
+    with np.errstate(all="ignore"):
+        r = bootstrap(data, stat, n_resamples=resamples, confidence_level=confidence, method="percentile",
+                      vectorized=True, paired=False, rng=np.random.default_rng(seed))
+    return float(r.confidence_interval.low), float(r.confidence_interval.high)
 
 
 def holm(pvalues: list[float | None]) -> list[float | None]:
@@ -129,7 +138,6 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
 def seed_noise(records, baseline=None) -> dict[str, float | None]:
     """scale -> sample SD of the baseline group's final validation losses over its seeds (None
     with fewer than 2 ok seeds)."""
-    records = [as_dict(r) for r in records]
     groups = group_records(records)
     out = {}
     baseline = parse_baseline(baseline) if isinstance(baseline, str) else baseline
@@ -185,40 +193,54 @@ class Paired:
 
 
 def _losses_by_seed(recs) -> dict[int, float]:
-    return {r["seed"]: v for r in map(as_dict, recs) if (v := final_val_loss(r)) is not None}
+    return {r.seed: v for r in recs if (v := final_val_loss(r)) is not None}
 
 
-def compare(records, baseline=None, alpha: float = ALPHA) -> dict[tuple[str, str, str], Paired]:
+def _test(mine: dict[int, float], theirs: dict[int, float]):
+    """(test, effect, ci, n, n_baseline, diff, note): paired on shared seeds, else Welch."""
+    shared = sorted(set(mine) & set(theirs))
+    if len(shared) >= 2:
+        a, b = [mine[s] for s in shared], [theirs[s] for s in shared]
+        test = paired_t(a, b)
+        return (test, cohens_dz(a, b), bootstrap_ci(a, b, paired=True), len(shared), len(shared),
+                statistics.fmean(x - y for x, y in zip(a, b)), "" if test else "no test (every per-seed difference is 0)")
+    a, b = list(mine.values()), list(theirs.values())
+    test = welch_t(a, b)
+    diff = statistics.fmean(a) - statistics.fmean(b) if a and b else None
+    return (test, hedges_g(a, b), bootstrap_ci(a, b, paired=False), len(a), len(b), diff,
+            "" if test else f"no test (n={len(a)} vs {len(b)}; needs >= 2 seeds per group)")
+
+
+def compare(records: list[Record], baseline=None, alpha: float = ALPHA) -> dict[tuple[str, str, str], Paired]:
     """(scale, row label, norm) -> Paired comparison with the scale's baseline group, Holm-adjusted
     over every test of the matrix. ``baseline``: None (each scale's first row x first column),
-    (act, norm) or 'ACT:NORM'."""
-    records = [as_dict(r) for r in records]
+    (act, norm) or 'ACT:NORM'. A group that has not learned (``learned.learned``), or whose
+    baseline has not, is not tested; without scipy nothing is (``sci.NEEDS_SCIPY``)."""
     baseline = parse_baseline(baseline) if isinstance(baseline, str) else baseline
     groups = group_records(records)
     bases = baseline_groups(records, baseline)
     noise = seed_noise(records, baseline)
+    scipy_ok = scipy_stats() is not None
     out = {}
     for (scale, row, norm), recs in groups.items():
         base = bases.get(scale)
         if base is None:
             continue
-        mine, theirs = _losses_by_seed(recs), _losses_by_seed(groups.get((scale, *base), []))
+        mine = _losses_by_seed(recs)
         if (row, norm) == base:
             out[(scale, row, norm)] = Paired(scale, base, base, len(mine), len(mine), None, None, None, None,
                                              noise.get(scale), alpha=alpha)
             continue
-        shared = sorted(set(mine) & set(theirs))
-        if len(shared) >= 2:
-            a, b = [mine[s] for s in shared], [theirs[s] for s in shared]
-            test, effect, ci = paired_t(a, b), cohens_dz(a, b), bootstrap_ci(a, b, paired=True)
-            n, nb, diff = len(shared), len(shared), statistics.fmean(x - y for x, y in zip(a, b))
-            note = "" if test else "no test (every per-seed difference is 0)"
-        else:
-            a, b = list(mine.values()), list(theirs.values())
-            test, effect, ci = welch_t(a, b), hedges_g(a, b), bootstrap_ci(a, b, paired=False)
-            n, nb = len(a), len(b)
-            diff = statistics.fmean(a) - statistics.fmean(b) if a and b else None
-            note = "" if test else f"no test (n={n} vs {nb}; needs >= 2 seeds per group)"
+        base_recs = groups.get((scale, *base), [])
+        theirs = _losses_by_seed(base_recs)
+        unlearned = learned(recs) is False or learned(base_recs) is False
+        if unlearned or not scipy_ok:
+            diff = statistics.fmean(mine.values()) - statistics.fmean(theirs.values()) if mine and theirs else None
+            note = NOT_LEARNED if unlearned else "no test (needs scipy)"
+            out[(scale, row, norm)] = Paired(scale, (row, norm), base, len(mine), len(theirs), diff, None, None, None,
+                                             noise.get(scale), alpha=alpha, note=note)
+            continue
+        test, effect, ci, n, nb, diff, note = _test(mine, theirs)
         out[(scale, row, norm)] = Paired(scale, (row, norm), base, n, nb, diff, ci, test, effect, noise.get(scale),
                                          alpha=alpha, note=note)
     keys = [k for k, c in out.items() if c.test is not None]

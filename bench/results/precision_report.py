@@ -14,31 +14,37 @@ import base64
 import html
 import io
 
-from .downstream import eval_columns, eval_tasks, plain
+from .downstream import _eval, eval_columns, eval_tasks
+from .records import Record
 
 SITE_TITLES = {"ffn_hidden": "FFN hidden activation (input of down)", "resid": "residual stream",
                "ffn_out": "FFN output"}
 LINESTYLES = ("-", "--", ":", "-.")
 
 
-def outlier_records(records: list[dict]) -> list[dict]:
-    recs = map(plain, records)
-    return [r for r in recs if isinstance(r.get("outliers"), dict) and r["outliers"].get("steps")]
+def outliers(r: Record) -> dict:
+    """record['outliers'] (bench/run/outliers.py), kept among the record's extra keys."""
+    o = r.extra.get("outliers")
+    return o if isinstance(o, dict) else {}
 
 
-def precision_of(r: dict) -> str:
-    return r.get("precision") or (r.get("config") or {}).get("train", {}).get("precision", "?")
+def outlier_records(records: list[Record]) -> list[Record]:
+    return [r for r in records if outliers(r).get("steps")]
 
 
-def summary_rows(records: list[dict]) -> list[dict]:
+def precision_of(r: Record) -> str:
+    return r.precision or (r.config.get("train") or {}).get("precision", "?")
+
+
+def summary_rows(records: list[Record]) -> list[dict]:
     """Per cell, at the last sample: the largest max|a| and kurtosis over layers, and the largest
     fractions beyond the formats' ranges, for the FFN hidden activation and the residual stream."""
     rows = []
     for r in outlier_records(records):
-        o = r["outliers"]
-        row = {"cell": r["id"], "activation": r["activation"], "norm": r["norm"], "precision": precision_of(r),
-               "fp8_recipe": r.get("fp8_recipe") or "-", "status": r["status"], "step": o["steps"][-1],
-               "loss_spikes": (r.get("probes") or {}).get("loss_spikes")}
+        o = outliers(r)
+        row = {"cell": r.id, "activation": r.activation, "norm": r.norm, "precision": precision_of(r),
+               "fp8_recipe": r.extra.get("fp8_recipe") or "-", "status": r.status, "step": o["steps"][-1],
+               "loss_spikes": (r.probes or {}).get("loss_spikes")}
         for site in ("ffn_hidden", "resid"):
             stats = o["sites"].get(site) or {}
             for stat in ("max_abs", "kurtosis", "e4m3_over", "e4m3_under", "bf16_under"):
@@ -48,7 +54,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def fig_outliers(records: list[dict]) -> str | None:
+def fig_outliers(records: list[Record]) -> str | None:
     """Base64 PNG, or None when no record has outlier samples."""
     recs = outlier_records(records)
     if not recs:
@@ -57,26 +63,26 @@ def fig_outliers(records: list[dict]) -> str | None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    acts = list(dict.fromkeys(r["activation"] for r in recs))
+    acts = list(dict.fromkeys(r.activation for r in recs))
     precs = list(dict.fromkeys(precision_of(r) for r in recs))
     colors = matplotlib.colormaps["tab10"]
-    sites = [s for s in ("ffn_hidden", "resid") if any(s in r["outliers"]["sites"] for r in recs)]
+    sites = [s for s in ("ffn_hidden", "resid") if any(s in outliers(r)["sites"] for r in recs)]
     with matplotlib.rc_context({"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7, "axes.grid": True,
                                 "grid.alpha": 0.3}):
         fig = Figure(figsize=(10.5, 2.9 * len(sites)), dpi=110, layout="constrained")
         axes = fig.subplots(len(sites), 3, squeeze=False)
         for i, site in enumerate(sites):
             for r in recs:
-                stats = r["outliers"]["sites"].get(site)
+                stats = outliers(r)["sites"].get(site)
                 if not stats:
                     continue
-                style = {"color": colors(acts.index(r["activation"]) % 10),
+                style = {"color": colors(acts.index(r.activation) % 10),
                          "linestyle": LINESTYLES[precs.index(precision_of(r)) % len(LINESTYLES)],
-                         "label": f"{r['activation']} {r['norm']} {precision_of(r)}"}
+                         "label": f"{r.activation} {r.norm} {precision_of(r)}"}
                 layers = list(range(1, len(stats["max_abs"][-1]) + 1))
                 axes[i, 0].plot(layers, stats["max_abs"][-1], marker="o", ms=3, **style)
                 axes[i, 1].plot(layers, stats["e4m3_under"][-1], marker="o", ms=3, **style)
-                axes[i, 2].plot(r["outliers"]["steps"], [max(v) for v in stats["max_abs"]], **style)
+                axes[i, 2].plot(outliers(r)["steps"], [max(v) for v in stats["max_abs"]], **style)
             title = SITE_TITLES[site]
             axes[i, 0].set(title=f"{title}\nmax |a| (last sample)", xlabel="layer", yscale="log")
             axes[i, 1].set(title="fraction below e4m3 min normal after scaling", xlabel="layer")
@@ -125,7 +131,7 @@ def precision_html(records: list[dict]) -> list[str]:
     return parts
 
 
-def downstream_html(records: list[dict]) -> list[str]:
+def downstream_html(records: list[Record]) -> list[str]:
     """'Downstream accuracy' section from record['eval'] ([] when no cell was evaluated)."""
     tasks = eval_tasks(records)
     if not tasks:
@@ -136,9 +142,9 @@ def downstream_html(records: list[dict]) -> list[str]:
              '<p class="note">lm-evaluation-harness on local task data (`bench eval`); accuracy of a tiny model '
              "is near chance (1 / number of choices).</p>",
              '<div class="scroll"><table><tr>' + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>"]
-    for r in map(plain, records):
-        if r.get("eval"):
-            vals = [r["id"], r["activation"], r["norm"], precision_of(r)] + [
+    for r in records:
+        if _eval(r):
+            vals = [r.id, r.activation, r.norm, precision_of(r)] + [
                 "-" if v is None else f"{v:.4f}" for v in eval_columns(r, tasks).values()]
             parts.append("<tr>" + "".join(f"<td>{e(v)}</td>" for v in vals) + "</tr>")
     parts.append("</table></div>")

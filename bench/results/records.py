@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -199,11 +197,6 @@ class Problem:
         return f"{self.path}: {self.reason}"
 
 
-def as_record(r) -> Record:
-    """A Record from a Record or a plain dict (as tests and older callers pass)."""
-    return r if isinstance(r, Record) else Record.from_dict(r)
-
-
 def read_record(path: Path) -> tuple[Record | None, str | None]:
     """(record, None), or (None, why it is missing or unusable): never taken as complete then."""
     try:
@@ -234,42 +227,4 @@ def load_records(folder: Path) -> tuple[list[Record], list[Problem]]:
     return records, problems
 
 
-def merge_curves(folder: Path) -> None:
-    """After a resume: the curve parts saved before each resume, then the new metrics.csv, as one
-    metrics.csv, byte-identical to an uninterrupted run's. A part's rows from the step the next
-    part resumed training at are dropped (redone), and so is an old row the next part logged again
-    (same step, same columns: e.g. the final validation, redone after a kill)."""
-    folder = Path(folder)
-    parts = sorted(folder.glob("metrics.part-*.csv")) + [folder / "metrics.csv"]
-    rows, names = [], []
-    for part in parts:
-        if not part.exists():
-            continue
-        with open(part, newline="") as f:
-            reader = csv.DictReader(f)
-            names += [k for k in reader.fieldnames or [] if k not in names]
-            new = [r for r in reader if _step(r) is not None]  # a row cut by a kill has no usable step
-        trained = [_step(r) for r in new if r.get("train/loss")]
-        if trained:
-            rows = [r for r in rows if _step(r) < min(trained)]
-        again = {_signature(r) for r in new}
-        rows = [r for r in rows if _signature(r) not in again] + new
-    buf = io.StringIO()
-    # sorted, as Lightning's CSVLogger orders its columns
-    writer = csv.DictWriter(buf, fieldnames=sorted(n for n in names if n), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(folder / "metrics.csv", buf.getvalue())
-    for part in parts[:-1]:
-        part.unlink(missing_ok=True)
-
-
-def _signature(row: dict) -> tuple:
-    return _step(row), tuple(sorted(k for k, v in row.items() if k and v not in (None, "")))
-
-
-def _step(row: dict) -> int | None:
-    try:
-        return int(row.get("step") or "")
-    except ValueError:
-        return None
+from .curves import merge_curves  # noqa: E402  (the runner imports it from here)

@@ -14,13 +14,16 @@ import numpy as np
 from ..errors import ConfigError
 from .html import CSS, details, e as _e, figure_html as _figure_html, table as _table
 from .leaderboard import (fmt_cell, fmt_value, legend, long_columns, long_rows, notes, pivot_cell, pivots,
-                          resolve_at, resolve_baseline)
+                          resolve_at, resolve_baseline, warning_lines)
 from .plotting import figure as _figure, png as _png, rc as _rc
-from .records import Record, as_record, load_records, write_text
+from .records import Record, load_records, write_text
+from .compare_tables import check_at
 from .report_compare import figures_section, lr_section, paired_section, views_section
 from .moe_report import moe_section
-from .stats import (POWER_LAW, SATURATING, group_records, load_curves, pareto_front, run_order, scaling_fits,
-                    summarize, tokens_per_step)
+from .curves import load_curves, tokens_per_step
+from .frontier import frontier_points, pareto_front
+from .grouping import run_order
+from .scaling import POWER_LAW, SATURATING, scaling_fits
 
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)))
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -89,20 +92,6 @@ def fig_loss_curves(records: list[Record], curves: dict) -> str | None:
             if handles:
                 axes[row][1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
         return _png(fig)
-
-
-def frontier_points(records: list[Record]) -> list[dict]:
-    """Per group: mean tokens/s and mean val PPL over ok seeds, with their 95% CI half-widths."""
-    pts = []
-    for (scale, row, norm), recs in group_records(records).items():
-        ok = [r for r in recs if r.status == "ok" and r.metrics.val_ppl is not None and r.metrics.tokens_per_sec]
-        if not ok:
-            continue
-        s = summarize([r.metrics.tokens_per_sec for r in ok])
-        q = summarize([r.metrics.val_ppl for r in ok])
-        pts.append({"scale": scale, "row": row, "norm": norm, "activation": ok[0].activation,
-                    "tps": s.mean, "tps_ci": s.half_width, "ppl": q.mean, "ppl_ci": q.half_width, "n": q.n})
-    return pts
 
 
 def fig_frontier(records: list[Record]) -> tuple[str | None, list[Record]]:
@@ -355,8 +344,8 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
     """The whole report as one HTML string (figures embedded as base64 PNG data URIs). ``at``:
     'flops=X' / 'seconds=Y' / 'steps=Z' sets that view's budget (default: the largest every cell reached)."""
     curves = curves or {}
-    records = [as_record(r) for r in records]
     baseline = resolve_baseline(baseline)
+    check_at(records, curves, resolve_at(at))
     status = Counter(r.status for r in records)
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{_e(title)}: benchmark report</title>", f"<style>{CSS}</style></head><body>",
@@ -366,6 +355,7 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
 
     parts.append("<h2>Leaderboard</h2>")
     parts += _pivot_html(records, baseline)
+    parts += [f'<p class="note warn">{_e(w)}</p>' for w in warning_lines(records)]
     parts += paired_section(records, baseline)
     cols = long_columns(target, records)
     parts.append("<h3>All cells by validation PPL</h3>")

@@ -27,23 +27,15 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from scipy import stats as sps
-
-from .stats import TIME_COLUMNS, _steps_done, group_records
+from .curves import TIME_COLUMN, cumulative, steps_done, train_seconds
+from .grouping import group_records
+from .records import Record
+from .sci import scipy_stats
 
 AXES = ("steps", "flops", "seconds")
 AXIS_TITLES = {"steps": "equal steps", "flops": "equal compute (FLOPs)", "seconds": "equal time (training seconds)"}
-TIME_COLUMN = "time/train_seconds"  # what bench.run.callbacks.CellMetrics logs at each validation
-
-
-def as_dict(record) -> dict:
-    """A record as a plain dict: dicts pass through; a typed record object gives its ``to_dict()``."""
-    if isinstance(record, dict):
-        return record
-    for name in ("to_dict", "as_dict", "model_dump"):
-        if hasattr(record, name):
-            return getattr(record, name)()
-    raise TypeError(f"not a record: {type(record).__name__}")
+__all__ = ["AXES", "AXIS_TITLES", "TIME_COLUMN", "cumulative", "parse_budget", "CellCurve", "cell_curve",
+           "interpolate", "GroupAt", "View", "view", "three_views", "Disagreement", "disagreements", "budget_text"]
 
 
 def parse_budget(text: str) -> tuple[str, float | None]:
@@ -80,47 +72,29 @@ class CellCurve:
         return getattr(self, axis)
 
 
-def cell_curve(record, curve: dict | None, column: str = "val/loss") -> CellCurve | None:
+def cell_curve(record: Record, curve: dict | None, column: str = "val/loss") -> CellCurve | None:
     """The validation points of an ok record, from its parsed metrics.csv (None without points)."""
-    r = as_dict(record)
-    if r.get("status") != "ok" or not curve or not curve.get(column):
+    if record.status != "ok" or not curve or not curve.get(column):
         return None
-    m = r.get("metrics") or {}
-    total = m.get("steps")
+    m = record.metrics
+    total = m.steps
     by_step: dict[int, tuple[int, float]] = {}
     for logged, loss in curve[column]:  # a repeated step (validation after fit) keeps the last value
-        by_step[_steps_done(logged, total)] = (logged, loss)
+        by_step[steps_done(logged, total)] = (logged, loss)
     if not by_step:
         return None
     steps = sorted(by_step)
     loss = [by_step[s][1] for s in steps]
-    accum = int(((r.get("config") or {}).get("train") or {}).get("grad_accum", 1) or 1)
-    fpb = m.get("flops_per_batch")
+    accum = int((record.config.get("train") or {}).get("grad_accum", 1) or 1)
+    fpb = m.flops_per_batch
     flops = [float(s) * accum * float(fpb) for s in steps] if fpb else None
-    tcol = next((c for c in (TIME_COLUMN, *TIME_COLUMNS) if c in curve), None)
-    seconds, estimated = None, False
-    if tcol is not None:
-        seconds = cumulative([v for _, v in curve[tcol]])
-        stamps = dict(zip((s for s, _ in curve[tcol]), seconds))
-        seconds = [stamps.get(by_step[s][0]) for s in steps]
-        if any(v is None for v in seconds):
-            seconds = None
-    if seconds is None and m.get("train_seconds") and total:
-        seconds, estimated = [float(m["train_seconds"]) * s / total for s in steps], True
-    return CellCurve(r["id"], [float(s) for s in steps], flops, seconds, loss, estimated)
-
-
-def cumulative(stamps: list[float]) -> list[float]:
-    """Training-seconds stamps made cumulative across resumes: a resumed run's clock restarts at 0,
-    so after a drop the last stamp before it is added to the rest (time lost to the interruption
-    itself is not counted)."""
-    out, offset, last = [], 0.0, None
-    for v in stamps:
-        if last is not None and v < last:
-            offset += last
-        out.append(v + offset)
-        last = v
-    return out
+    stamps = train_seconds(curve)
+    seconds, estimated = [stamps.get(by_step[s][0]) for s in steps], False
+    if not stamps or any(v is None for v in seconds):
+        seconds = None
+    if seconds is None and m.train_seconds and total:
+        seconds, estimated = [float(m.train_seconds) * s / total for s in steps], True
+    return CellCurve(record.id, [float(s) for s in steps], flops, seconds, loss, estimated)
 
 
 def interpolate(xs: list[float], ys: list[float], x: float) -> float | None:
@@ -163,8 +137,8 @@ class View:
 def curves_by_group(records, curves: dict) -> dict[tuple[str, str, str], list[CellCurve]]:
     """(scale, row label, norm) -> the validation curves of its ok cells."""
     out = {}
-    for key, recs in group_records([as_dict(r) for r in records]).items():
-        out[key] = [c for r in map(as_dict, recs) if (c := cell_curve(r, curves.get(r["id"]))) is not None]
+    for key, recs in group_records(records).items():
+        out[key] = [c for r in recs if (c := cell_curve(r, curves.get(r.id))) is not None]
     return out
 
 
@@ -172,6 +146,44 @@ def default_budget(cells: list[CellCurve], axis: str) -> float | None:
     """The largest budget every cell reached: the minimum over cells of their last x."""
     ends = [xs[-1] for c in cells if (xs := c.xs(axis))]
     return min(ends) if ends and len(ends) == len(cells) else None
+
+
+def ranges(records, curves: dict) -> dict[str, tuple[float, float]]:
+    """axis -> (smallest first point, largest last point) over every ok cell's validation curve:
+    the budgets a view can be read at."""
+    out = {}
+    cells = [c for cs in curves_by_group(records, curves).values() for c in cs]
+    for axis in AXES:
+        xs = [c.xs(axis) for c in cells if c.xs(axis)]
+        if xs:
+            out[axis] = (min(x[0] for x in xs), max(x[-1] for x in xs))
+    return out
+
+
+def check_budget(records, curves: dict, at: tuple[str, float | None] | None) -> None:
+    """Refuse, in one line naming every view's range, a budget no cell's curve reaches."""
+    if not at or at[1] is None or not curves:
+        return
+    axis, budget = at
+    span = ranges(records, curves)
+    lo, hi = span.get(axis, (None, None))
+    if lo is not None and lo * (1 - 1e-9) <= budget <= hi * (1 + 1e-9):
+        return
+    where = "; ".join(f"{a} {budget_text(a, x0)} to {budget_text(a, x1)}" for a, (x0, x1) in span.items())
+    raise ValueError(f"--at {axis}={budget:g} is outside every cell's validation curve; the views can be read at: "
+                     f"{where or 'nothing (no validation curve)'}")
+
+
+def reached_note(v: View) -> str | None:
+    """Which groups reached the view's budget, and which did not (None when every group did)."""
+    short = [g for g in v.groups if g.n_total and g.n < g.n_total]
+    if not short:
+        return None
+    done = sum(1 for g in v.groups if g.n_total and g.n == g.n_total)
+    names = ", ".join(f"{g.group[0]} / {g.group[1]} ({g.scale}: {g.n}/{g.n_total} seeds)" for g in short)
+    return (f"At {AXIS_TITLES[v.axis]}: {done} group(s) reached the budget with every seed; not reached by "
+            f"{names}. A group that did not reach it is not ranked there, and no other group's rank change "
+            "is counted against it.")
 
 
 def view(records, curves: dict, axis: str, budget: float | None = None) -> View:
@@ -216,8 +228,31 @@ class Disagreement:
 
     @property
     def changed(self) -> list[tuple[str, str]]:
-        """Groups whose rank is not the same in every view that ranks them."""
-        return [g for g, r in self.ranks.items() if len({v for v in r.values() if v is not None}) > 1]
+        """Groups whose place differs between two views that both rank them, counted among the
+        groups both rank: a group dropping out of a view (budget not reached) moves nobody."""
+        axes = list(next(iter(self.ranks.values()), {}))
+        out = []
+        for g, r in self.ranks.items():
+            for i, a in enumerate(axes):
+                for b in axes[i + 1:]:
+                    if r[a] is None or r[b] is None:
+                        continue
+                    both = [h for h, q in self.ranks.items() if q[a] is not None and q[b] is not None]
+                    if sorted(both, key=lambda h: self.ranks[h][a]).index(g) != \
+                            sorted(both, key=lambda h: self.ranks[h][b]).index(g):
+                        out.append(g)
+                        break
+                else:
+                    continue
+                break
+        return out
+
+    @property
+    def dropped(self) -> dict[tuple[str, str], list[str]]:
+        """Group -> the views that rank some groups but not it (it did not reach their budget)."""
+        axes = list(next(iter(self.ranks.values()), {}))
+        ranked = {a for a in axes if any(r[a] is not None for r in self.ranks.values())}
+        return {g: miss for g, r in self.ranks.items() if (miss := [a for a in axes if a in ranked and r[a] is None])}
 
 
 def disagreements(views: dict[str, View]) -> list[Disagreement]:
@@ -234,7 +269,8 @@ def disagreements(views: dict[str, View]) -> list[Disagreement]:
         for i, a in enumerate(axes):
             for b in axes[i + 1:]:
                 both = [(r[a], r[b]) for r in ranks.values() if r[a] is not None and r[b] is not None]
-                if len(both) >= 2:
+                sps = scipy_stats()
+                if len(both) >= 2 and sps is not None:
                     tau = sps.kendalltau([p[0] for p in both], [p[1] for p in both]).statistic
                     taus[(a, b)] = None if tau is None or math.isnan(tau) else float(tau)
                 else:
