@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from bench.run.callbacks import flops_per_batch
 from bench.run.config import resolve
 from bench.run.matrix import Cell, cell_id
-from bench.run.moe_probes import PooledMoments
+from bench.run.probes import PooledMoments
 from bench.run.probes import kurtosis, probe_forward
 from bench.run.runner import RunOptions, train_cell
 from models import Transformer, TransformerConfig, build_ffn, count_params

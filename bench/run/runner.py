@@ -31,10 +31,8 @@ from .environment import (ENV_ERRNOS, DataCache, build_loggers, check_out, env_e
                           make_trainer, preflight, root_device)
 from .matrix import Cell
 from .module import LMModule
-from .moe_probes import MoEProbes
-from .outliers import OutlierProbe
 from .precision import describe as describe_precision
-from .probes import Probes, registered_probes
+from .probes import MoEProbes, OutlierProbe, Probes, registered_probes
 from .signals import Interrupted, RelayEarlySignal, StopRequest
 from ..launch.ranks import RankDecisions, is_rank_zero
 from ..plugins import provenance
