@@ -33,7 +33,8 @@ each expert sees one contiguous slice. Two interchangeable paths give the same n
   elsewhere). ``moe_grouped_mm='auto'`` uses it in training on CUDA with bf16 compute and
   16-byte-aligned widths; eval (validation, probes) always takes the loop, so that probe hooks
   on each expert's ``down`` see every expert.
-On the meta device (the FLOP counter's model) routing is data-dependent and cannot run: there
+On the meta device (the FLOP counter's model) and with ``balanced = True`` (the memory planner's
+model, under fake tensors) routing is data-dependent and cannot run: there
 ``experts[0]`` runs on T k rows, exactly the active FLOPs of a balanced, dropless dispatch.
 """
 
@@ -111,6 +112,7 @@ class MoE(nn.Module):
         self.experts = nn.ModuleList(make_expert() for _ in range(n_experts))
         self.shared = nn.ModuleList(make_expert() for _ in range(n_shared))
         self.gated = self.experts[0].gated
+        self.balanced = False  # True: the balanced dispatch without routing (tensors without data)
         self.aux: dict[str, torch.Tensor] = {}
         self.stats: dict[str, torch.Tensor] = {}
 
@@ -133,7 +135,7 @@ class MoE(nn.Module):
         x = x.reshape(-1, shape[-1])
         logits = self.router_logits(x)
         probs, weights, idx = route(logits, self.top_k, self.softmax)
-        if x.device.type == "meta":  # FLOP counting: balanced dispatch, T k rows through one expert
+        if x.device.type == "meta" or self.balanced:  # FLOP counting, memory planning: T k rows, one expert
             ys = self.experts[0](x.repeat(self.top_k, 1)).view(self.top_k, *x.shape)
             y = (ys * weights.t().unsqueeze(-1).to(ys.dtype)).sum(0)  # the router's gradient path, as in training
         else:
