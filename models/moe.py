@@ -3,7 +3,7 @@
 For the T tokens x_t of a batch (flattened over batch and sequence), E routed experts FFN_e,
 S shared experts and a bias-free linear router W_r (d -> E):
 
-    logits_t = W_r x_t                              (T, E)
+    logits_t = W_r x_t                              (T, E), in fp32 even under bf16 autocast or bf16 weights
     p_t      = softmax(logits_t)                    over all E experts, in fp32
     softmax='before' (OLMoE, default):  (w_t, K_t) = top_k(p_t)          weights not renormalised
     softmax='after'  (Mixtral):         K_t = top_k(logits_t), w_t = softmax(logits_t[K_t])
@@ -33,12 +33,14 @@ each expert sees one contiguous slice. Two interchangeable paths give the same n
   elsewhere). ``moe_grouped_mm='auto'`` uses it in training on CUDA with bf16 compute and
   16-byte-aligned widths; eval (validation, probes) always takes the loop, so that probe hooks
   on each expert's ``down`` see every expert.
-On the meta device (the FLOP counter's model) routing is data-dependent and cannot run: there
+On the meta device (the FLOP counter's model) and with ``balanced = True`` (the memory planner's
+model, under fake tensors) routing is data-dependent and cannot run: there
 ``experts[0]`` runs on T k rows, exactly the active FLOPs of a balanced, dropless dispatch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -110,6 +112,7 @@ class MoE(nn.Module):
         self.experts = nn.ModuleList(make_expert() for _ in range(n_experts))
         self.shared = nn.ModuleList(make_expert() for _ in range(n_shared))
         self.gated = self.experts[0].gated
+        self.balanced = False  # True: the balanced dispatch without routing (tensors without data)
         self.aux: dict[str, torch.Tensor] = {}
         self.stats: dict[str, torch.Tensor] = {}
 
@@ -118,12 +121,21 @@ class MoE(nn.Module):
             return None
         return math.ceil(self.capacity_factor * n_tokens * self.top_k / self.n_experts)
 
+    def router_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """W_r x in fp32 (fp64 stays fp64), outside autocast and whatever the weights' dtype: top-k
+        and softmax are sensitive to rounding (Switch Transformer's selective precision). An fp32
+        model computes exactly what ``self.router(x)`` does."""
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        off = contextlib.nullcontext() if x.device.type == "meta" else torch.autocast(x.device.type, enabled=False)
+        with off:
+            return F.linear(x.to(dtype), self.router.weight.to(dtype))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])
-        logits = self.router(x)
+        logits = self.router_logits(x)
         probs, weights, idx = route(logits, self.top_k, self.softmax)
-        if x.device.type == "meta":  # FLOP counting: balanced dispatch, T k rows through one expert
+        if x.device.type == "meta" or self.balanced:  # FLOP counting, memory planning: T k rows, one expert
             ys = self.experts[0](x.repeat(self.top_k, 1)).view(self.top_k, *x.shape)
             y = (ys * weights.t().unsqueeze(-1).to(ys.dtype)).sum(0)  # the router's gradient path, as in training
         else:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from bench.run.callbacks import flops_per_batch
 from bench.run.config import resolve
 from bench.run.matrix import Cell, cell_id
-from bench.run.moe_probes import PooledMoments
+from bench.run.probes import PooledMoments
 from bench.run.probes import kurtosis, probe_forward
 from bench.run.runner import RunOptions, train_cell
 from models import Transformer, TransformerConfig, build_ffn, count_params
@@ -85,6 +85,33 @@ def test_grouped_matmul_path_equals_the_loop(activation):
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
     for g_on, g_off in zip(grads[1], grads[0]):
         torch.testing.assert_close(g_on, g_off, rtol=1e-4, atol=1e-5)
+
+
+def test_router_logits_are_fp32_under_bf16_autocast_and_bf16_weights(monkeypatch):
+    import models.moe as moe_module
+
+    seen = []
+    real_route = moe_module.route
+    monkeypatch.setattr(moe_module, "route", lambda logits, *a: seen.append(logits) or real_route(logits, *a))
+    moe = make_moe("swiglu")
+    x = torch.randn(12, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = moe(x)
+    assert seen[-1].dtype == torch.float32
+    torch.testing.assert_close(seen[-1], x @ moe.router.weight.T, rtol=1e-6, atol=1e-6)  # not a bf16 product
+    y.float().sum().backward()
+    assert moe.router.weight.grad is not None and moe.router.weight.grad.dtype == torch.float32
+    half = make_moe("swiglu").to(torch.bfloat16)  # bf16-true: the weights themselves are bf16
+    half(x.to(torch.bfloat16))
+    assert seen[-1].dtype == torch.float32
+    torch.testing.assert_close(seen[-1], x.to(torch.bfloat16).float() @ half.router.weight.float().T)
+
+
+def test_router_in_fp32_is_bitwise_the_linear_layer():
+    moe = make_moe("swiglu")
+    x = torch.randn(3, 5, 16)
+    assert torch.equal(moe.router_logits(x.view(-1, 16)), moe.router(x.view(-1, 16)))
+    assert moe.double().router_logits(x.double().view(-1, 16)).dtype == torch.float64  # never downcast
 
 
 def test_gradients_reach_only_the_chosen_experts_and_the_router():

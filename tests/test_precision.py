@@ -15,7 +15,7 @@ from bench.results.records import Record
 from bench.results.weights import has_weights, load_cell
 from bench.run.config import resolve
 from bench.run.matrix import Cell, cell_id
-from bench.run.outliers import STATS, outlier_stats, site_stats
+from bench.run.probes import STATS, outlier_stats, site_stats
 from bench.run.precision import check_device, fp8_device_problem, fp8_recipe, lightning_precision
 from bench.run.probes import probe_forward
 from bench.run.runner import RunOptions, train_cell
@@ -68,6 +68,33 @@ def test_site_stats_agree_with_the_hidden_states_and_the_probes():
     with torch.no_grad():
         model(x)
     assert stats["ffn_out"][0, 0] == seen["out"].abs().max()
+
+
+def test_site_stats_record_the_ffn_hidden_site_of_a_moe():
+    # the union of every expert's hidden activation of a layer (routed ones on their tokens, shared on all)
+    torch.manual_seed(0)
+    cfg = resolve({"scale": "nano-moe", "activation": "swiglu", "model.moe_shared_experts": 1}).model
+    model = Transformer(cfg).eval()
+    x = torch.randint(0, 256, (2, 16))
+    stats = site_stats(model, x)
+    assert set(stats) == {"ffn_hidden", "ffn_out", "resid"}
+    assert stats["ffn_hidden"].shape == (cfg.n_layers, len(STATS))
+    inputs = []
+    for block in model.blocks:
+        block.ffn.register_forward_pre_hook(lambda m, args: inputs.append(args[0].reshape(-1, args[0].shape[-1])))
+    with torch.no_grad():
+        model(x)
+    for layer, (block, h) in enumerate(zip(model.blocks, inputs)):
+        moe = block.ffn
+        with torch.no_grad():
+            chosen = (h @ moe.router.weight.T).softmax(-1).topk(moe.top_k).indices  # (T, k)
+            parts = [h[(chosen == e).any(-1)] for e in range(moe.n_experts)]
+            hidden = [f.act(f.gate(t), f.up(t)) for f, t in zip(moe.experts, parts)]
+            hidden += [f.act(f.gate(h), f.up(h)) for f in moe.shared]
+        expected = outlier_stats(torch.cat([a.flatten() for a in hidden]))
+        torch.testing.assert_close(stats["ffn_hidden"][layer], expected)
+    pooled = probe_forward(model, x)["ffn"]  # the Probes' pooled max|a| and kurtosis agree
+    torch.testing.assert_close(stats["ffn_hidden"][:, :2], pooled, rtol=1e-4, atol=1e-4)
 
 
 # ---- precision axis -------------------------------------------------------------------------

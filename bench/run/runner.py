@@ -35,10 +35,8 @@ from .environment import (ENV_ERRNOS, build_loggers, check_out, env_error, envir
                           preflight, root_device)
 from .matrix import Cell
 from .module import LMModule
-from .moe_probes import MoEProbes
-from .outliers import OutlierProbe
 from .precision import describe as describe_precision
-from .probes import Probes, registered_probes
+from .probes import MoEProbes, OutlierProbe, Probes, registered_probes
 from .ranks import is_rank_zero
 from .signals import Interrupted, RelayEarlySignal, StopRequest
 

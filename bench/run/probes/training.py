@@ -1,4 +1,4 @@
-"""The papers' analyses (REFERENCE.md section 7) as one Lightning callback, ``Probes``.
+"""The papers' training-dynamics analyses as one Lightning callback, ``Probes``.
 
 Sampled during training, every ``every`` optimizer steps (train.probe_every), at the first step
 and at the last one; a sample labelled step s sees the weights after s updates:
@@ -7,7 +7,8 @@ and at the last one; a sample labelled step s sees the weights after s updates:
   (Lightning calls that hook before it clips), and per-layer weight norm (whole block, and its
   attention and FFN parts, as GPAS Figure 6);
 - GPAS gate a_l and its forward multiplier 1 - act(a_l), when the model has GPAS;
-- FFN outliers: max |a| and kurtosis of each FFN's hidden activation (the input of ``down``).
+- FFN outliers: max |a| and kurtosis of each FFN's hidden activation (the input of ``down``; an
+  MoE's experts pooled per layer, forward.py).
 Activation statistics come from one extra no-grad, eval-mode forward of a small fixed probe batch
 (the first validation rows), not from hooks on the training step: the same inputs at every sample
 make the curves comparable, the compiled training graph is never touched (the probe forward calls
@@ -19,7 +20,7 @@ tensor and read back only at the next sample, so there is no per-step host sync 
 spikes: steps whose loss exceeds the mean of the previous ``spike_window`` steps by
 max(``spike_std`` x their std, ``spike_min`` nats).
 
-At the end of training: effective rank of every FFN matrix (PolyCom C.2), the layer x layer cosine
+At the end of training (analyses.py): effective rank of every FFN matrix (PolyCom C.2), the layer x layer cosine
 similarity of hidden states (PolyCom Figure 7), and layer importance (GPAS Figure 7): the
 token-weighted loss with one block skipped, minus the loss with none skipped.
 
@@ -47,168 +48,16 @@ model. Under FSDP each rank holds a shard, so the gradient and weight norms are 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterable
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
-from models.registry import Registry
-from models.moe import ffn_modules
-
-from .module import lm_loss, split_batch
-
-# ---------------------------------------------------------------- registered probes (plugins)
-
-
-def _probe_check(name, cls) -> str | None:
-    if not (isinstance(cls, type) and issubclass(cls, L.Callback)):
-        return "must be a lightning.Callback subclass"
-    if not callable(getattr(cls, "from_config", None)) or not callable(getattr(cls, "result", None)):
-        return "needs a classmethod from_config(cfg, dm) -> instance or None, and result() -> JSON-able dict"
-    return None
-
-
-PROBES = Registry("probe", _probe_check)
-
-
-def register_probe(name: str, cls=None, *, doc: str | None = None, override: bool = False):
-    """Register a probe: a Lightning Callback class with ``from_config(cfg, dm)`` (an instance, or None
-    to skip the cell) and ``result()`` (a JSON-able dict, stored in the record under
-    ``extra_probes[name]``). Registered probes run beside ``Probes`` and, like it, not when
-    train.probe_every is 0."""
-    return PROBES.register(name, cls, doc=doc, override=override)
-
-
-def registered_probes(cfg, dm) -> dict[str, L.Callback]:
-    """name -> callback of every registered probe that takes part in this cell."""
-    if cfg.train.probe_every <= 0:
-        return {}
-    built = {name: cls.from_config(cfg, dm) for name, cls in PROBES.items()}
-    return {name: cb for name, cb in built.items() if cb is not None}
-
-# ---------------------------------------------------------------- measurements (pure functions)
-
-
-def effective_rank(w: torch.Tensor) -> float:
-    """exp(entropy of p), p_i = s_i / sum_j s_j over the singular values (Roy & Vetterli 2007)."""
-    w = w.detach()
-    # float64 on CPU is cheap at these sizes; on GPU float32 SVD (the entropy is then in float64)
-    s = torch.linalg.svdvals(w.double() if w.device.type == "cpu" else w.float()).double()
-    p = s / s.sum()
-    return math.exp(-torch.special.xlogy(p, p).sum().item())  # xlogy: 0 log 0 = 0
-
-
-def kurtosis(a: torch.Tensor) -> torch.Tensor:
-    """E[(a - mu)^4] / var^2 over all elements (3 for a normal, 6 for a Laplace); a 0-dim tensor."""
-    d = a.detach().float().flatten()
-    d = d - d.mean()
-    var = d.square().mean()
-    return d.pow(4).mean() / var.square()
-
-
-def layer_cosine(hidden: list[torch.Tensor]) -> torch.Tensor:
-    """(L+1) x (L+1): mean over tokens of the cosine similarity of layer i's and layer j's vectors."""
-    h = torch.stack([F.normalize(x.detach().float().flatten(0, -2), dim=-1) for x in hidden])  # (L+1, N, d)
-    return (torch.einsum("ind,jnd->ij", h, h) / h.shape[1]).clamp(-1, 1)
-
-
-def find_spikes(losses: list[float], window: int = 20, n_std: float = 3.0, min_jump: float = 0.1) -> list[int]:
-    """Indices i whose loss exceeds the mean of losses[i-window:i] by max(n_std * std, min_jump)."""
-    t = torch.tensor(losses, dtype=torch.float64)
-    if len(t) <= window:
-        return []
-    prev = t.unfold(0, window, 1)[:-1]  # row k holds the window before index k + window
-    threshold = prev.mean(1) + (n_std * prev.std(1, correction=0)).clamp(min=min_jump)
-    return (torch.nonzero(t[window:] > threshold).flatten() + window).tolist()
-
-
-def l2(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of several tensors taken together (0 if there are none)."""
-    norms = [torch.linalg.vector_norm(t.detach().float()) for t in tensors]
-    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
-
-
-def is_sharded(strategy) -> bool:
-    """FSDP-like strategies: each rank holds a disjoint shard of the parameters (and their grads)."""
-    return any(k in type(strategy).__name__.lower() for k in ("fsdp", "modelparallel", "deepspeed"))
-
-
-def whole_norms(norms: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Whole-model L2 norms from per-shard ones: ||w|| = sqrt(sum over ranks of ||w_shard||^2), since
-    the shards partition w. ``reduce`` sums a tensor over ranks (a collective: every rank calls it)."""
-    return reduce(norms.double().square()).sqrt().to(norms.dtype)
-
-
-@contextlib.contextmanager
-def skipped(block: torch.nn.Module):
-    """The block returns its input: the layer is removed from the residual stream."""
-    block.forward = lambda x, *args, **kwargs: x  # an instance attribute shadows the class's forward
-    try:
-        yield
-    finally:
-        del block.forward
-
-
-@contextlib.contextmanager
-def evaluating(model: torch.nn.Module):
-    """The model in eval mode for a probe's forward, its own mode restored after (even on an error)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def base_model(pl_module) -> torch.nn.Module:
-    """The Transformer (LMModule.model), unwrapped from torch.compile's OptimizedModule if any."""
-    model = getattr(pl_module, "model", pl_module)
-    return getattr(model, "_orig_mod", model)
-
-
-def probe_forward(model, x: torch.Tensor, context=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """One no-grad forward of x: hidden states and per-layer FFN hidden-activation statistics.
-    Calls ``model.forward`` (not ``model(...)``) so that an in-place compiled model runs eagerly."""
-    ffn_stats = []
-
-    def record(module, args):  # forward pre-hook on ffn.down: args[0] is act(up x) or act(gate x, up x)
-        a = args[0].detach()
-        ffn_stats.append(torch.stack([a.abs().max().float(), kurtosis(a)]))
-
-    from .moe_probes import PooledMoments, expert_hooks  # an MoE's experts are pooled per layer
-
-    pooled = [None if hasattr(block.ffn, "down") else PooledMoments() for block in model.blocks]
-    hooks = [block.ffn.down.register_forward_pre_hook(record) for block in model.blocks if hasattr(block.ffn, "down")]
-    hooks += [h for block, p in zip(model.blocks, pooled) if p is not None for h in expert_hooks(block.ffn, p)]
-    try:
-        with torch.no_grad(), context():
-            logits, hidden = model.forward(x, return_hidden=True)
-    finally:
-        for h in hooks:
-            h.remove()
-    if any(p is not None for p in pooled):
-        ffn_stats = [p.result().to(x.device) for p in pooled]
-    return {"logits": logits, "hidden": hidden, "ffn": torch.stack(ffn_stats)}  # ffn: (L, 2)
-
-
-def token_loss(model, batches, context=contextlib.nullcontext) -> float:
-    """Token-weighted mean cross-entropy over (x, y) batches (padding -100 excluded)."""
-    total, n = 0.0, 0
-    with torch.no_grad():
-        for x, y in batches:
-            with context():
-                logits = model.forward(x)
-            total = total + lm_loss(logits, y, reduction="sum")
-            n = n + (y != -100).sum()
-    return (total / n).item()
-
-
-def first_loader(loaders):
-    """The in-domain loader: val_dataloader returns a list (val, ood) or a single loader."""
-    return loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+from ..module import split_batch
+from .analyses import final_analyses
+from .forward import base_model, evaluating, first_loader, probe_forward
+from .measures import find_spikes, is_sharded, l2, whole_norms
 
 
 # ---------------------------------------------------------------- the callback
@@ -333,22 +182,8 @@ class Probes(L.Callback):
                                       trainer.precision_plugin.forward_context)
 
     def analyse(self, model, device, context=contextlib.nullcontext) -> dict:
-        """Effective ranks, layer cosine similarity and layer importance of ``model`` as it is now."""
-        with evaluating(model):
-            ranks = {f"{i}.{name}": sum(per) / len(per)  # an MoE: the mean over its expert FFNs
-                     for i, block in enumerate(model.blocks, start=1) for name in ("gate", "up", "down")
-                     if (per := [effective_rank(getattr(f, name).weight) for f in ffn_modules(block.ffn)
-                                 if hasattr(f, name)])}
-            hidden = probe_forward(model, self.x.to(device), context)["hidden"]
-            cosine = layer_cosine(hidden).tolist()
-            batches = self._importance_batches(device)
-            base = token_loss(model, batches, context)
-            importance = []
-            for block in model.blocks:
-                with skipped(block):
-                    importance.append(token_loss(model, batches, context) - base)
-        return {"effective_rank": ranks, "layer_cosine": cosine, "layer_importance": importance,
-                "base_loss": base, "importance_tokens": int(sum((y != -100).sum() for _, y in batches))}
+        """The end-of-training analyses (analyses.py) of ``model`` as it is now."""
+        return final_analyses(model, self.x.to(device), self._importance_batches(device), context)
 
     def _importance_batches(self, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if self.val_batches is None:

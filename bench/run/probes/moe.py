@@ -11,9 +11,9 @@ keeps its detached ``stats``; nothing is recomputed and nothing is read back bet
 - dropped: per layer, the fraction of assignments over capacity (0 when moe_capacity_factor is None);
 - the router losses of that micro-batch (load balancing, z) per layer.
 
-The other probes (probes.py) see an MoE through its ordinary expert FFNs: FFN outliers (max |a|,
-kurtosis) pool the hidden activations of every expert of a layer (``PooledMoments``), effective
-rank is computed per expert matrix and reported as the mean over the layer's experts (shared
+The other probes (training.py, outliers.py) see an MoE through its ordinary expert FFNs: FFN
+outliers (max |a|, kurtosis) and the outlier probe's ``ffn_hidden`` site pool the hidden activations
+of every expert of a layer (forward.hidden_hooks), effective rank is computed per expert matrix and reported as the mean over the layer's experts (shared
 experts included), and gradient and weight norms cover the whole FFN slot (router included).
 """
 
@@ -24,41 +24,7 @@ import torch
 
 from models.moe import MoE, moe_layers
 
-from .probes import base_model
-
-
-class PooledMoments:
-    """max |a| and kurtosis of the union of several tensors, from running float64 raw moments."""
-
-    def __init__(self):
-        self.n, self.max_abs, self.s = 0, None, None
-
-    def update(self, a: torch.Tensor) -> None:
-        if a.numel() == 0:
-            return
-        a = a.detach().double().flatten()
-        s = torch.stack([a.sum(), a.square().sum(), a.pow(3).sum(), a.pow(4).sum()])
-        m = a.abs().max()
-        self.n += a.numel()
-        self.s = s if self.s is None else self.s + s
-        self.max_abs = m if self.max_abs is None else torch.maximum(self.max_abs, m)
-
-    def result(self) -> torch.Tensor:
-        """[max |a|, E[(a - mu)^4] / var^2] as float32 (NaN when nothing was seen)."""
-        if self.s is None:
-            return torch.full((2,), float("nan"))
-        m1, m2, m3, m4 = self.s / self.n
-        var = m2 - m1 * m1
-        central4 = m4 - 4 * m1 * m3 + 6 * m1 * m1 * m2 - 3 * m1 ** 4
-        return torch.stack([self.max_abs, central4 / var.square()]).float()
-
-
-def expert_hooks(layer_ffn: torch.nn.Module, pooled: PooledMoments) -> list:
-    """Forward pre-hooks on every expert's ``down`` feeding its input (the hidden activation) to ``pooled``."""
-    from models.moe import ffn_modules
-
-    return [f.down.register_forward_pre_hook(lambda module, args: pooled.update(args[0]))
-            for f in ffn_modules(layer_ffn)]
+from .forward import base_model
 
 
 def routing_rows(layers: list[MoE]) -> dict[str, torch.Tensor]:

@@ -20,8 +20,9 @@ Exact zeros are representable in every format and count as neither over nor unde
 ``OutlierProbe`` samples them at train.probe_every (the same steps as ``Probes``) on the same fixed
 probe batch, in one no-grad eval-mode forward under the cell's precision context (so a bf16 cell is
 measured in bf16), at three sites per layer: ``ffn_hidden`` (the FFN's hidden activation, the input
-of ``down``), ``ffn_out`` (the FFN's output) and ``resid`` (the residual stream after the block).
-Loss spikes are counted by ``Probes`` (probes.find_spikes).
+of ``down``; for an MoE, every expert's hidden activations of the layer taken together, routed and
+shared: the union of what each expert's ``down`` sees), ``ffn_out`` (the FFN's output) and ``resid`` (the residual stream after the block).
+Loss spikes are counted by ``Probes`` (measures.find_spikes).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import time
 import lightning as L
 import torch
 
-from .probes import base_model, evaluating, kurtosis
+from .forward import base_model, evaluating, hidden_hooks
+from .measures import kurtosis
 
 E4M3_MAX = 448.0  # torch.finfo(torch.float8_e4m3fn).max
 E4M3_MIN_NORMAL = 2.0 ** -6  # torch.finfo(torch.float8_e4m3fn).tiny
@@ -69,11 +71,10 @@ def outlier_stats(a: torch.Tensor) -> torch.Tensor:
 def site_stats(model, x: torch.Tensor, context=contextlib.nullcontext) -> dict[str, torch.Tensor]:
     """One no-grad forward of x: per site, an (L, len(STATS)) tensor of outlier_stats per layer."""
     found: dict[str, list] = {"ffn_hidden": [], "ffn_out": []}
+    parts: list[list[torch.Tensor]] = [[] for _ in model.blocks]  # per layer: each expert's hidden input
     hooks = []
-    for block in model.blocks:
-        if hasattr(block.ffn, "down"):
-            hooks.append(block.ffn.down.register_forward_pre_hook(
-                lambda m, args: found["ffn_hidden"].append(outlier_stats(args[0]))))
+    for block, seen in zip(model.blocks, parts):
+        hooks += hidden_hooks(block.ffn, seen.append)
         hooks.append(block.ffn.register_forward_hook(
             lambda m, args, out: found["ffn_out"].append(outlier_stats(out[0] if isinstance(out, tuple) else out))))
     try:
@@ -82,6 +83,7 @@ def site_stats(model, x: torch.Tensor, context=contextlib.nullcontext) -> dict[s
     finally:
         for h in hooks:
             h.remove()
+    found["ffn_hidden"] = [outlier_stats(torch.cat([a.flatten() for a in seen])) for seen in parts if seen]
     out = {"resid": torch.stack([outlier_stats(h) for h in hidden[1:]])}
     out.update({k: torch.stack(v) for k, v in found.items() if v})
     return out
