@@ -94,9 +94,10 @@ class TrainConfig:
     fp8-tensorwise / fp8-rowwise / fp8-rowwise_with_gw_hp (torchao float8 training over bf16-mixed; CUDA with
     compute capability >= 8.9 only; see docs/precision.md)."""
     compile: str = "auto"
-    """torch.compile the training and validation steps the Lightning way (torch.compile(module) before
-    fit): 'auto' (on for CUDA, off for CPU, where compiling costs more than it saves in short runs),
-    'true' or 'false'."""
+    """torch.compile (bench/run/compiling.py): 'regional' or 'true' compiles each transformer block once
+    for all identical blocks (compile time independent of depth); 'whole' compiles the whole module the
+    Lightning way (torch.compile(module) before fit); 'auto' is regional on CUDA and off on CPU, where
+    compiling costs more than it saves in short runs; 'false' is eager."""
     fused_loss: str = "auto"
     """LM head + cross-entropy as one chunked function with exact gradients and no full fp32 logits
     tensor (models/kernels/linear_ce.py): 'auto' (on for CUDA, off for CPU, so CPU numerics stay
@@ -378,8 +379,9 @@ def validate_run(cfg: RunConfig) -> None:
     t, d = cfg.train, cfg.data
     check_choice("optimizer", t.optimizer, ["adamw", "adam"])
     check_choice("precision", t.precision, PRECISIONS)
-    for name in ("compile", "fused_loss"):  # YAML/CLI booleans arrive as 'True'/'False'
-        setattr(t, name, check_choice(f"train.{name}", str(getattr(t, name)).lower(), ["auto", "true", "false"]))
+    for name, choices in (("compile", ["auto", "true", "false", "regional", "whole"]),
+                          ("fused_loss", ["auto", "true", "false"])):  # YAML/CLI booleans arrive as 'True'/'False'
+        setattr(t, name, check_choice(f"train.{name}", str(getattr(t, name)).lower(), choices))
     for name in ("max_steps", "batch_size", "grad_accum", "val_every", "val_tokens", "log_every", "nan_check_every"):
         if getattr(t, name) < 1:
             raise ConfigError(f"train.{name} must be a positive integer, got {getattr(t, name)}")

@@ -24,9 +24,9 @@ from models import count_params
 from ..errors import ConfigError
 from ..launch.claims import STALE_AFTER, acquire, holder, wait_for
 from ..faults import pause_point
+from . import compiling
 from .callbacks import CellMetrics, Diverged, LiveProgress
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
-from .config import flag
 from .environment import (ENV_ERRNOS, DataCache, build_loggers, check_out, env_error, environment_record,
                           make_trainer, preflight, root_device)
 from .matrix import Cell
@@ -132,7 +132,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         callbacks += extra_probes.values()
         if opts.ckpt_every > 0:  # model, optimizer, schedule, the data loader's position, callbacks' state
             callbacks.append(saver)  # last: the state it saves includes every other callback's step
-        fit_module = torch.compile(module) if flag(t.compile, cfg) else module  # Lightning's way: before fit
+        fit_module = compiling.for_fit(module, cfg)  # a clean dynamo cache; regional or whole, before fit
         trainer = make_trainer(
             cfg, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
             val_check_interval=t.val_every * t.grad_accum, check_val_every_n_epoch=None,
