@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -28,6 +29,10 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.embed.weight
         if self.embed.weight.device.type != "meta":
             self.init_weights()
+        # Regional compilation (bench/run/compiling.py): block -> its compiled call, used in training
+        # mode only, so evaluation and the probes' hooked forwards run the blocks eagerly. Not a module:
+        # nothing is added to the state dict.
+        self.compiled_block: Callable[[nn.Module], Callable] | None = None
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -55,8 +60,9 @@ class Transformer(nn.Module):
         dt = torch.promote_types(self.embed.weight.dtype, torch.float32)
         rope = rope_cache(idx.shape[1], self.cfg.head_dim, self.cfg.rope_base, idx.device, dt)
         hidden = [x]
+        compiled = self.compiled_block if self.training else None
         for block in self.blocks:
-            x = block(x, rope)
+            x = compiled(block)(x, rope) if compiled is not None else block(x, rope)
             if return_hidden:
                 hidden.append(x)
         h = self.norm(x)

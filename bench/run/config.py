@@ -106,9 +106,10 @@ class TrainConfig:
     fp8-tensorwise / fp8-rowwise / fp8-rowwise_with_gw_hp (torchao float8 training over bf16-mixed; CUDA with
     compute capability >= 8.9 only; see docs/precision.md)."""
     compile: str = "auto"
-    """torch.compile the training and validation steps the Lightning way (torch.compile(module) before
-    fit): 'auto' (on for CUDA, off for CPU, where compiling costs more than it saves in short runs),
-    'true' or 'false'."""
+    """torch.compile (bench/run/compiling.py): 'regional' or 'true' compiles each transformer block once
+    for all identical blocks (compile time independent of depth); 'whole' compiles the whole module the
+    Lightning way (torch.compile(module) before fit); 'auto' is regional on CUDA and off on CPU, where
+    compiling costs more than it saves in short runs; 'false' is eager."""
     fused_loss: str = "auto"
     """LM head + cross-entropy as one chunked function with exact gradients and no full fp32 logits
     tensor (models/kernels/linear_ce.py): 'auto' (on for CUDA, off for CPU, so CPU numerics stay

@@ -13,12 +13,11 @@ under a gpu folder.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import time
 from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_write, atomic_write_json
 
 ACTIVATIONS = ("swiglu", "gelu", "relu2", "polyrelu", "polynorm", "powlu", "swiglu_clip")
 SCALES = ("gpas-71m", "gpas-350m")
@@ -26,61 +25,32 @@ PATHS = ("reference", "fused")
 
 
 def measure_row(settings: dict, steps: int, warmup: int) -> dict:
-    """One training loop; tokens/s, MFU and peak memory on the run's device."""
+    """One bare training loop (bench/run/bare.py) on random tokens; tokens/s, MFU and peak memory on
+    the run's device. Compiled as train.compile says, from a clean dynamo cache (every row compiles)."""
+    from .bare import random_batches, run_device, timed_loop
     from .callbacks import flops_per_batch
-    from .config import flag, on_cuda, resolve
-    from .module import LMModule, param_groups
-    from .system import available_flops, peak_memory, reset_peak_memory
+    from .compiling import graph_counts, mode
+    from .config import resolve
+    from .system import available_flops, device_name, peak_memory, reset_peak_memory
 
     cfg = resolve(settings)
     t, m = cfg.train, cfg.model
-    device = torch.device("cuda") if on_cuda(cfg) else torch.device("cpu")
-    torch.manual_seed(cfg.seed)
+    device = run_device(cfg)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     reset_peak_memory(device)
-    module = LMModule(cfg).to(device)
-    if t.precision == "bf16-true":
-        module = module.to(torch.bfloat16)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16-mixed")
-    loss_fn = torch.compile(module.loss) if flag(t.compile, cfg) else module.loss
-    cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[t.optimizer]
-    opt = cls(param_groups(module.model, t.weight_decay), lr=t.lr, betas=tuple(t.betas), eps=t.eps,
-              **({"fused": True} if device.type == "cuda" else {}))
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    tokens = torch.randint(0, m.vocab_size, (t.batch_size, m.block_size + 1), device=device, generator=gen)
-    x, y = tokens[:, :-1], tokens[:, 1:]
-    start = None
-    for step in range(warmup + steps):
-        if step == warmup:
-            _sync(device)
-            start = time.perf_counter()
-        with autocast:
-            loss = loss_fn(x, y)
-        loss.backward()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(module.model.parameters(), t.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    _sync(device)
-    seconds = (time.perf_counter() - start) / steps
+    run = timed_loop(cfg, random_batches(cfg, device), steps, warmup, device)
+    seconds = run["step_seconds"]
     mem, mem_basis = peak_memory(device)
-    flops = flops_per_batch(m, t.batch_size, m.block_size)
+    flops = flops_per_batch(m, t.batch_size, m.block_size) * t.grad_accum
     peak, peak_basis = available_flops(device, t.precision)
-    from .system import device_name
-
     return {"scale": cfg.scale, "activation": m.activation, "kernels": m.kernels, "batch_size": t.batch_size,
-            "block_size": m.block_size, "precision": t.precision, "compile": flag(t.compile, cfg),
-            "fused_loss": module.fused_loss, "step_seconds": seconds,
-            "tokens_per_sec": t.batch_size * m.block_size / seconds, "flops_per_step": flops,
+            "block_size": m.block_size, "precision": t.precision, "compile": mode(cfg) or False,
+            "compiled_graphs": graph_counts()["graphs"], "fused_loss": run["module"].fused_loss,
+            "step_seconds": seconds, "tokens_per_sec": run["tokens_per_sec"], "flops_per_step": flops,
             "mfu": flops / seconds / peak if peak else None, "peak_flops_basis": peak_basis,
             "peak_memory_bytes": mem, "peak_memory_basis": mem_basis, "device": device_name(device),
-            "final_loss": float(loss)}
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+            "final_loss": run["final_loss"]}
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -147,6 +117,6 @@ def write_table(table: dict, out: Path, name: str) -> Path:
     """<out>/<gpu|cpu>/<name>/cost.{md,json}: the device kind decides the folder."""
     folder = Path(out) / table["device_kind"] / name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "cost.json").write_text(json.dumps(table, indent=2) + "\n")
-    (folder / "cost.md").write_text(to_markdown(table))
+    atomic_write_json(folder / "cost.json", table)
+    atomic_write(folder / "cost.md", to_markdown(table))
     return folder

@@ -6,60 +6,26 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import lightning as L
-import torch
 
+from .bare import loader_batches, run_device, timed_loop
 from .callbacks import CellMetrics
-from .config import flag, on_cuda, resolve
+from .config import resolve
 from .matrix import Cell
-from .module import LMModule, cosine_with_warmup, param_groups, split_batch
+from .module import LMModule, split_batch
 from .probes import Probes
 from .runner import DataCache, RunOptions, train_cell
 
 
 def bare_loop(cfg, loader, steps: int, warmup: int) -> float:
-    """Steady-state tokens/s of a plain loop doing what the harness does per step (the same loss path,
-    optimizer groups and fused-ness, cosine schedule, global grad clip, precision and compilation),
-    on the same data loader and device. The device is synchronized only at the window's ends."""
-    torch.manual_seed(cfg.seed)
-    t = cfg.train
-    device = torch.device("cuda") if on_cuda(cfg) else torch.device("cpu")
-    module = LMModule(cfg).to(device)  # its loss() only: the model and the fused/reference loss
-    if t.precision == "bf16-true":
-        module = module.to(torch.bfloat16)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16-mixed")
-    loss_fn = torch.compile(module.loss) if flag(t.compile, cfg) else module.loss
-    params = param_groups(module.model, t.weight_decay)
-    cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[t.optimizer]
-    opt = cls(params, lr=t.lr, betas=tuple(t.betas), eps=t.eps, **({"fused": True} if device.type == "cuda" else {}))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: cosine_with_warmup(s, t.warmup_steps, t.max_steps, t.min_lr_ratio))
-    it, start = iter(loader), None
-    for step in range(steps):
-        if step == warmup:
-            sync(device)
-            start = time.perf_counter()
-        for _ in range(t.grad_accum):
-            x, y = (b.to(device, non_blocking=True) for b in split_batch(next(it)))
-            with autocast:
-                loss = loss_fn(x, y)
-            (loss / t.grad_accum).backward()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(module.model.parameters(), t.grad_clip)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-    sync(device)
-    elapsed = time.perf_counter() - start
-    return (steps - warmup) * t.grad_accum * t.batch_size * cfg.model.block_size / elapsed
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    """Steady-state tokens/s of the bare loop (bench/run/bare.py: the harness's loss path, optimizer,
+    schedule, clip, precision and compilation) over the same data loader; ``steps`` counts the
+    ``warmup`` untimed ones too, as train.max_steps does for the harness."""
+    device = run_device(cfg)
+    batches = loader_batches(loader, device, split_batch)
+    return timed_loop(cfg, batches, steps - warmup, warmup, device)["tokens_per_sec"]
 
 
 def harness(cell: Cell, dm) -> float:

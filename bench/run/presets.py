@@ -302,8 +302,9 @@ def validate(cfg: RunConfig) -> None:
     t, d = cfg.train, cfg.data
     check_choice("optimizer", t.optimizer, ["adamw", "adam"])
     check_choice("precision", t.precision, PRECISIONS)
-    for name in ("compile", "fused_loss"):  # YAML/CLI booleans arrive as 'True'/'False'
-        setattr(t, name, check_choice(f"train.{name}", str(getattr(t, name)).lower(), ["auto", "true", "false"]))
+    for name, choices in (("compile", ["auto", "true", "false", "regional", "whole"]),
+                          ("fused_loss", ["auto", "true", "false"])):  # YAML/CLI booleans arrive as 'True'/'False'
+        setattr(t, name, check_choice(f"train.{name}", str(getattr(t, name)).lower(), choices))
     for name in ("max_steps", "batch_size", "grad_accum", "val_every", "val_tokens", "log_every", "nan_check_every"):
         if getattr(t, name) < 1:
             raise ConfigError(f"train.{name} must be a positive integer, got {getattr(t, name)}")

@@ -27,10 +27,10 @@ from ..errors import ConfigError
 from ..faults import pause_point
 from ..plugins import provenance
 from ..results.records import DONE, Metrics, Params, Record, cell_dir, merge_curves, write_json
+from . import compiling
 from .callbacks import CellMetrics, Diverged, HeldOut, LiveProgress
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
 from .claims import STALE_AFTER
-from .config import flag
 from .environment import (ENV_ERRNOS, build_loggers, check_out, env_error, environment_record, make_trainer,
                           preflight, root_device)
 from .matrix import Cell
@@ -173,7 +173,7 @@ def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, res
     from the checkpoint taken at the last step (it carries the fit loop, the measured throughput
     and the final train loss): a resumed fit with nothing left to train runs no train hooks."""
     cfg, t, module = cell.config, cell.config.train, parts.module
-    fit_module = torch.compile(module) if flag(t.compile, cfg) else module  # Lightning's way: before fit
+    fit_module = compiling.for_fit(module, cfg)  # a clean dynamo cache; regional or whole, before fit
     trainer = parts.trainer = make_trainer(
         cfg, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
         val_check_interval=t.val_every * t.grad_accum, check_val_every_n_epoch=None,
