@@ -16,7 +16,8 @@ from .config import resolve
 from .matrix import Cell
 from .module import LMModule, split_batch
 from .probes import Probes
-from .runner import DataCache, RunOptions, train_cell
+from .environment import DataCache
+from .runner import RunOptions, train_cell
 
 
 def bare_loop(cfg, loader, steps: int, warmup: int) -> float:
