@@ -11,7 +11,7 @@ import sys
 from .commands.common import HelpFormatter
 from .errors import ConfigError, Interrupted
 
-COMMANDS = ("list", "plan", "run", "table", "overhead", "sweep", "cost", "report", "eval", "data", "check",
+COMMANDS = ("list", "plan", "run", "table", "overhead", "sweep", "ladder", "cost", "report", "eval", "data", "check",
             "submit", "status")
 PLUGIN_HELP = ("import MODULE (a dotted name or a .py path) first: it registers its own activations, schemes, norms "
                "or probes (repeatable; see docs/plugins.md). Installed packages' 'llm_arch_bench.plugins' entry "

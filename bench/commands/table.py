@@ -22,6 +22,10 @@ def add_parser(sub):
                         "(training seconds on the cell's device) or steps=Z, interpolated between validation points; "
                         "the axis alone (e.g. --at seconds) uses the largest budget every cell reached. The rankings "
                         "at equal steps / FLOPs / time are always shown when curves exist")
+    p.add_argument("--ladder", action="store_true",
+                   help="the scaling laws of a `bench ladder` result: fits with intervals, crossovers (and --predict)")
+    p.add_argument("--predict", type=float, default=None, metavar="N",
+                   help="with --ladder: each group's predicted loss at N non-embedding parameters")
     return p
 
 
@@ -38,6 +42,15 @@ def main(args) -> int:
     if not records:
         raise ConfigError(f"no finished cells under {target} (run `bench run` first)")
     title = target.name
+    if args.ladder:
+        from ..results.ladder import ladder_view, render_rich as render_ladder, to_markdown as ladder_markdown
+
+        view = ladder_view(records, args.predict)
+        if args.format == "md":
+            print(ladder_markdown(view), end="")
+        else:
+            render_ladder(view, out)
+        return 0
     at = resolve_at(args.at)  # a malformed --at fails before any output
     curves = load_curves(target)  # the equal steps / compute / time views read the validation curves
     if args.format == "md":

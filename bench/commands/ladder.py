@@ -1,0 +1,98 @@
+"""`bench ladder`: a matrix's activations x schemes x seeds over a ladder of model sizes (bench/run/ladder.py),
+trained by the ordinary runner (claims, resume, --workers), then fitted as scaling laws with intervals,
+predictions and crossovers (bench/results/ladder.py)."""
+
+from __future__ import annotations
+
+from .common import add_filters, add_overrides, add_run_options, cells_from, run_name, run_options
+
+HELP = "a scale ladder: train the matrix at log-spaced sizes, fit scaling laws, predict, find crossovers"
+
+
+def add_parser(sub):
+    p = sub.add_parser("ladder", help=HELP, description=HELP + " (docs/scaling-laws.md)")
+    add_filters(p)
+    p.add_argument("--params", default="2e4:1e6", metavar="LOW:HIGH",
+                   help="the range of non-embedding parameters the rungs span")
+    p.add_argument("--rungs", type=int, default=5, help="model sizes, log-spaced over --params")
+    p.add_argument("--tokens-per-param", type=float, default=20.0,
+                   help="training tokens per non-embedding parameter of each rung (Chinchilla's 20)")
+    p.add_argument("--aspect", type=int, default=32, help="d_model / n_layers of every rung")
+    p.add_argument("--head-dim", type=int, default=32, help="attention head size of every rung (d_model is a multiple)")
+    p.add_argument("--predict", type=float, default=None, metavar="N",
+                   help="also predict each group's loss at N non-embedding parameters, with an interval")
+    p.add_argument("--dry-run", action="store_true", help="show the rungs and cells, train nothing")
+    add_run_options(p)
+    p.add_argument("--workers", default="1", metavar="N|auto", help="train N cells at once (as bench run)")
+    add_overrides(p)
+    return p
+
+
+def ladder_cells(args):
+    """(matrix, rungs, cells): every matrix cell at every rung, its id tagged with the rung's size."""
+    from ..errors import ConfigError
+    from ..run.ladder import build_ladder, parse_range
+    from ..run.matrix import make_cell
+
+    matrix, base = cells_from(args)
+    if not base:
+        raise ConfigError("the matrix has no cells to put on a ladder")
+    try:
+        low, high = parse_range(args.params)
+        cfg = base[0].config
+        t = cfg.train
+        rungs = build_ladder(low, high, args.rungs, cfg.model, t.batch_size * cfg.model.block_size * t.grad_accum,
+                             t.lr, tokens_per_param=args.tokens_per_param, aspect=args.aspect, head_dim=args.head_dim)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    from .common import overrides_from
+
+    overrides = overrides_from(args)
+    cells = [make_cell({**matrix.fixed, **dict(c.axes), **r.settings()}, overrides,
+                       {**dict(c.axes), "N": f"{r.params / 1e3:.0f}k"}) for r in rungs for c in base]
+    return matrix, rungs, cells
+
+
+def show_rungs(rungs, cells, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"ladder: {len(rungs)} rungs, {len(cells)} cells (tokens = tokens-per-param x N)",
+              title_justify="left")
+    for col in ("rung", "d_model", "layers", "heads", "h_ref", "N (non-emb)", "tokens", "steps", "warmup", "lr"):
+        t.add_column(col, justify="right")
+    for r in rungs:
+        t.add_row(r.name, str(r.d_model), str(r.n_layers), str(r.n_heads), str(r.ref_intermediate_size),
+                  f"{r.params:,}", f"{r.tokens:,}", f"{r.max_steps:,}", str(r.warmup_steps), f"{r.lr:.3g}")
+    console.print(t)
+
+
+def main(args) -> int:
+    from ..console import err, out
+    from ..results.ladder import ladder_view, render_rich
+    from ..results.records import load_records
+    from ..run.runner import run_matrix
+    from .run import finish_run
+
+    opts = run_options(args)
+    matrix, rungs, cells = ladder_cells(args)
+    args.name = args.name or f"{matrix.name}-ladder"
+    name = run_name(args, matrix)
+    show_rungs(rungs, cells, out)
+    if len(rungs) < args.rungs:
+        err.print(f"[yellow]warning:[/] {args.rungs - len(rungs)} rung(s) rounded to the same shape as another and "
+                  f"were dropped: widen --params or lower --head-dim/--aspect", highlight=False)
+    if args.dry_run:
+        for c in cells:
+            out.print(f"  {c.id}", highlight=False)
+        return 0
+    if args.workers != "1":
+        from ..launch.workers import run_workers, strip_worker_args
+
+        ran, unfinished = run_workers(name, cells, opts, strip_worker_args(args.argv), args.workers, 1,
+                                      cells[0].config.train.accelerator, out)
+        code = max(finish_run(name, cells, ran, opts), 1 if unfinished else 0)
+    else:
+        code = finish_run(name, cells, run_matrix(name, cells, opts, out), opts)
+    records, _ = load_records(opts.out / name)
+    render_rich(ladder_view(records, args.predict), out if code == 0 else err)
+    return code
