@@ -253,11 +253,13 @@ def test_the_baselines_own_tolerance_per_quantity_is_used():
 
 
 def test_untrained_tolerances_stay_tight():
-    """Pure math stays at about a rounding step's tolerance, whatever the trained spread."""
+    """The perturbed-init numbers (pure math, the ones that catch the injected bugs hardest) keep about
+    a rounding step's tolerance; the init numbers stay far below the trained ones (rrelu's random slopes
+    differ between CPU kernel sets, which widens them: docs/check.md)."""
     tol = json.loads(BASELINE.read_text())["tolerance"]
     for section in check.MEASURED:
-        for key in check.UNTRAINED:
-            assert tol[section][key]["rel"] <= 1e-4 and tol[section][key]["abs"] <= 2e-5, (section, key)
+        assert tol[section]["perturbed"]["rel"] <= 2e-4 and tol[section]["perturbed"]["abs"] <= 2e-5, section
+        assert tol[section]["init"]["rel"] <= 2e-3 and tol[section]["init"]["abs"] <= 2e-5, section
 
 
 def test_another_cpus_kernels_pass_the_committed_baseline():

@@ -54,6 +54,7 @@ def write_baseline(path: Path, steps: int, data: CheckData, cells: dict[str, dic
 
 def write_doc(path: Path, doc: dict) -> None:
     """A baseline document, one line per cell, written atomically and readable by all."""
+    doc = json.loads(json.dumps(doc))  # as JSON holds it (tuples as lists)
     head = json.dumps({k: v for k, v in doc.items() if k != "cells"}, indent=1)
     body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc["cells"].items())
     text = head[:-2] + ',\n "cells": {\n' + body + "\n }\n}\n"

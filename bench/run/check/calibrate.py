@@ -100,7 +100,8 @@ def calibrate(reference: dict[str, dict], here: dict[str, dict], steps: int, opt
         "how": "per quantity: abs = the default of its kind; rel = max(default, FACTOR x the largest relative "
                "deviation of any cell, in this machine's run or an emulated environment, from the baseline's "
                "numbers); docs/check.md",
-        "factor": FACTOR, "defaults": DEFAULT_TOLERANCES, "machine": _machine(),
+        "factor": FACTOR, "defaults": {s: {k: {"abs": a, "rel": r} for k, (a, r) in v.items()}
+                                         for s, v in DEFAULT_TOLERANCES.items()}, "machine": _machine(),
         "environments": list(runs), "spread": found,
     }
     return tol
