@@ -202,10 +202,11 @@ def test_claim_is_exclusive_refreshed_and_taken_over_when_its_holder_died(tmp_pa
     taken = acquire(tmp_path, log=messages.append)  # same host, dead pid: stale at once
     assert taken is not None and "taking over" in messages[0]
     taken.release()
-    with acquire(tmp_path, beat=3600) as old:  # another host's claim goes stale by its heartbeat
-        time.sleep(0.3)
+    with acquire(tmp_path, stale_after=3 * 3600, beat=3600) as old:  # another host's claim goes stale by its heartbeat
+        data = json.loads(old.path.read_text())
+        old.path.write_text(json.dumps({**data, "host": "elsewhere", "heartbeat": time.time() - 200}))
         assert acquire(tmp_path, stale_after=3600) is None
-        new = acquire(tmp_path, stale_after=0.1, log=messages.append)
+        new = acquire(tmp_path, stale_after=100, log=messages.append)
         assert new is not None and not old.refresh() and old.lost
         new.release()
 
@@ -337,7 +338,8 @@ def test_damaged_records_are_reported_and_the_leaderboard_keeps_its_rows(tmp_pat
 def test_rerun_says_why_it_retrains_an_unreadable_record(tmp_path):
     from bench.run.config import resolve
     from bench.run.matrix import Cell, cell_id
-    from bench.run.runner import RunOptions, _done_record
+    from bench.run.cell import done_record as _done_record
+    from bench.run.runner import RunOptions
 
     cfg = resolve({"scale": "nano"})
     c = Cell(cell_id(cfg, {}), cfg, ())

@@ -174,8 +174,8 @@ class CellMetrics(L.Callback):
         self.result.update(steady_state(series, self.tokens_per_batch, self.samples_per_batch,
                                         pl_module.flops_per_batch, self.peak_flops, trainer.world_size))
         if self.result["tokens_per_sec"] is None:
-            self.result["tokens_per_sec_note"] = (
-                f"no step after the throughput warm-up ({self.warmup} micro-batches) in any segment: "
+            self.result["tokens_per_sec_basis"] = (
+                f"not measured: no step after the throughput warm-up ({self.warmup} micro-batches) in any segment: "
                 "raise train.max_steps or lower train.throughput_warmup")
         self.check_finite()  # a divergence in the last steps: the result above is kept for the record
 
