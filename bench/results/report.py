@@ -21,6 +21,7 @@ from .records import Record, load_records, write_text
 from .compare_tables import check_at
 from .report_compare import figures_section, lr_section, paired_section, views_section
 from .moe_report import moe_section
+from .columns import cost_note
 from .curves import load_curves, tokens_per_step
 from .frontier import frontier_points, pareto_front
 from .grouping import run_order
@@ -118,7 +119,8 @@ def fig_frontier(records: list[Record]) -> tuple[str | None, list[Record]]:
                         color=colors[p["activation"]], ecolor=colors[p["activation"]], elinewidth=0.8, capsize=2,
                         zorder=2, mec="black" if scales.index(p["scale"]) else None,
                         mew=0.6)
-            name = p["row"] + " / " + p["norm"] + (f" ({p['scale']})" if len(scales) > 1 else "")
+            name = p["row"] + " / " + p["norm"] + (f" ({p['scale']})" if len(scales) > 1 else "") + (
+                " [shared machine]" if p["shared"] else "")
             ax.annotate(name, (p["tps"], p["ppl"]), textcoords="offset points", xytext=(4, 4), fontsize=6)
         xs = [p["tps"] for p in pts]
         if min(xs) > 0 and max(xs) / min(xs) > 10:
@@ -379,10 +381,12 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
         b64, front[:] = fig_frontier(records)
         return b64
     parts.append(_figure_html("validation PPL against tokens/s", frontier))
+    if (n := cost_note(records)):
+        parts.append(f'<p class="note warn">{_e(n)}</p>')
     if front:
         parts.append('<p class="note">On the Pareto front (no other group is both faster and better): ' + _e(
             "; ".join(f"{p['row']} / {p['norm']} ({p['scale']}): {p['ppl']:.3f} PPL at {p['tps']:,.0f} tok/s"
-                      for p in front)) + "</p>")
+                      + (" (measured on a shared machine)" if p["shared"] else "") for p in front)) + "</p>")
 
     fits = scaling_fits(records)
     if len({r.scale for r in records}) > 1:
