@@ -3,7 +3,7 @@ rankings disagree, learning-rate robustness, and the figures that compare cells.
 
 from __future__ import annotations
 
-from . import figures_compare as F
+from .figures import compare as F
 from .compare_tables import (PAIRED_COLUMNS, RANK_COLUMNS, VIEW_COLUMNS, VIEWS_LEGEND, few_seed_warning,
                              lr_table, paired_table, rank_table, view_table, views_for)
 from .html import e, figure_html, img, note, table
