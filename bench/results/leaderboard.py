@@ -16,10 +16,11 @@ from ..errors import ConfigError
 from .downstream import eval_columns, eval_markdown, eval_tasks
 from .records import Record, write_text
 from . import compare_tables
+from .columns import COST_COLUMNS, axis_columns, axis_value, cost_cells, cost_note, header
 from .curves import load_curves, time_to_target
 from .grouping import baseline_groups, cell_order, group_records, parse_baseline, row_labels
 from .learned import not_learned_note, warmup_warning
-from .paired import PAIRED, Paired, compare
+from .paired import NEEDS_TEST, NOT_LEARNED, PAIRED, Paired, compare
 from .sci import NEEDS_SCIPY, have_scipy
 from .summary import Summary, final_val_ppl, summarize
 from .views import parse_budget
@@ -49,10 +50,11 @@ def domain_columns(records: list[Record] | None) -> tuple[str, ...]:
 def long_columns(target: float | None = None, records: list[Record] | None = None) -> tuple[str, ...]:
     """The long table's columns; with records, one '<name>_ppl' per data.eval domain (after ood_ppl) and
     one '<task>:acc' per downstream task (at the end)."""
-    i = LONG_COLUMNS.index("ood_ppl") + 1
+    i, j = LONG_COLUMNS.index("ood_ppl") + 1, LONG_COLUMNS.index("tokens_per_sec") + 1
     evals = tuple(f"{t}:acc" for t in eval_tasks(records or []))
-    return (LONG_COLUMNS[:i] + domain_columns(records) + LONG_COLUMNS[i:]
-            + (TARGET_COLUMNS if target is not None else ()) + evals)
+    axes = tuple(c for c in axis_columns(records or []) if c not in LONG_COLUMNS)
+    return (LONG_COLUMNS[:3] + axes + LONG_COLUMNS[3:i] + domain_columns(records) + LONG_COLUMNS[i:j] + COST_COLUMNS
+            + LONG_COLUMNS[j:] + (TARGET_COLUMNS if target is not None else ()) + evals)
 
 
 def resolve_baseline(baseline) -> tuple[str, str] | None:
@@ -70,7 +72,7 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
     target loss: tokens and seconds to first reach it (from ``curves``: record id -> parsed
     metrics.csv), None when not reached, 'target_reached' None when there is no curve."""
     rows = []
-    tasks = eval_tasks(records)
+    tasks, axes, costs = eval_tasks(records), axis_columns(records), cost_cells(records)
     for r in records:
         m = r.metrics
         row = {
@@ -84,7 +86,7 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
             "wall_seconds": r.wall_seconds, "plugin": plugin_mark(r),
             **{c: m.get(c) for c in domain_columns([r])},
             "precision": r.precision or (r.config.get("train") or {}).get("precision"),
-            **eval_columns(r, tasks),
+            **eval_columns(r, tasks), **{c: axis_value(r, c) for c in axes}, **costs[r.id],
         }
         if target is not None:
             curve = (curves or {}).get(r.id)
@@ -163,7 +165,11 @@ def legend(p: dict, scale: str) -> str:
         return f"{MARK_LEGEND} Scale {scale}: the baseline is not among its cells; no marks."
     text = f"{MARK_LEGEND} Baseline (base) at {scale}: {base[0]} x {base[1]}."
     comps = [c for c in p["comparisons"].values() if not c.is_baseline]
-    if comps and all(c.test is None for c in comps):
+    why = {c.note for c in comps if c.test is None}
+    if comps and all(c.test is None for c in comps) and why <= {NOT_LEARNED, NEEDS_TEST}:
+        text += (" No marks: " + ("no group learned beyond token frequencies (see the note below)."
+                                  if NOT_LEARNED in why else "the tests need scipy."))
+    elif comps and all(c.test is None for c in comps):
         text += " No significance test was possible here: fewer than 2 seeds in a group (n < 2)."
     elif any(c.test is None for c in comps):
         text += " Groups without a mark include some where no test was possible (n < 2)."
@@ -246,7 +252,7 @@ def fmt_comparison(row: dict, col: str) -> str:
 
 FORMATS = {"val_ppl": "ppl", "ood_ppl": "ppl", "tokens_per_sec": "", "mfu": "pct", "params": "int",
            "params_non_embedding": "int", "tokens_to_target": "int", "delta_loss": "signed", "delta_ppl": "signed",
-           "p": "p"}
+           "p": "p", "tokens_per_sec_spread": "pct"}
 
 
 def fmt_cell(row: dict, col: str) -> str:
@@ -317,7 +323,7 @@ def to_markdown(records: list[Record], title: str, baseline=None, target: float 
         lines.append("| " + " | ".join(fmt_cell(row, c) for c in cols) + " |")
     lines.append("")
     lines += eval_markdown(records, row_labels(records))
-    lines += notes(records, target)
+    lines += notes(records, target) + [n for n in (cost_note(records),) if n]
     return "\n".join(lines) + "\n"
 
 
@@ -349,15 +355,20 @@ def render_rich(records: list[Record], console: Console, title: str, baseline=No
     hidden = ("id", "val_loss", "train_loss", "params_non_embedding") + (
         () if any(plugin_mark(r) for r in records) else ("plugin",))
     cols = [c for c in long_columns(target, records) if c not in hidden]
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "status") else "right")
+    for c in cols:  # full headers with their units, folded rather than cut on a narrow terminal
+        t.add_column(header(c), justify="left" if c in ("scale", "activation", "norm", "status") else "right",
+                     overflow="fold")
     for row in long_rows(records, target, curves):
         t.add_row(*(fmt_cell(row, c) for c in cols))
     for name, ppl in unigram_reference(records).items():
-        t.add_row("ref", "", f"unigram {name}", "", "", "", "", _fmt(ppl, "ppl"), *[""] * (len(cols) - 8))
+        ref = {"rank": "ref", "activation": f"unigram {name}", "val_ppl": _fmt(ppl, "ppl")}
+        t.add_row(*(ref.get(c, "") for c in cols))
     console.print(t)
-    if target is not None:
-        console.print(notes(records, target)[-1], highlight=False)
+    for line in notes(records, target)[-2 if target is not None else -1:]:  # the MFU basis (and time to target)
+        if line.startswith(("MFU", "Time to target")):
+            console.print(line, highlight=False)
+    if (line := cost_note(records)):
+        console.print(line, style="yellow", highlight=False)
 
 
 def write_tables(folder: Path, records: list[Record], title: str, baseline=None, target: float | None = None,

@@ -39,6 +39,7 @@ BOOTSTRAP = 10_000
 MIN_SEEDS = 3
 PAIRED, WELCH = "paired t", "Welch t"
 NOT_LEARNED = "not learned"
+NEEDS_TEST = "no test (needs scipy)"
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ def compare(records: list[Record], baseline=None, alpha: float = ALPHA) -> dict[
         unlearned = learned(recs) is False or learned(base_recs) is False
         if unlearned or not scipy_ok:
             diff = statistics.fmean(mine.values()) - statistics.fmean(theirs.values()) if mine and theirs else None
-            note = NOT_LEARNED if unlearned else "no test (needs scipy)"
+            note = NOT_LEARNED if unlearned else NEEDS_TEST
             out[(scale, row, norm)] = Paired(scale, (row, norm), base, len(mine), len(theirs), diff, None, None, None,
                                              noise.get(scale), alpha=alpha, note=note)
             continue

@@ -227,4 +227,4 @@ def load_records(folder: Path) -> tuple[list[Record], list[Problem]]:
     return records, problems
 
 
-from .curves import merge_curves  # noqa: E402  (the runner imports it from here)
+from .curves import merge_curves  # noqa: E402, F401  (re-exported: the runner imports it from here)

@@ -3,13 +3,14 @@ rankings disagree, learning-rate robustness, and the figures that compare cells.
 
 from __future__ import annotations
 
-from . import figures_compare as F
+from .figures import compare as F
 from .compare_tables import (PAIRED_COLUMNS, RANK_COLUMNS, VIEW_COLUMNS, VIEWS_LEGEND, few_seed_warning,
                              lr_table, paired_table, rank_table, view_table, views_for)
 from .html import e, figure_html, img, note, table
 from .lr import LR_COLUMNS, LR_LEGEND
 from .paired import LEGEND as PAIRED_LEGEND
-from .views import AXES, AXIS_TITLES, disagreements
+from .columns import cost_note
+from .views import AXES, AXIS_TITLES, disagreements, reached_note
 
 
 def _result_class(text: str) -> str:
@@ -40,6 +41,9 @@ def views_section(records, curves: dict, at=None) -> list[str]:
     for axis in AXES:
         parts += [f"<h3>Ranking at {AXIS_TITLES[axis]}</h3>",
                   table(list(VIEW_COLUMNS), view_table(views[axis], views["steps"]))]
+        parts += [note(n) for n in (reached_note(views[axis]),) if n]
+        if axis == "seconds" and (n := cost_note(records)):  # equal time rests on the measured speed
+            parts.append(note(n, "note warn"))
     return parts
 
 
