@@ -47,7 +47,7 @@ POINTS = ["claimed", "running-record",
 # kills of the resumed runs too: each run of a chain dies at the next instant
 CHAINS = [["final-checkpoint", "final-checkpoint"], ["checkpoint-saved@6", "probes", "record"],
           ["train-batch@3", "validation@4", "checkpoint-saved@4"], ["checkpoint-written@4", "record-written"],
-          ["validation@6", "checkpoint-rotated@6", "checkpoints-removed"]]
+          ["validation@6", "probes", "checkpoints-removed"]]
 RANDOM_KILLS = 6
 
 
