@@ -280,17 +280,21 @@ def test_polyrelu_formula_and_power_order(order):
     act = PolyReLU(order).double()
     with torch.no_grad():
         # (0, ..., 0, 1): plain ReLU
-        act.weight.zero_(); act.weight[-1] = 1.0
+        act.weight.zero_()
+        act.weight[-1] = 1.0
         assert torch.equal(act(x), r)
         # the coefficient of r^2 is weight[order - 2]: squared ReLU
-        act.weight.zero_(); act.weight[order - 2] = 1.0
+        act.weight.zero_()
+        act.weight[order - 2] = 1.0
         assert torch.allclose(act(x), r**2, rtol=1e-12, atol=0)
         # weight[0] multiplies the highest power
-        act.weight.zero_(); act.weight[0] = 1.0
+        act.weight.zero_()
+        act.weight[0] = 1.0
         assert torch.allclose(act(x), r**order, rtol=1e-12, atol=0)
         # arbitrary coefficients and bias
         w = torch.linspace(-0.9, 1.3, order, dtype=torch.float64)
-        act.weight.copy_(w); act.bias.fill_(0.37)
+        act.weight.copy_(w)
+        act.bias.fill_(0.37)
     np.testing.assert_allclose(act(x).detach().numpy(), poly_relu_np(x.numpy(), w.tolist(), 0.37), rtol=1e-12)
 
 
@@ -318,14 +322,16 @@ def test_polynorm_formula(order, form):
     w = torch.linspace(0.8, -0.4, order, dtype=torch.float64)
     act = PolyNorm(order, form=form).double()
     with torch.no_grad():
-        act.weight.copy_(w); act.bias.fill_(-0.25)
+        act.weight.copy_(w)
+        act.bias.fill_(-0.25)
     want = poly_norm_np(x.numpy(), w.tolist(), -0.25, form)
     np.testing.assert_allclose(act(x).detach().numpy(), want, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(polynorm(x, act.weight, act.bias, form).detach().numpy(), want, rtol=1e-10, atol=1e-12)
     # float32 path too (computed in fp32), looser tolerance
     got32 = PolyNorm(order, form=form)
     with torch.no_grad():
-        got32.weight.copy_(w.float()); got32.bias.fill_(-0.25)
+        got32.weight.copy_(w.float())
+        got32.bias.fill_(-0.25)
     np.testing.assert_allclose(got32(x.float()).detach().double().numpy(), want, rtol=1e-4, atol=1e-5)
 
 
@@ -398,7 +404,8 @@ def test_polynorm_recompute_identical_outputs_and_grads(form):
     a, b = PolyNorm(form=form, recompute=True), PolyNorm(form=form, recompute=False)
     with torch.no_grad():
         for m in (a, b):
-            m.weight.copy_(torch.tensor([0.4, -0.3, 0.9])); m.bias.fill_(0.2)
+            m.weight.copy_(torch.tensor([0.4, -0.3, 0.9]))
+            m.bias.fill_(0.2)
     for ra, rb in zip(_run(a, x, up), _run(b, x, up)):
         assert torch.equal(ra, rb)
 

@@ -4,7 +4,6 @@ hashed, matrix files checked against their shape once, and plans that stay fast 
 from __future__ import annotations
 
 import base64
-import json
 import subprocess
 import sys
 import textwrap

@@ -15,7 +15,7 @@ import torch
 from bench.errors import ConfigError
 from bench.run import checkpoints
 from bench.run.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
-from bench.run.claims import BEAT, CLAIM, acquire, check_stale_after, holder
+from bench.run.claims import BEAT, CLAIM, acquire, check_stale_after
 from bench.run.config import resolve
 from bench.run.matrix import Cell, cell_id
 from bench.run.runner import RunOptions, train_cell

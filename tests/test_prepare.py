@@ -125,7 +125,7 @@ def test_tokenizer_file_travels_with_the_dataset(tmp_path, sources):
     stream = stream_tokens(out, "train").astype(np.int64)
     first = stream[: np.flatnonzero(stream == tok.eos_id)[0]]
     assert tok.decode(first.tolist()) == json.loads((sources[0] / "b.jsonl").read_text().splitlines()[
-        next(i for i in range(49) if not prep.is_val(f"b.jsonl", i, 0.2))])["text"]
+        next(i for i in range(49) if not prep.is_val("b.jsonl", i, 0.2))])["text"]
 
 
 def test_truncation_rows_match_gpas_truncate_or_pad(tmp_path, sources):

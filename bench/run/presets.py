@@ -21,7 +21,7 @@ import yaml
 from models import SCHEMES, TransformerConfig, check_choice
 
 from ..errors import ConfigError
-from .config import SECTIONS, TOP_FIELDS, DataConfig, RunConfig, TrainConfig, all_fields
+from .config import SECTIONS, DataConfig, RunConfig, TrainConfig, all_fields
 from ..resources import configs_dir
 from .precision import FP8
 
