@@ -336,7 +336,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     finish_record(record, parts, cfg, wall)
     if not writer:  # rank 0 writes and reports this cell; this rank's record is never used
         return record
-    user_error = user_error or write_final(record, folder, resume is not None, warn)
+    write_error = write_final(record, folder, resume is not None, warn)  # always: the record says what happened
+    user_error = user_error or write_error  # the cell's own error first
     if record.status in DONE and not opts.keep_checkpoints and user_error is None:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         pause_point("checkpoints-removed")
