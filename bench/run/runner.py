@@ -324,7 +324,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         parts = build_parts(cell, dm, opts, ckpt_dir, progress, task, stop, claim)
         record.resumed_from = str(resume) if resume is not None else None
         fit_phases(cell, dm, opts, folder, parts, resume, record)
-    except Exception as e:  # noqa: BLE001 - any failure is recorded and the matrix goes on
+    except (Exception, SIGTERMException) as e:  # noqa: BLE001 - any failure is recorded and the matrix goes on
+        # (SIGTERMException is a SystemExit: caught by name, or a signal exits 0 leaving the record 'running')
         record.status, details, user_error = outcome(e, parts, cell, folder)
         for k, v in details.items():
             setattr(record, k, v)
