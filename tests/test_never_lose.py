@@ -137,9 +137,9 @@ def test_checkpoint_write_failing_with_enospc_leaves_the_last_good_one(tmp_path,
 
 
 def test_truncated_latest_is_set_aside_and_previous_used(tmp_path):
-    io_ = AtomicCheckpointIO()
-    io_.save_checkpoint({"step": 1}, tmp_path / LATEST)
-    io_.save_checkpoint({"step": 2}, tmp_path / LATEST)
+    io_ = AtomicCheckpointIO()  # the smallest checkpoints find_resume accepts: ones Lightning can resume from
+    io_.save_checkpoint({"state_dict": {}, "global_step": 1}, tmp_path / LATEST)
+    io_.save_checkpoint({"state_dict": {}, "global_step": 2}, tmp_path / LATEST)
     data = (tmp_path / LATEST).read_bytes()
     (tmp_path / LATEST).write_bytes(data[: len(data) // 2])
     warnings = []
