@@ -23,19 +23,30 @@ def add_parser(sub):
 def plan_rows(cells, gpu: str | None = None) -> list[dict]:
     from models import count_params
 
-    from ..launch.memory import GPUS, estimate
+    from ..launch.memory import GPUS, MAX_TRACES, estimate, formula_estimate, shape_key
 
     rows = []
+    # tracing a training step costs seconds per distinct shape (a minute at 1B): only when a GPU is asked
+    # about, and for at most MAX_TRACES shapes
+    shapes = {shape_key(c.config, True) for c in cells} if gpu else set()
+    trace = bool(gpu) and len(shapes) <= MAX_TRACES
+    if gpu and not trace:
+        from ..console import err
+
+        err.print(f"[yellow]note:[/] {len(shapes)} distinct model shapes: memory by the closed formula (tracing "
+                  f"each costs seconds; at most {MAX_TRACES} are traced, e.g. narrow --activation/--norm)",
+                  highlight=False)
     for cell in cells:
         c = count_params(cell.config.model)
-        mem = estimate(cell.config, flash=gpu is not None or cell.config.train.accelerator == "gpu")
+        flash = gpu is not None or cell.config.train.accelerator == "gpu"
+        mem = estimate(cell.config, flash=flash) if trace else formula_estimate(cell.config, flash=flash)
         rows.append({
             "id": cell.id, "activation": cell.config.model.activation, "norm": cell.config.norm,
             "scale": cell.config.scale, "seed": cell.config.seed, "intermediate_size": c.intermediate_size,
             "params": c.total, "params_non_embedding": c.non_embedding, "params_ffn": c.ffn,
             "reference_params": c.reference_total, "deviation": c.deviation,
             "ffn": cell.config.model.ffn, "params_active": c.active, "params_expert_ffn": c.expert_ffn,
-            "memory_bytes": mem.total, "fits": mem.fits(GPUS[gpu]) if gpu else None,
+            "memory_bytes": mem.total, "memory_basis": mem.basis, "fits": mem.fits(GPUS[gpu]) if gpu else None,
         })
     return rows
 
@@ -67,6 +78,14 @@ def main(args) -> int:
                   f"{r['params']:,}", *extra, f"{r['params_non_embedding']:,}", f"{r['params_ffn']:,}",
                   f"{r['deviation']:+.4%}", fmt_bytes(r["memory_bytes"]) + fits)
     out.print(t)
-    out.print("mem/dev: estimated peak memory per device (weights, gradients, Adam states, activations at "
-              "the micro-batch, 1 GiB CUDA overhead; formula in bench/launch/memory.py)")
+    if any(r["memory_basis"] == "traced" for r in rows):
+        out.print("mem/dev: estimated peak memory per device, traced from one training step of the real model "
+                  "under fake tensors (weights, gradients, Adam states, the activation's own saved tensors at the "
+                  "micro-batch), plus 1 GiB CUDA overhead (bench/launch/memory.py)")
+    elif not args.gpu:
+        out.print("mem/dev: the closed formula of bench/launch/memory.py (blind to the activation's own saved "
+                  "tensors); add --gpu NAME for the traced estimate and whether it fits")
+    else:
+        out.print("mem/dev: the closed formula of bench/launch/memory.py (blind to the activation's own saved "
+                  "tensors), plus 1 GiB CUDA overhead")
     return 0

@@ -158,14 +158,18 @@ def fmt_bytes(n: int) -> str:
     return f"{n / GiB:.2f} GiB" if n >= GiB / 10 else f"{n / 2**20:.1f} MiB"
 
 
+MAX_TRACES = 16  # distinct shapes a plan traces; beyond, the closed formula stands in
+
+
 def too_big(cells, gpu: str | None) -> list[tuple[str, MemoryEstimate]]:
     """(cell id, estimate) of every cell that will not fit ``gpu`` (none when no GPU is named)."""
     if gpu is None:
         return []
     cap = gpu_memory(gpu)
     out = []
+    trace = len({shape_key(c.config, True) for c in cells}) <= MAX_TRACES  # seconds per traced shape
     for cell in cells:
-        est = estimate(cell.config)
+        est = estimate(cell.config) if trace else formula_estimate(cell.config)
         if not est.fits(cap):
             out.append((cell.id, est))
     return out

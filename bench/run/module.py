@@ -110,13 +110,19 @@ class LMModule(L.LightningModule):
                 metric.reset()
         self.validated_at = self.global_step
 
-    def on_save_checkpoint(self, checkpoint):  # a resume at the last step still knows its final train loss
+    def on_save_checkpoint(self, checkpoint):
+        """A resume at the last step still knows its final train loss, and its final validation when
+        the save came after it: the validation is not redone (it would log a second curve row)."""
         loss = self.last_train_loss
         checkpoint["last_train_loss"] = float(loss) if loss is not None else None
+        checkpoint["validated_at"], checkpoint["val_results"] = self.validated_at, dict(self.val_results)
 
     def on_load_checkpoint(self, checkpoint):
         if checkpoint.get("last_train_loss") is not None:
             self.last_train_loss = torch.tensor(checkpoint["last_train_loss"])
+        if checkpoint.get("validated_at") is not None:
+            self.validated_at = checkpoint["validated_at"]
+            self.val_results.update(checkpoint.get("val_results") or {})
 
     def configure_optimizers(self):
         opt = build_optimizer(self.model, self.cfg.train, self.device)
