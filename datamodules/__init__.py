@@ -29,5 +29,6 @@ from .tokenizers import (  # noqa: E402
 __all__ = [
     "BUNDLED", "IGNORE", "TOKENIZERS", "ByteTokenizer", "CorpusError", "Document", "HFTokenizer", "TextDataModule",
     "TiktokenTokenizer", "Tokenizer", "TokenizerError", "build_chunks", "build_tokenizer", "cache_key",
-    "check_data", "fingerprint", "is_prepared", "load_corpus", "load_tokenizer", "split_documents", "split_rows", "train_bpe", "unigram_ppl",
+    "PreparedCorpus", "check_data", "fingerprint", "is_prepared", "load_corpus", "load_tokenizer", "split_documents",
+    "split_rows", "train_bpe", "unigram_ppl",
 ]

@@ -111,7 +111,8 @@ def _emit(item):
 
 
 def _optimize(items: list, output_dir: Path, fn=_emit, workers: int = 1) -> None:
-    """litdata.optimize of fn over items (one worker unless told), with three of its process-wide side effects contained:
+    """litdata.optimize of fn over items (one worker unless told), with three of its process-wide side effects
+    contained:
     - it starts workers with 'spawn' (~7 s of imports per call on 2 cores): use 'fork';
     - it installs a SIGINT handler that calls os._exit(0) and never removes it (Ctrl-C in a later
       training would exit with status 0): the previous handler is put back;

@@ -234,7 +234,8 @@ def test_unknown_option_is_rejected():
 
 def test_leaky_relu_slope_and_prelu_init():
     x = torch.tensor([-2.0, -0.5, 0.0, 3.0], dtype=torch.float64)
-    assert torch.allclose(build_activation("leaky_relu")(x), torch.tensor([-0.02, -0.005, 0.0, 3.0], dtype=torch.float64))
+    assert torch.allclose(build_activation("leaky_relu")(x),
+                          torch.tensor([-0.02, -0.005, 0.0, 3.0], dtype=torch.float64))
     prelu = build_activation("prelu")
     params = dict(prelu.named_parameters())
     assert list(params) == ["weight"] and params["weight"].shape == (1,)

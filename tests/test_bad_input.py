@@ -19,8 +19,8 @@ def assert_one_line(err: str, *needles: str):
 
 
 CASES = {
-    "unknown activation": (["--activation", "swiglu,swigluu"], ["unknown activation 'swigluu'", "Did you mean 'swiglu'?",
-                                                                 "polynorm"]),
+    "unknown activation": (["--activation", "swiglu,swigluu"],
+                           ["unknown activation 'swigluu'", "Did you mean 'swiglu'?", "polynorm"]),
     "unknown scheme": (["--norm", "pre,sandwhich+gpas"], ["unknown norm scheme", "Did you mean 'sandwich+gpas'?"]),
     "unknown scale": (["--scale", "nanoo"], ["unknown scale 'nanoo'", "Did you mean 'nano'?", "gpas-71m"]),
     "unknown override value": (["--model.norm_layer", "batchnorm"], ["unknown norm layer", "rmsnorm, layernorm"]),

@@ -191,7 +191,8 @@ def test_default_matrix_order_and_ids_stable():
 
 
 def test_ids_stable_across_processes():
-    code = "from bench.run.matrix import expand, load_matrix; print('\\n'.join(c.id for c in expand(load_matrix('default'))))"
+    code = ("from bench.run.matrix import expand, load_matrix; "
+            "print('\\n'.join(c.id for c in expand(load_matrix('default'))))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [c.id for c in expand(load_matrix("default"))]
@@ -380,7 +381,8 @@ def test_every_option_shows_one_default_the_effective_one(monkeypatch):
 def test_broken_pipe_is_a_quiet_exit():
     """`bench plan --json | head`: the reader leaves early; no traceback, the SIGPIPE status."""
     p = subprocess.Popen([sys.executable, "-m", "bench.cli", "plan", "--scale", "nano", "--json"], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"})
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"})
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 141 and err == "", err

@@ -20,8 +20,8 @@ from bench.results.views import (cell_curve, cumulative, disagreements, interpol
 
 def record(act, seed=0, loss=3.0, status="ok", steps=200, fpb=1e9, train_seconds=200.0, norm="pre", lr=3e-3,
            scale="nano", vocab=256, accum=1):
-    return Record.from_dict({"id": f"{scale}-{act}-{norm}-lr{lr}-s{seed}", "scale": scale, "activation": act, "norm": norm,
-            "seed": seed, "status": status,
+    return Record.from_dict({"id": f"{scale}-{act}-{norm}-lr{lr}-s{seed}", "scale": scale, "activation": act,
+            "norm": norm, "seed": seed, "status": status,
             "metrics": ({"val_loss": loss, "val_ppl": math.exp(loss), "steps": steps, "tokens": steps * 64,
                          "flops_per_batch": fpb, "train_seconds": train_seconds} if status == "ok" else {"steps": 3}),
             "params": {"total": 1100, "non_embedding": 1000}, "data": {"vocab_size": vocab},

@@ -55,7 +55,8 @@ def test_every_cell_compiles_past_the_recompile_limit(tmp_path, tiny_dm):
         cfg = resolve(tiny(**{"activation": act, "train.compile": "whole", "train.max_steps": 2, "train.val_every": 2,
                               "train.probe_every": 0, "model.block_size": 64}))
         counters.clear()
-        rec = train_cell(Cell(cell_id(cfg, {}), cfg, ()), "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
+        rec = train_cell(Cell(cell_id(cfg, {}), cfg, ()), "t", tiny_dm,
+                         RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
         assert rec.status == "ok", rec.error
         assert counters["stats"]["unique_graphs"] >= 1, f"{act}: nothing compiled"
         assert not any("recompile limit" in k.lower() for k in counters["unimplemented"]), act

@@ -110,7 +110,8 @@ SHAPES = {
     "exclude a mapping": ("axes: {activation: [gelu, relu]}\nexclude: {activation: gelu}\n",
                           "exclude must be a list of mappings (e.g. - {activation: gelu, norm: pre}), got a mapping"),
     "exclude strings": ("axes: {activation: [gelu, relu]}\nexclude: [gelu]\n",
-                        "each exclude entry must be a mapping of axis -> value (e.g. {activation: gelu}), got a string"),
+                        "each exclude entry must be a mapping of axis -> value (e.g. {activation: gelu}), "
+                        "got a string"),
     "name a list": ("name: [x]\naxes: {seed: [0]}\n", "name must be a string, got a list"),
     "description a mapping": ("description: {a: 1}\naxes: {seed: [0]}\n", "description must be a string"),
     "misspelt exclude key": ("axes: {activation: [gelu, relu], norm: [pre]}\nexclude: [{activaton: gelu}]\n",

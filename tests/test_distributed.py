@@ -81,7 +81,8 @@ def test_workers_train_every_cell_exactly_once(tmp_path):
     assert r2.returncode == 0 and "0 cell(s) to train" in r2.stdout
 
 
-def _shard_worker(rank: int, world: int, init: str, full: "torch.Tensor", out: "torch.multiprocessing.Queue"):
+def _shard_worker(rank: int, world: int, init: str, full: "torch.Tensor",  # noqa: F821 - torch is imported inside
+                  out: "torch.multiprocessing.Queue"):  # noqa: F821 - torch is imported inside (spawned worker)
     import torch
     import torch.distributed as dist
 
@@ -143,7 +144,8 @@ def test_killed_worker_loses_only_its_cell_which_resumes(tmp_path):
     assert victim is not None, "worker 0 never reached a checkpoint"
     os.kill(victim["pid"], signal.SIGKILL)
     out, _ = parent.communicate(timeout=600)
-    records = {p.name: json.loads((p / "record.json").read_text()) for p in folder.iterdir() if (p / "record.json").exists()}
+    records = {p.name: json.loads((p / "record.json").read_text())
+               for p in folder.iterdir() if (p / "record.json").exists()}
     (other,) = [c for c in records if c != victim["cell"]]
     assert records[other]["status"] == "ok"  # the other worker's cell was not lost
     rec = records[victim["cell"]]
@@ -164,8 +166,9 @@ def test_workers_with_ddp_cells_follow_rank0_claims(tmp_path):
     Lightning starts follow their rank 0's claim decisions, so each cell is trained once."""
     env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"}
     r = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--scale", "nano", "--activation", "swiglu,gelu",
-                        "--norm", "pre", "--train.probe_every", "0", "--train.max_steps", "10", "--train.val_every", "10",
-                        "--train.val_tokens", "4096", "--ckpt-every", "0", "--train.accelerator", "cpu",
+                        "--norm", "pre", "--train.probe_every", "0", "--train.max_steps", "10",
+                        "--train.val_every", "10", "--train.val_tokens", "4096", "--ckpt-every", "0",
+                        "--train.accelerator", "cpu",
                         "--train.strategy", "ddp", "--out", str(tmp_path), "--workers", "2", "--devices-per-cell", "2"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -187,8 +190,9 @@ def test_sigterm_to_workers_parent_interrupts_every_cell_resumably(tmp_path):
     import time
 
     env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"}
-    parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--scale", "nano", "--activation", "swiglu,gelu",
-                               "--norm", "pre", "--train.probe_every", "0", "--train.max_steps", "5000",
+    parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--scale", "nano",
+                               "--activation", "swiglu,gelu", "--norm", "pre", "--train.probe_every", "0",
+                               "--train.max_steps", "5000",
                                "--train.val_every", "5000", "--train.val_tokens", "4096", "--ckpt-every", "1000",
                                "--out", str(tmp_path), "--workers", "2", "--quiet"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -139,7 +139,8 @@ def test_shipped_local_task_yamls_read_local_files(tmp_path, monkeypatch):
     for name, rows, splits in (("arc_easy", arc, ("train", "test")), ("hellaswag", hs, ("train", "validation"))):
         (tmp_path / "data" / "eval" / name).mkdir(parents=True)
         for split in splits:
-            (tmp_path / "data" / "eval" / name / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            (tmp_path / "data" / "eval" / name / f"{split}.jsonl").write_text(
+                "".join(json.dumps(r) + "\n" for r in rows))
     model = tiny_model()
     lm = CellLM(model=model, tokenizer=ByteTokenizer())
     out = parse_results(lm_eval.simple_evaluate(model=lm, tasks=["local_arc_easy", "local_hellaswag"],

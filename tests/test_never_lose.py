@@ -189,7 +189,7 @@ def test_full_disk_during_training_is_one_line_and_keeps_the_original_error(tmp_
 # ---- 3: claims ----------------------------------------------------------------------------------
 
 def test_claim_is_exclusive_refreshed_and_taken_over_when_its_holder_died(tmp_path):
-    with acquire(tmp_path, beat=0.1) as claim:
+    with acquire(tmp_path, beat=0.1):
         assert acquire(tmp_path) is None
         first = holder(tmp_path).heartbeat
         time.sleep(0.4)
@@ -357,7 +357,8 @@ def test_record_is_typed_validated_and_keeps_unknown_fields():
          "params": {"total": 10, "non_embedding": 5}, "later_field": {"experts": 8},
          "metrics": {"val_loss": 2.0, "val_code_loss": 2.5, "mfu_basis": "cpu"}}
     r = Record.from_dict(d)
-    assert r.metrics.val_loss == 2.0 and r.metrics.get("val_code_loss") == 2.5 and r.extra["later_field"] == {"experts": 8}
+    assert (r.metrics.val_loss == 2.0 and r.metrics.get("val_code_loss") == 2.5
+            and r.extra["later_field"] == {"experts": 8})
     assert Record.from_dict(r.to_dict()) == r  # round trip: later fields survive a rewrite
     for bad, why in (({**d, "seed": "0"}, "seed"), ({**d, "metrics": {"val_loss": "x"}}, "metrics.val_loss"),
                      ({**d, "status": "done"}, "status"), ({**d, "metrics": {}}, "no val_loss")):

@@ -208,7 +208,7 @@ def test_data_order_is_deterministic_and_the_loader_resumes_exactly(tmp_path, pa
     assert all(torch.equal(r, next(again)[0]) for r in rest)
     assert torch.equal(seen[0][0], first[0][0])
     # validation: the dataset's own split, a fixed number of rows
-    (vx, vy), = [a._val["val"]]
+    (vx, _), = [a._val["val"]]
     assert len(vx) == 128 // 16 and set(a.val_names) == {"val"}
 
 

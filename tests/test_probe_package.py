@@ -42,7 +42,8 @@ def test_no_circle_and_no_old_modules():
 
     assert not [n for n in graph if reaches(n, n)]
     run = PACKAGE.parent
-    assert not (run / "probes.py").exists() and not (run / "moe_probes.py").exists() and not (run / "outliers.py").exists()
+    assert (not (run / "probes.py").exists() and not (run / "moe_probes.py").exists()
+            and not (run / "outliers.py").exists())
 
 
 def test_modules_are_small():

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from bench.run.config import resolve
 from bench.run.module import LMModule, lm_loss, split_batch
-from bench.run.probes import Probes, effective_rank, find_spikes, first_loader, kurtosis, layer_cosine, skipped, token_loss
+from bench.run.probes import (Probes, effective_rank, find_spikes, first_loader, kurtosis, layer_cosine, skipped,
+                               token_loss)
 from tiny_data import TinyDataModule
 from models import Transformer
 

@@ -1,5 +1,5 @@
-"""bench.results.stats: confidence intervals, Welch's test (bench.results.paired), time-to-target, scaling fits, the Pareto front,
-and the leaderboard's use of them (against scipy and hand computations)."""
+"""bench.results.stats: confidence intervals, Welch's test (bench.results.paired), time-to-target, scaling fits,
+the Pareto front, and the leaderboard's use of them (against scipy and hand computations)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from bench.results.stats import (POWER_LAW, SATURATING, fit_power_law, fit_satur
 
 def rec(act="swiglu", norm="pre", seed=0, loss=3.0, scale="micro", status="ok", n_params=1000, tokens=10_000,
         steps=10, train_seconds=5.0):
-    return Record.from_dict({"id": f"{scale}-{act}-{norm}-s{seed}", "scale": scale, "activation": act, "norm": norm, "seed": seed,
-            "status": status,
+    return Record.from_dict({"id": f"{scale}-{act}-{norm}-s{seed}", "scale": scale, "activation": act, "norm": norm,
+            "seed": seed, "status": status,
             "metrics": {"val_loss": loss, "val_ppl": math.exp(loss), "tokens": tokens, "steps": steps,
                         "train_seconds": train_seconds, "tokens_per_sec": 1000.0} if status == "ok" else {},
             "params": {"total": n_params + 100, "non_embedding": n_params},

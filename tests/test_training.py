@@ -147,8 +147,8 @@ def test_gpas_gate_clip_bounds_the_joint_gate_gradient():
 
 
 def _record(act, norm, seed, ppl, status="ok"):
-    return Record.from_dict({"id": f"{act}-{norm}-{seed}", "scale": "micro", "activation": act, "norm": norm, "seed": seed,
-            "status": status, "metrics": {"val_ppl": ppl, "tokens_per_sec": 1000.0, "mfu": 0.1,
+    return Record.from_dict({"id": f"{act}-{norm}-{seed}", "scale": "micro", "activation": act, "norm": norm,
+            "seed": seed, "status": status, "metrics": {"val_ppl": ppl, "tokens_per_sec": 1000.0, "mfu": 0.1,
                                           "peak_memory_bytes": 2**20},
             "params": {"total": 10, "non_embedding": 5}, "config": {"data": {"tokenizer": "bytes"}},
             "data": {"unigram_ppl": 30.0, "tokenizer_fingerprint": "abcdef123"}})

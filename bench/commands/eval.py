@@ -13,7 +13,8 @@ def add_parser(sub):
     add_target(p, "--out")
     p.add_argument("--tasks", required=True, help="comma-separated lm-eval task names (e.g. from --include-path)")
     p.add_argument("--include-path", default=None, metavar="DIR",
-                   help="folder of lm-eval task YAMLs over local files (dataset_path: json + data_files); see docs/eval.md")
+                   help="folder of lm-eval task YAMLs over local files (dataset_path: json + data_files); "
+                        "see docs/eval.md")
     p.add_argument("--builtin-tasks", action="store_true",
                    help="also load lm-eval's own task configs (their datasets must already be in the local HF cache: "
                         "nothing is downloaded)")

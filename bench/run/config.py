@@ -241,7 +241,8 @@ def _dataclass_from_dict(cls: type, d: dict):
         typ = hints[name]
         if dataclasses.is_dataclass(typ):
             value = _dataclass_from_dict(typ, value)
-        elif isinstance(value, list) and tuple in (typing.get_origin(typ), *map(typing.get_origin, typing.get_args(typ))):
+        elif isinstance(value, list) and tuple in (typing.get_origin(typ),
+                                                   *map(typing.get_origin, typing.get_args(typ))):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)

@@ -126,7 +126,8 @@ class LMModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = build_optimizer(self.model, self.cfg.train, self.device)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": build_schedule(opt, self.cfg.train), "interval": "step"}}
+        return {"optimizer": opt,
+                "lr_scheduler": {"scheduler": build_schedule(opt, self.cfg.train), "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         t = self.cfg.train

@@ -52,7 +52,8 @@ def describe(precision: str, as_run: str | None = None) -> dict:
 def fp8_device_problem(accelerator: str = "auto") -> str | None:
     """Why fp8 cannot train here (one line), or None when it can."""
     if accelerator == "cpu" or not torch.cuda.is_available():
-        return "fp8 training needs a CUDA GPU with compute capability >= 8.9 (Ada/Hopper or newer); this machine has no CUDA device"
+        return ("fp8 training needs a CUDA GPU with compute capability >= 8.9 (Ada/Hopper or newer); "
+                "this machine has no CUDA device")
     cap = torch.cuda.get_device_capability()
     if cap < FP8_MIN_CAPABILITY:
         return (f"fp8 training needs compute capability >= 8.9 (Ada/Hopper or newer); "
