@@ -204,7 +204,8 @@ def summary(out: Path, args) -> None:
     if p:
         lines.append(f"| probe | device | {p.get('device')} (torch {p['versions'].get('torch')}) |")
         peak = p.get("mfu_peak_bf16-true") or {}
-        lines.append(f"| probe | MFU peak (bf16) | {(peak.get('flops') or 0) / 1e12:.1f} TFLOP/s: {peak.get('basis')} |")
+        tflops = (peak.get('flops') or 0) / 1e12
+        lines.append(f"| probe | MFU peak (bf16) | {tflops:.1f} TFLOP/s: {peak.get('basis')} |")
         measured = p.get("measured_bf16_matmul_flops") or p.get("measured_fp32_matmul_flops") or 0
         lines.append(f"| probe | measured matmul peak | {measured / 1e12:.1f} TFLOP/s |")
         for name, r in (p.get("fast_vs_reference") or {}).items():

@@ -2,7 +2,8 @@
 
 The parent writes the cells (id, axes, resolved config) and the run options to one JSON file and
 starts N children, each this module run on that file (so each holds the very cells the parent
-listed, plugins loaded from the environment), pinned to its own GPUs (CUDA_VISIBLE_DEVICES, ``--devices-per-cell`` each) or, on
+listed, plugins loaded from the environment), pinned to its own GPUs (CUDA_VISIBLE_DEVICES,
+``--devices-per-cell`` each) or, on
 CPU, to its share of the cores (OMP_NUM_THREADS and torch threads). Each child walks the matrix and
 trains every cell it can claim (run.cell.run_cells): the claims keep two children off one cell, and a
 killed child loses only its own cell, whose claim goes stale and whose checkpoint resumes on the
@@ -224,8 +225,9 @@ def run_workers(matrix_name: str, cells, opts, command: list[str], workers: str,
         command = command + ["--train.devices", str(per_cell)]
     cells_file = run_dir / "cells.json"
     write_cells(cells_file, matrix_name, cells, opts, command, now() if opts.force else "")
-    console.print(f"{matrix_name}: {len(todo)} cell(s) to train with {len(plan)} worker(s) "
-                  f"({', '.join(e.get('CUDA_VISIBLE_DEVICES') and 'GPU ' + e['CUDA_VISIBLE_DEVICES'] or e['OMP_NUM_THREADS'] + ' thread(s)' for e in plan)}); "
+    where = ", ".join(e.get("CUDA_VISIBLE_DEVICES") and "GPU " + e["CUDA_VISIBLE_DEVICES"]
+                      or e["OMP_NUM_THREADS"] + " thread(s)" for e in plan)
+    console.print(f"{matrix_name}: {len(todo)} cell(s) to train with {len(plan)} worker(s) ({where}); "
                   f"logs in {run_dir}")
     procs = start_workers(plan, run_dir, [str(cells_file), *command])
     stopped: list[int] = []

@@ -30,7 +30,8 @@ FLOPS_BASIS = {"dense": "all parameters (dense)",
 def flops_per_batch(model_cfg, batch_size: int, seq_len: int) -> int:
     """Forward + backward FLOPs of one micro-batch, counted by PyTorch's FlopCounterMode (through
     Lightning's measure_flops) on a meta-device copy: no memory, no time."""
-    model_cfg = dataclasses.replace(model_cfg, kernels="reference")  # same FLOPs; a counter cannot trace a compiled path
+    # same FLOPs; a counter cannot trace a compiled path
+    model_cfg = dataclasses.replace(model_cfg, kernels="reference")
     with torch.device("meta"):
         model = Transformer(model_cfg)
         x = torch.zeros(batch_size, seq_len, dtype=torch.long)
@@ -65,7 +66,8 @@ class CellMetrics(L.Callback):
         self._t = None  # clock start while running; None while held or stopped
         self._window_t0 = None  # train_time when this segment's window opened
         self._training = False
-        self._first_bad = None  # device tensor [step, loss] (fp32: steps exact to 2^24) of the first non-finite loss; step -1 = none
+        # device tensor [step, loss] (fp32: steps exact to 2^24) of the first non-finite loss; step -1 = none
+        self._first_bad = None
         self._last_loss = None
         self.result: dict = {}
         self.start_step: int | None = None  # set when training starts (a resume at max_steps trains nothing)

@@ -67,7 +67,8 @@ def to_markdown(table: dict) -> str:
     lines = [f"# Activation cost: {table['device']}", "",
              f"Measured {table['date']} on **{table['device']}** ({table['device_kind']}), "
              f"torch {table['torch']}, commit {table['commit'] or '?'}. Command: `{table['command']}`", "",
-             "| scale | activation | kernels | tokens/s | MFU | peak memory (GiB) | step time vs swiglu | memory vs swiglu |",
+             "| scale | activation | kernels | tokens/s | MFU | peak memory (GiB) | step time vs swiglu "
+             "| memory vs swiglu |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"

@@ -84,7 +84,8 @@ if __name__ == "__main__":
 
     os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")
     warnings.filterwarnings("ignore")
-    parser = argparse.ArgumentParser(description="Measure the probes' overhead on one training run (python -m bench.run.overhead).")
+    parser = argparse.ArgumentParser(
+        description="Measure the probes' overhead on one training run (python -m bench.run.overhead).")
     parser.add_argument("--scale", default="micro")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--every", type=int, default=50)

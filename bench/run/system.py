@@ -175,7 +175,8 @@ def available_flops(device: torch.device, precision: str, name: str | None = Non
                              "may be a 2:4-sparse figure)")
     measured = "bf16" if dtype == "fp8" else dtype
     peak = _measured_cuda_peak(device.index or 0, measured)
-    return peak, f"measured {measured} matmul peak of this GPU ({peak / 1e12:.0f} TFLOP/s; {name} is in no datasheet table)"
+    return peak, (f"measured {measured} matmul peak of this GPU ({peak / 1e12:.0f} TFLOP/s; "
+                  f"{name} is in no datasheet table)")
 
 
 def device_name(device: torch.device) -> str:

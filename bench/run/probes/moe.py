@@ -13,8 +13,9 @@ keeps its detached ``stats``; nothing is recomputed and nothing is read back bet
 
 The other probes (training.py, outliers.py) see an MoE through its ordinary expert FFNs: FFN
 outliers (max |a|, kurtosis) and the outlier probe's ``ffn_hidden`` site pool the hidden activations
-of every expert of a layer (forward.hidden_hooks), effective rank is computed per expert matrix and reported as the mean over the layer's experts (shared
-experts included), and gradient and weight norms cover the whole FFN slot (router included).
+of every expert of a layer (forward.hidden_hooks), effective rank is computed per expert matrix and
+reported as the mean over the layer's experts (shared experts included), and gradient and weight
+norms cover the whole FFN slot (router included).
 """
 
 from __future__ import annotations

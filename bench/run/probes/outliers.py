@@ -21,7 +21,8 @@ Exact zeros are representable in every format and count as neither over nor unde
 probe batch, in one no-grad eval-mode forward under the cell's precision context (so a bf16 cell is
 measured in bf16), at three sites per layer: ``ffn_hidden`` (the FFN's hidden activation, the input
 of ``down``; for an MoE, every expert's hidden activations of the layer taken together, routed and
-shared: the union of what each expert's ``down`` sees), ``ffn_out`` (the FFN's output) and ``resid`` (the residual stream after the block).
+shared: the union of what each expert's ``down`` sees), ``ffn_out`` (the FFN's output) and ``resid``
+(the residual stream after the block).
 Loss spikes are counted by ``Probes`` (measures.find_spikes).
 """
 
