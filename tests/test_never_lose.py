@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bench.run.claims import acquire, holder
-from bench.results.records import load_records, merge_curves, read_record
+from bench.results.curves import merge_curves
+from bench.results.records import load_records, read_record
 from bench.run.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -388,7 +388,9 @@ def test_eval_domains_become_leaderboard_columns():
                 "params": {"total": 1, "non_embedding": 1}, "data": {"eval": ["val", "books", "wiki"]},
                 "metrics": {"val_ppl": 3.0 + i, "val_loss": 1.0, "books_ppl": ppl, "wiki_ppl": 2 * ppl}}
 
-    records = [rec(0, 5.0), rec(1, 7.0)]
+    from bench.results.records import Record
+
+    records = [Record.from_dict(rec(0, 5.0)), Record.from_dict(rec(1, 7.0))]
     cols = long_columns(None, records)
     assert cols[cols.index("ood_ppl") + 1: cols.index("ood_ppl") + 3] == ("books_ppl", "wiki_ppl")
     assert [r["books_ppl"] for r in long_rows(records)] == [5.0, 7.0]

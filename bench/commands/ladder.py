@@ -70,7 +70,7 @@ def main(args) -> int:
     from ..console import err, out
     from ..results.ladder import ladder_view, render_rich
     from ..results.records import load_records
-    from ..run.runner import run_matrix
+    from ..run.cell import run_matrix
     from .run import finish_run
 
     opts = run_options(args)

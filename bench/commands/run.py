@@ -27,7 +27,7 @@ def main(args) -> int:
     from ..launch.memory import warn_too_big
     from ..run.ranks import is_rank_zero
     from ..run.precision import check_device
-    from ..run.runner import run_matrix
+    from ..run.cell import run_matrix
 
     if args.devices_per_cell > 1 and args.workers != "1":  # part of each cell's config (and id)
         setattr(args, "set:train.devices", str(args.devices_per_cell))

@@ -33,7 +33,7 @@ def main(args) -> int:
     from ..results.compare_tables import lr_table
     from ..results.lr import LR_COLUMNS, LR_LEGEND
     from ..results.records import load_records
-    from ..run.runner import run_matrix
+    from ..run.cell import run_matrix
     from ..run.sweep import SUFFIX, parse_grid, sweep_cells
 
     opts = run_options(args)

@@ -23,8 +23,8 @@ LINESTYLES = ("-", "--", ":", "-.")
 
 
 def outliers(r: Record) -> dict:
-    """record['outliers'] (bench/run/outliers.py), kept among the record's extra keys."""
-    o = r.extra.get("outliers")
+    """record['outliers'] (bench/run/probes/outliers.py): a typed field, or an older record's extra key."""
+    o = r.outliers if getattr(r, "outliers", None) is not None else r.extra.get("outliers")
     return o if isinstance(o, dict) else {}
 
 

@@ -179,11 +179,18 @@ class Record:
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "path")}
+        for name in OPTIONAL:  # written only when set: a record without them reads as before
+            if d[name] is None:
+                del d[name]
         d["metrics"] = self.metrics.to_dict() or None
         if self.params is not None:
             d["params"] = {**{f.name: getattr(self.params, f.name) for f in fields(Params) if f.name != "extra"},
                            **self.params.extra}
         return {**d, **self.extra}
+
+
+OPTIONAL = ("resumed_from", "resumed_from_step", "interrupted_step", "checkpoint_step", "weights", "outliers",
+            "extra_probes", "axis_order", "sharing")
 
 
 @dataclass
@@ -226,5 +233,3 @@ def load_records(folder: Path) -> tuple[list[Record], list[Problem]]:
             problems.append(Problem(p, why))
     return records, problems
 
-
-from .curves import merge_curves  # noqa: E402, F401  (re-exported: the runner imports it from here)

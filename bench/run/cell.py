@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import signal
 import sys
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import Progress
+
+from ..console import progress_columns
+from ..errors import Interrupted
 from ..faults import pause_point
 from ..results.records import DONE, Record, cell_dir, read_record
 from .claims import acquire, check_stale_after, holder, wait_for
-from .environment import DataCache
+from .environment import DataCache, check_out, preflight
+from .matrix import Cell
 from .ranks import RankDecisions
+from .runner import RunOptions, train_cell
+from .signals import StopRequest
 
 HELD: set = set()  # claims this process holds now (released by a SLURM task's checkpoint())
 
@@ -78,8 +87,6 @@ class CellRun:
         self.data, self.ranks = DataCache(), RankDecisions(opts.out, matrix_name, cells)
 
     def _train(self, cell, claim=None) -> Record:
-        from .runner import summary, train_cell
-
         self.on_data(True)
         dm = self.data.get(cell.config)
         self.on_data(False)
@@ -133,8 +140,6 @@ def run_cells(matrix_name: str, cells, opts, progress=None, fresh_after: str | N
               on_record=None) -> list[Record]:
     """Every cell not finished and not claimed by a live holder, in order; returns what it trained.
     A cell stopped by a signal stops the walk (it resumes on the next run)."""
-    from .runner import axis_order
-
     opts.axis_order = getattr(opts, "axis_order", None) or axis_order(cells)
     life = CellRun(matrix_name, cells, opts, progress=progress, warn=log, fresh_after=fresh_after)
     done = []
@@ -150,3 +155,68 @@ def run_cells(matrix_name: str, cells, opts, progress=None, fresh_after: str | N
             if rec.status == "interrupted":
                 break
     return done
+
+
+def axis_order(cells: list[Cell]) -> dict:
+    """{axis: its values in matrix order} over the expanded matrix (first appearance)."""
+    order: dict = {}
+    for cell in cells:
+        for axis, value in dict(cell.axes).items():
+            values = order.setdefault(axis, [])
+            if value not in values:
+                values.append(value)
+    return order
+
+
+def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: Console | None = None) -> list[Record]:
+    """Every cell of the matrix through its lifecycle (bench/run/cell.py). Finished cells (same id,
+    complete record) are not trained again; a cell claimed by another live run is skipped (or
+    waited for with ``opts.wait``). SIGTERM/SIGINT stop the current cell at a step boundary, record
+    it as `interrupted` and raise ``Interrupted``."""
+    console = console or Console()
+    warn = lambda msg: console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
+    check_out(opts.out)
+    preflight(cells)
+    opts.axis_order = opts.axis_order or axis_order(cells)
+    records, todo = [], []
+    for cell in cells:
+        rec, why = done_record(opts, matrix_name, cell)
+        if rec is not None:
+            records.append(rec)
+        else:
+            if why:
+                console.print(f"{cell.id}: {why}", highlight=False)
+            todo.append(cell)
+    if not todo:
+        console.print(f"[green]all {len(cells)} cells of {matrix_name} are done[/] (use --force to retrain)")
+        return records
+    console.print(f"{matrix_name}: {len(todo)} cell(s) to train, {len(cells) - len(todo)} already done")
+    columns = progress_columns("loss", "tps", remaining=True)
+    with StopRequest() as stop, Progress(*columns, console=console, disable=opts.quiet, transient=False) as progress:
+        matrix_task = progress.add_task(f"[bold]{matrix_name}[/] cells", total=len(cells),
+                                        completed=len(cells) - len(todo), loss="loss", tps="tok/s")
+        life = CellRun(matrix_name, todo, opts, progress=progress, warn=warn, stop=stop, console=progress.console,
+                       on_data=lambda busy: progress.update(matrix_task, description=f"[bold]{matrix_name}[/] " + (
+                           "preparing data" if busy else "cells")))
+        for cell in todo:
+            if stop.signum:
+                break
+            rec = life.run(cell)
+            if rec is not None:
+                records.append(rec)
+            progress.advance(matrix_task)
+            if rec is not None and rec.status == "interrupted" and not stop.signum:
+                stop.signum = signal.SIGTERM  # a signal Lightning saw before ours was installed
+        if stop.signum:
+            where = next((f"; {r.id} stopped at step {r.interrupted_step}" + (
+                f", checkpoint saved at step {r.checkpoint_step}" if r.checkpoint_step is not None else "")
+                for r in records if r.status == "interrupted"), "")
+            raise Interrupted(stop.signum, f"interrupted by {stop.name}{where}; rerun the same command to resume")
+    return records
+
+
+def summary(rec: Record, console) -> None:
+    status, m = rec.status, rec.metrics
+    text = (f"val ppl {m.get('val_ppl', float('nan')):.2f}, {m.tokens_per_sec or 0:,.0f} tok/s"
+            if status == "ok" else rec.error or "")
+    console.print(f"{'[green]ok' if status == 'ok' else '[red]' + status}[/] {rec.id}: {text}")

@@ -27,7 +27,7 @@ MOVED = {
     "presets": ("ALIASES", "PRECISIONS", "apply", "check_norm", "flatten", "load_yaml", "norm_names", "parse_mapping",
                 "parse_value", "recipes", "resolve", "scales", "set_norm"),
     "identity": ("LATER_FIELDS", "NON_SEMANTIC"),
-    "data_checks": ("validate_run",),
+    "data_checks": ("validate_run", "decide_vocab_size"),
 }
 
 
@@ -213,13 +213,6 @@ def on_cuda(cfg: RunConfig) -> bool:
 def flag(value: str, cfg: RunConfig) -> bool:
     """An 'auto' | 'true' | 'false' setting as a bool: 'auto' is on for CUDA, off elsewhere."""
     return value == "true" or (value == "auto" and on_cuda(cfg))
-
-
-def vocab_size(data: DataConfig, configured: int) -> int:
-    """The tokenizer decides the vocabulary (a file or prepared dataset is read: bench.run.data_checks)."""
-    from .data_checks import decide_vocab_size
-
-    return decide_vocab_size(data, configured)
 
 
 def gpas_note(cfg: RunConfig) -> str | None:

@@ -7,7 +7,6 @@ import datetime as dt
 import logging
 import os
 import shutil
-import signal
 import sys
 import time
 import traceback
@@ -18,27 +17,26 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from models import count_params
 
 from ..errors import ConfigError
 from ..faults import pause_point
 from ..plugins import provenance
-from ..results.records import DONE, Metrics, Params, Record, cell_dir, merge_curves, write_json
+from ..results.curves import merge_curves
+from ..results.records import DONE, Metrics, Params, Record, cell_dir, write_json
 from . import compiling
 from .callbacks import CellMetrics, Diverged, HeldOut, LiveProgress
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
 from .claims import STALE_AFTER
-from .environment import (ENV_ERRNOS, build_loggers, check_out, env_error, environment_record, make_trainer,
-                          preflight, root_device)
+from .environment import (ENV_ERRNOS, build_loggers, env_error, environment_record, make_trainer,
+                          root_device)
 from .matrix import Cell
 from .module import LMModule
 from .precision import describe as describe_precision
 from .probes import MoEProbes, OutlierProbe, Probes, registered_probes
 from .ranks import is_rank_zero
-from .signals import Interrupted, RelayEarlySignal, StopRequest
+from .signals import RelayEarlySignal, StopRequest
 
 # Lightning's info lines (devices, tips) and known-harmless warnings would bury the progress display.
 for _name in ("lightning.pytorch", "lightning.fabric"):
@@ -346,71 +344,3 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
         raise user_error
     record.path = folder / "record.json"
     return record
-
-
-def axis_order(cells: list[Cell]) -> dict:
-    """{axis: its values in matrix order} over the expanded matrix (first appearance)."""
-    order: dict = {}
-    for cell in cells:
-        for axis, value in dict(cell.axes).items():
-            values = order.setdefault(axis, [])
-            if value not in values:
-                values.append(value)
-    return order
-
-
-def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: Console | None = None) -> list[Record]:
-    """Every cell of the matrix through its lifecycle (bench/run/cell.py). Finished cells (same id,
-    complete record) are not trained again; a cell claimed by another live run is skipped (or
-    waited for with ``opts.wait``). SIGTERM/SIGINT stop the current cell at a step boundary, record
-    it as `interrupted` and raise ``Interrupted``."""
-    from .cell import CellRun, done_record
-
-    console = console or Console()
-    warn = lambda msg: console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
-    check_out(opts.out)
-    preflight(cells)
-    opts.axis_order = opts.axis_order or axis_order(cells)
-    records, todo = [], []
-    for cell in cells:
-        rec, why = done_record(opts, matrix_name, cell)
-        if rec is not None:
-            records.append(rec)
-        else:
-            if why:
-                console.print(f"{cell.id}: {why}", highlight=False)
-            todo.append(cell)
-    if not todo:
-        console.print(f"[green]all {len(cells)} cells of {matrix_name} are done[/] (use --force to retrain)")
-        return records
-    console.print(f"{matrix_name}: {len(todo)} cell(s) to train, {len(cells) - len(todo)} already done")
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-               TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with StopRequest() as stop, Progress(*columns, console=console, disable=opts.quiet, transient=False) as progress:
-        matrix_task = progress.add_task(f"[bold]{matrix_name}[/] cells", total=len(cells),
-                                        completed=len(cells) - len(todo), loss="loss", tps="tok/s")
-        life = CellRun(matrix_name, todo, opts, progress=progress, warn=warn, stop=stop, console=progress.console,
-                       on_data=lambda busy: progress.update(matrix_task, description=f"[bold]{matrix_name}[/] " + (
-                           "preparing data" if busy else "cells")))
-        for cell in todo:
-            if stop.signum:
-                break
-            rec = life.run(cell)
-            if rec is not None:
-                records.append(rec)
-            progress.advance(matrix_task)
-            if rec is not None and rec.status == "interrupted" and not stop.signum:
-                stop.signum = signal.SIGTERM  # a signal Lightning saw before ours was installed
-        if stop.signum:
-            where = next((f"; {r.id} stopped at step {r.interrupted_step}" + (
-                f", checkpoint saved at step {r.checkpoint_step}" if r.checkpoint_step is not None else "")
-                for r in records if r.status == "interrupted"), "")
-            raise Interrupted(stop.signum, f"interrupted by {stop.name}{where}; rerun the same command to resume")
-    return records
-
-
-def summary(rec: Record, console) -> None:
-    status, m = rec.status, rec.metrics
-    text = (f"val ppl {m.get('val_ppl', float('nan')):.2f}, {m.tokens_per_sec or 0:,.0f} tok/s"
-            if status == "ok" else rec.error or "")
-    console.print(f"{'[green]ok' if status == 'ok' else '[red]' + status}[/] {rec.id}: {text}")
