@@ -10,6 +10,7 @@ a real SIGKILL: no finally block, no flush, no atexit runs in it.
 """
 
 import csv
+import faulthandler
 import io
 import os
 import random
@@ -49,6 +50,8 @@ CHAINS = [["final-checkpoint", "final-checkpoint"], ["checkpoint-saved@6", "prob
           ["train-batch@3", "validation@4", "checkpoint-saved@4"], ["checkpoint-written@4", "record-written"],
           ["validation@6", "probes", "checkpoints-removed"]]
 RANDOM_KILLS = 6
+# a run that outlives this is hung, not slow (one takes a few seconds): its stacks are printed
+HUNG_AFTER = 180
 
 
 def nano() -> Cell:
@@ -69,6 +72,12 @@ def lifecycle(out: Path, dm, kill: str | None = None, delay: float | None = None
     if pid == 0:  # the child: run, never return into pytest
         code = 1
         try:
+            faulthandler.enable(all_threads=True)  # SIGABRT from the parent prints every thread's stack
+            # GNU OpenMP's thread pool does not survive fork: a child of a parent that has run a
+            # parallel op hangs in its first one. One thread never enters the pool.
+            import torch
+
+            torch.set_num_threads(1)
             if kill:
                 os.environ["BENCH_KILL_AT"] = kill
             from bench.run.cell import CellRun
@@ -88,8 +97,22 @@ def lifecycle(out: Path, dm, kill: str | None = None, delay: float | None = None
     if delay is not None:
         time.sleep(delay)
         os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    return reap(pid)
+
+
+def reap(pid: int) -> int:
+    """The child's exit status; a child still running after HUNG_AFTER s fails the test, stacks printed."""
+    deadline = time.monotonic() + HUNG_AFTER
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGABRT)
+    time.sleep(2)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"a run of the cell hung for {HUNG_AFTER} s (its stacks are above)")
 
 
 def folder(out: Path) -> Path:
