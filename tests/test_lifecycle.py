@@ -354,3 +354,28 @@ def test_every_test_docs_reproducibility_names_exists():
     named = set(re.findall(r"`((?:test|check)_\w+)`", (root.parent / "docs" / "reproducibility.md").read_text()))
     defined = {m for f in root.glob("test_*.py") for m in re.findall(r"^def ((?:test|check)_\w+)", f.read_text(), re.M)}
     assert len(named) >= 30 and named <= defined, sorted(named - defined)
+
+
+def test_a_workers_parent_logging_to_a_file_prints_each_workers_line_from_its_status(tmp_path, capsys):
+    from rich.console import Console
+
+    from bench.console import progress_columns
+    from bench.launch.workers import _display
+
+    class Worker:  # running for one poll, then exited
+        returncode, polls = 0, 0
+
+        def poll(self):
+            self.polls += 1
+            return None if self.polls == 1 else 0
+
+    status = tmp_path / "w0.json"
+    status.write_text(json.dumps({"worker": 0, "pid": 1, "device": "cpu x1", "cell": "nano-c1", "step": 3,
+                                  "total": 6, "loss": "4.100", "tps": "1,234", "eta": "0:00:05",
+                                  "phase": "validate", "state": "training"}))
+    shown = io.StringIO()
+    _display(progress_columns("loss", "tps", "phase"), [(Worker(), None, status)], [], "m",
+             RunOptions(out=tmp_path, quiet=True, progress_every=0), Console(file=shown))
+    lines = [m.groupdict() for m in map(LINE.match, capsys.readouterr().err.splitlines()) if m]
+    assert lines == [{"cell": "nano-c1", "step": "3", "total": "6", "loss": "4.100", "tps": "1,234",
+                      "eta": "0:00:05", "phase": "validate"}]

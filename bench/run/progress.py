@@ -28,6 +28,10 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def progress_line(cell: str, step, total, loss: str, tps: str, eta: str, phase: str) -> str:
+    return f"{cell}: step {step}/{total or '?'}, loss {loss}, {tps} tok/s, ETA {eta}, phase {phase}"
+
+
 class CellProgress(L.Callback):
     """Feeds the current cell's step, loss, tok/s and phase to a progress task (every ``every``
     steps) and, with ``log_every`` seconds (None: never), writes them as one line to ``stream``:
@@ -53,19 +57,18 @@ class CellProgress(L.Callback):
             return None
         return (self.step - self._s0) / max(1e-9, time.perf_counter() - self._t0)  # steps/s
 
-    def line(self) -> str:
+    def _fields(self) -> dict:
         rate = self._rate()
-        tps = f"{rate * self.tokens_per_batch:,.0f}" if rate else "-"
-        eta = clock((self.total - self.step) / rate) if rate and self.total else "-"
-        return (f"{self.cell_id}: step {self.step}/{self.total or '?'}, loss {self._loss()}, {tps} tok/s, "
-                f"ETA {eta}, phase {self.phase}")
+        return {"loss": self._loss(), "tps": f"{rate * self.tokens_per_batch:,.0f}" if rate else "-",
+                "eta": clock((self.total - self.step) / rate) if rate and self.total else "-", "phase": self.phase}
+
+    def line(self) -> str:
+        return progress_line(self.cell_id, self.step, self.total, **self._fields())
 
     def _show(self, trainer, force_task: bool = False) -> None:
         self.step = trainer.global_step
         if self.progress is not None and (force_task or self.step % self.every == 0 or self.step == self.total):
-            rate = self._rate()
-            self.progress.update(self.task, completed=self.step, loss=self._loss(), phase=self.phase,
-                                 tps=f"{rate * self.tokens_per_batch:,.0f}" if rate else "-")
+            self.progress.update(self.task, completed=self.step, **self._fields())
         now = time.perf_counter()
         if self.log_every is not None and (self._last_line is None or now - self._last_line >= self.log_every):
             self._last_line = now

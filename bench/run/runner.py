@@ -61,7 +61,7 @@ class RunOptions:
     wait: bool = False  # wait for cells another run is training instead of skipping them
     stale_after: float = STALE_AFTER  # seconds without a heartbeat before another host's claim is taken over
     save_weights: bool = False  # keep every finished cell's weights (safetensors) under <cell>/weights
-    progress_every: float | None = 30.0  # seconds between progress lines when stderr is not a terminal (None: none)
+    progress_every: float | None = None  # seconds between progress lines when stderr is not a terminal (None: none)
     axis_order: dict = field(default_factory=dict)  # {axis: values in matrix order}, recorded with each cell
 
 
