@@ -379,3 +379,27 @@ def test_a_workers_parent_logging_to_a_file_prints_each_workers_line_from_its_st
     lines = [m.groupdict() for m in map(LINE.match, capsys.readouterr().err.splitlines()) if m]
     assert lines == [{"cell": "nano-c1", "step": "3", "total": "6", "loss": "4.100", "tps": "1,234",
                       "eta": "0:00:05", "phase": "validate"}]
+
+
+def test_the_live_display_is_told_each_phase_of_the_cell(tmp_path, tiny_dm):
+    class Display:  # what train_cell feeds: a rich Progress, or a --workers child's status file
+        def __init__(self):
+            self.phases = []
+
+        def add_task(self, description, total=None, **fields):
+            self.phases.append(fields.get("phase"))
+            return 0
+
+        def update(self, task, completed=None, **fields):
+            if fields.get("phase") != self.phases[-1]:
+                self.phases.append(fields.get("phase"))
+
+        def remove_task(self, task):
+            pass
+
+    display = Display()
+    rec = train_cell(nano_cell(**{"train.probe_every": 3}), "t", tiny_dm,
+                     RunOptions(out=tmp_path, quiet=True, ckpt_every=3), progress=display)
+    assert rec.status == "ok"
+    assert set(display.phases) == {"train", "validate", "probes", "checkpoint"}
+    assert display.phases[0] == "train" and display.phases[-1] in ("validate", "probes")

@@ -148,7 +148,7 @@ class PeriodicCheckpoint(L.Callback):
 
     # Lightning logs a step's train row after on_train_batch_end, where this saves: a kill between
     # the save and the log would lose the row, since the resume starts after that step. The
-    # checkpoint carries the row and the resumed run logs it again (merge_curves keeps one copy).
+    # checkpoint carries the row and the resumed run logs it again (the curve writer keeps one copy).
     def state_dict(self) -> dict:
         return {"row": self._row}
 
