@@ -144,6 +144,23 @@ def reference(tmp_path_factory, data):
     return comparable(out), time.perf_counter() - t, out
 
 
+def check_one_curve(out: Path) -> None:
+    """What a reader finds at any instant: one metrics.csv (no parts), each column's steps strictly
+    ascending (each step at most once), the rows' steps in order."""
+    found = list(Path(out).glob("m/*/metrics*.csv"))
+    assert [p.name for p in found] in ([], ["metrics.csv"])
+    if not found:
+        return
+    with open(found[0], newline="") as f:
+        rows = list(csv.DictReader(f))
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(steps)
+    for column in (rows[0].keys() if rows else ()):
+        if column not in ("step", "epoch"):
+            filled = [int(r["step"]) for r in rows if r[column]]
+            assert filled == sorted(set(filled)), column
+
+
 def check_resumes_to_reference(out: Path, data, reference) -> None:
     assert lifecycle(out, data) == 0  # the rerun that finishes the cell
     (ref_rec, ref_curve), _, ref_out = reference
@@ -162,12 +179,14 @@ def check_resumes_to_reference(out: Path, data, reference) -> None:
     with open(folder(out) / "metrics.csv", newline="") as f:
         times = [float(r["time/train_seconds"]) for r in csv.DictReader(f) if r["time/train_seconds"]]
     assert times == sorted(times) and len(times) == 2
+    assert m["train_seconds"] == pytest.approx(times[-1], rel=1e-5)  # the record continues the clock too
 
 
 @pytest.mark.parametrize("chain", [[p] for p in POINTS] + CHAINS, ids=lambda c: "+".join(c))
 def test_kill_at_a_fault_point_then_rerun_matches_the_uninterrupted_run(tmp_path, data, reference, chain):
     for point in chain:
         assert lifecycle(tmp_path, data, kill=point) == -signal.SIGKILL, f"never reached {point}"
+        check_one_curve(tmp_path)
     check_resumes_to_reference(tmp_path, data, reference)
 
 
@@ -177,6 +196,29 @@ def test_kill_at_a_random_moment_then_rerun_matches_the_uninterrupted_run(tmp_pa
     delay = random.Random(seed).uniform(0.05, seconds)
     code = lifecycle(tmp_path, data, delay=delay)
     assert code in (0, -signal.SIGKILL)
+    check_one_curve(tmp_path)
+    check_resumes_to_reference(tmp_path, data, reference)
+
+
+def test_a_partly_resumed_curve_is_one_file_with_each_step_once(tmp_path, data, reference):
+    """Killed after step 3 (checkpoint at 2), resumed and killed again in step 5 (checkpoint and
+    validation at 4 done, step 5's row not yet logged): the curve so far is the reference's rows
+    up to the validation after step 4, once each, in its order."""
+    assert lifecycle(tmp_path, data, kill="train-batch@3") == -signal.SIGKILL
+    assert lifecycle(tmp_path, data, kill="train-batch@5") == -signal.SIGKILL
+    check_one_curve(tmp_path)
+    (_, ref_curve), _, _ = reference
+    with open(next(Path(tmp_path).glob("m/*/metrics.csv")), newline="") as f:
+        rows = list(csv.reader(f))
+    t = rows[0].index("time/train_seconds")
+    rows = [[v if i != t else bool(v) for i, v in enumerate(r)] for r in rows]
+    # a row logged at step k is the (k+1)-th step's; compared on the columns filled
+    ref = [dict(zip(ref_curve[0], r)) for r in ref_curve[1:]]
+    got = [dict(zip(rows[0], r)) for r in rows[1:]]
+    assert [int(r["step"]) for r in got] == [int(r["step"]) for r in ref[:len(got)]]
+    assert int(got[-1]["step"]) == 3 and got[-1]["val/loss"]
+    filled = lambda row: {k: v for k, v in row.items() if v not in ("", False)}  # noqa: E731
+    assert [filled(g) for g in got] == [filled(r) for r in ref[:len(got)]]
     check_resumes_to_reference(tmp_path, data, reference)
 
 

@@ -1,10 +1,15 @@
 """A cell's lifecycle beyond kills: checkpoints that cannot be loaded, full disks, claims, the
 train clock and what it holds out, and what the record says about sharing and axis order."""
 
+import argparse
 import errno
+import io
 import json
 import os
+import re
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -209,3 +214,192 @@ def test_axis_order_follows_the_expanded_matrix():
     cells = [Cell(f"c{i}", None, (("activation", a), ("norm", n)))
              for i, (a, n) in enumerate([("swiglu", "pre"), ("gelu", "pre"), ("swiglu", "post")])]
     assert axis_order(cells) == {"activation": ["swiglu", "gelu"], "norm": ["pre", "post"]}
+
+
+# ---- the curve: one file, each row once, whole at every instant ---------------------------------
+
+HEADER = "epoch,step,train/loss,val/loss\r\n"
+ROWS = ["0,0,5.0,\r\n", "0,1,4.0,\r\n", "0,1,,3.9\r\n", "0,2,3.5,\r\n", "0,3,3.0,\r\n"]
+
+
+def write_curve(folder: Path, rows=ROWS) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "metrics.csv"
+    path.write_bytes((HEADER + "".join(rows)).encode())
+    return path
+
+
+def test_a_resume_keeps_the_rows_before_its_checkpoint_and_appends_to_the_same_file(tmp_path):
+    from bench.run.curve_log import CurveWriter, start_curve
+
+    path = write_curve(tmp_path)
+    start_curve(tmp_path, 2)  # checkpoint at step 2: rows logged at steps >= 2 are redone
+    assert path.read_bytes().decode() == HEADER + "".join(ROWS[:3])
+    writer = CurveWriter(str(tmp_path))
+    writer.log_metrics({"train/loss": 4.0, "epoch": 0}, step=1)  # the checkpoint's replayed row: once
+    writer.log_metrics({"train/loss": 3.25, "epoch": 0}, step=2)
+    writer.save()
+    assert path.read_bytes().decode() == HEADER + "".join(ROWS[:3]) + "0,2,3.25,\r\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+
+
+def test_a_fresh_start_drops_an_old_curve_and_old_parts_are_merged_on_resume(tmp_path):
+    from bench.run.curve_log import start_curve
+
+    path = write_curve(tmp_path)
+    start_curve(tmp_path, None)  # no checkpoint (e.g. --force): a new curve
+    assert not path.exists()
+    # an older version left the curve before its resume as a part: merged, then cut at the checkpoint
+    (tmp_path / "metrics.part-001.csv").write_bytes((HEADER + "".join(ROWS[:2])).encode())
+    write_curve(tmp_path, ["0,1,,3.9\r\n", "0,2,3.5,\r\n"])
+    start_curve(tmp_path, 2)
+    assert path.read_bytes().decode() == HEADER + "".join(ROWS[:3])
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+
+
+def test_a_new_column_rewrites_the_curve_atomically_and_a_full_disk_leaves_it_whole(tmp_path, monkeypatch):
+    from bench.run import curve_log
+
+    path = write_curve(tmp_path)
+    before = path.read_bytes()
+    writer = curve_log.CurveWriter(str(tmp_path))
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    writer.log_metrics({"val/loss": 2.9, "time/train_seconds": 1.5, "epoch": 0}, step=4)
+    with pytest.raises(OSError):
+        writer.save()  # a new column: the whole file is rewritten through a temp file
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+    monkeypatch.undo()
+    writer.log_metrics({"val/loss": 2.9, "time/train_seconds": 1.5, "epoch": 0}, step=4)
+    writer.save()
+    assert path.read_text().splitlines()[0] == "epoch,step,time/train_seconds,train/loss,val/loss"
+
+
+def test_a_short_append_on_a_full_disk_is_taken_back(tmp_path, monkeypatch):
+    from bench.run import curve_log
+
+    path = write_curve(tmp_path)
+    before = path.read_bytes()
+    writer = curve_log.CurveWriter(str(tmp_path))
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:3]))  # half a row, then full
+    writer.log_metrics({"train/loss": 2.5, "epoch": 0}, step=4)
+    with pytest.raises(OSError) as e:
+        writer.save()
+    assert e.value.errno == errno.ENOSPC and path.read_bytes() == before
+
+
+def test_a_rerun_without_a_checkpoint_starts_a_new_curve(tmp_path, tiny_dm):
+    cell = nano_cell()
+    folder = tmp_path / "t" / cell.id
+    write_curve(folder, ["0,0,9.0,\r\n", "0,99,9.0,\r\n"])  # a curve of an earlier run (--force)
+    rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
+    assert rec.status == "ok"
+    text = (folder / "metrics.csv").read_text()
+    assert "9.0" not in text and ",99," not in text
+
+
+# ---- progress in logs --------------------------------------------------------------------------
+
+LINE = re.compile(r"^(?P<cell>\S+): step (?P<step>\d+)/(?P<total>\d+), loss (?P<loss>\S+), (?P<tps>\S+) tok/s, "
+                  r"ETA (?P<eta>\S+), phase (?P<phase>\w+)$")
+
+
+def test_a_run_whose_stderr_is_a_pipe_prints_progress_lines_with_every_phase(tmp_path):
+    """`bench run` as in CI or under nohup: stderr piped, a line at every step (interval 0). About
+    10 s: one nano cell of 6 steps in a subprocess that imports torch."""
+    root = Path(__file__).resolve().parent.parent
+    args = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--train.max_steps", "6",
+            "--train.val_every", "3", "--train.probe_every", "3", "--train.log_every", "1",
+            "--train.throughput_warmup", "1", "--train.val_tokens", "4096", "--ckpt-every", "3"]
+    env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "bench.cli", "run", *args, "--out", str(tmp_path),
+                          "--progress-every", "0"], cwd=root, capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr
+    lines = [m.groupdict() for m in map(LINE.match, run.stderr.splitlines()) if m]
+    assert lines, run.stderr
+    (cell,) = {x["cell"] for x in lines}
+    assert (tmp_path / "default" / cell / "record.json").exists()  # the cell's id, as in the results folder
+    assert {x["total"] for x in lines} == {"6"}
+    steps = [int(x["step"]) for x in lines]
+    assert steps == sorted(steps) and steps[-1] == 6
+    assert {x["phase"] for x in lines} == {"train", "validate", "probes", "checkpoint"}
+    assert any(x["loss"] != "-" for x in lines) and any(x["tps"] != "-" for x in lines)
+
+
+def test_quiet_prints_no_progress_lines_and_a_terminal_gets_the_display_instead(tmp_path):
+    from bench.commands.common import add_run_options, run_options
+    from bench.run.progress import logs_progress
+
+    p = argparse.ArgumentParser()
+    add_run_options(p)
+    assert run_options(p.parse_args(["--out", str(tmp_path)])).progress_every == 30.0
+    assert run_options(p.parse_args(["--out", str(tmp_path), "--progress-every", "5"])).progress_every == 5.0
+    assert run_options(p.parse_args(["--out", str(tmp_path), "--quiet"])).progress_every is None
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert logs_progress(30.0, io.StringIO()) and logs_progress(0.0, io.StringIO())
+    assert not logs_progress(None, io.StringIO()) and not logs_progress(30.0, Terminal())
+
+
+def test_every_test_docs_reproducibility_names_exists():
+    """The page states only what a test holds: each test it names must be defined under tests/."""
+    root = Path(__file__).resolve().parent
+    named = set(re.findall(r"`((?:test|check)_\w+)`", (root.parent / "docs" / "reproducibility.md").read_text()))
+    defined = {m for f in root.glob("test_*.py") for m in re.findall(r"^def ((?:test|check)_\w+)", f.read_text(), re.M)}
+    assert len(named) >= 30 and named <= defined, sorted(named - defined)
+
+
+def test_a_workers_parent_logging_to_a_file_prints_each_workers_line_from_its_status(tmp_path, capsys):
+    from rich.console import Console
+
+    from bench.console import progress_columns
+    from bench.launch.workers import _display
+
+    class Worker:  # running for one poll, then exited
+        returncode, polls = 0, 0
+
+        def poll(self):
+            self.polls += 1
+            return None if self.polls == 1 else 0
+
+    status = tmp_path / "w0.json"
+    status.write_text(json.dumps({"worker": 0, "pid": 1, "device": "cpu x1", "cell": "nano-c1", "step": 3,
+                                  "total": 6, "loss": "4.100", "tps": "1,234", "eta": "0:00:05",
+                                  "phase": "validate", "state": "training"}))
+    shown = io.StringIO()
+    _display(progress_columns("loss", "tps", "phase"), [(Worker(), None, status)], [], "m",
+             RunOptions(out=tmp_path, quiet=True, progress_every=0), Console(file=shown))
+    lines = [m.groupdict() for m in map(LINE.match, capsys.readouterr().err.splitlines()) if m]
+    assert lines == [{"cell": "nano-c1", "step": "3", "total": "6", "loss": "4.100", "tps": "1,234",
+                      "eta": "0:00:05", "phase": "validate"}]
+
+
+def test_the_live_display_is_told_each_phase_of_the_cell(tmp_path, tiny_dm):
+    class Display:  # what train_cell feeds: a rich Progress, or a --workers child's status file
+        def __init__(self):
+            self.phases = []
+
+        def add_task(self, description, total=None, **fields):
+            self.phases.append(fields.get("phase"))
+            return 0
+
+        def update(self, task, completed=None, **fields):
+            if fields.get("phase") != self.phases[-1]:
+                self.phases.append(fields.get("phase"))
+
+        def remove_task(self, task):
+            pass
+
+    display = Display()
+    rec = train_cell(nano_cell(**{"train.probe_every": 3}), "t", tiny_dm,
+                     RunOptions(out=tmp_path, quiet=True, ckpt_every=3), progress=display)
+    assert rec.status == "ok"
+    assert set(display.phases) == {"train", "validate", "probes", "checkpoint"}
+    assert display.phases[0] == "train" and display.phases[-1] in ("validate", "probes")

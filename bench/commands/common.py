@@ -98,6 +98,13 @@ def run_name(args, matrix) -> str:
     return name
 
 
+def add_progress_every(p) -> None:
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="when stderr is not a terminal (a log file, a pipe, CI, SLURM): one line per cell every "
+                        "SECONDS with its step/total, loss, tok/s, ETA and phase (train, validate, probes, "
+                        "checkpoint); 0 = at every step; --quiet: none")
+
+
 def add_run_options(p) -> None:
     """The options of every command that trains cells (`run`, `sweep`)."""
     add_out(p)
@@ -108,6 +115,7 @@ def add_run_options(p) -> None:
     p.add_argument("--ckpt-every", type=int, default=100,
                    help="save a resumable checkpoint every N optimizer steps (0 = never); a killed cell "
                         "resumes from it on the next run")
+    add_progress_every(p)
     p.add_argument("--keep-checkpoints", action="store_true", help="keep a finished cell's last checkpoint")
     p.add_argument("--save-weights", action="store_true",
                    help="keep every cell that finishes ok as OUT/<name>/<cell id>/weights/ (model.safetensors, "
@@ -132,7 +140,8 @@ def run_options(args):
                       quiet=args.quiet, ckpt_every=args.ckpt_every,
                       keep_checkpoints=getattr(args, "keep_checkpoints", False), wait=getattr(args, "wait", False),
                       stale_after=getattr(args, "stale_after", 300.0),
-                      save_weights=getattr(args, "save_weights", False))
+                      save_weights=getattr(args, "save_weights", False),
+                      progress_every=None if args.quiet else getattr(args, "progress_every", 30.0))
 
 
 def add_target(p, results_flag: str = "--out") -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_filters, add_gpu_arg, add_name, add_out, add_overrides, cells_from, run_name, split_list
+from .common import add_filters, add_gpu_arg, add_name, add_out, add_overrides, add_progress_every, cells_from, \
+    run_name, split_list
 
 HELP = "submit a matrix's unfinished cells to SLURM as a job array (submitit)"
 
@@ -29,6 +30,7 @@ def add_parser(sub):
     p.add_argument("--loggers", default="csv", help="comma-separated Lightning loggers")
     p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
                    help="take over a cell whose claim's heartbeat is older than this (its holder died)")
+    add_progress_every(p)  # the lines go to each task's log
     p.add_argument("--dry-run", action="store_true", help="list what would be submitted, submit nothing")
     add_gpu_arg(p)
     add_overrides(p)
@@ -47,7 +49,7 @@ def main(args) -> int:
     name = run_name(args, matrix)
     warn_too_big(cells, args.gpu, err)
     opts = RunOptions(out=Path(args.out).absolute(), loggers=tuple(split_list(args.loggers) or ["csv"]), quiet=True,
-                      ckpt_every=args.ckpt_every, stale_after=args.stale_after)
+                      ckpt_every=args.ckpt_every, stale_after=args.stale_after, progress_every=args.progress_every)
     todo = unsubmitted(opts.out, name, cells)
     out.print(f"{name}: {len(todo)} cell(s) to submit, {len(cells) - len(todo)} done or running")
     if not todo or args.dry_run:

@@ -34,6 +34,7 @@ from ..errors import ConfigError, Interrupted
 from ..results.records import DONE, cell_dir
 from ..run.claims import holder
 from ..run.cell import now, record_of, run_cells
+from ..run.progress import logs_progress, progress_line
 from ..run.ranks import is_rank_zero
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,7 +241,7 @@ def run_workers(matrix_name: str, cells, opts, command: list[str], workers: str,
 
     old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _display(progress_columns("loss", "tps"), procs, cells, matrix_name, opts, console)
+        _display(progress_columns("loss", "tps", "phase"), procs, cells, matrix_name, opts, console)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
@@ -263,10 +264,14 @@ def run_workers(matrix_name: str, cells, opts, command: list[str], workers: str,
 
 def _display(columns, procs, cells, matrix_name, opts, console) -> None:
     """One display of the matrix and every worker until all workers have exited."""
+    lines, last_lines = logs_progress(opts.progress_every), None  # stderr a log: a line per worker's cell
     with Progress(*columns, console=console, disable=opts.quiet) as progress:
-        matrix_task = progress.add_task(f"[bold]{matrix_name}[/] cells", total=len(cells), loss="loss", tps="tok/s")
-        tasks = [progress.add_task(f"  w{i} starting", total=1, loss="", tps="") for i in range(len(procs))]
+        matrix_task = progress.add_task(f"[bold]{matrix_name}[/] cells", total=len(cells), loss="loss", tps="tok/s",
+                                        phase="phase")
+        tasks = [progress.add_task(f"  w{i} starting", total=1, loss="", tps="", phase="") for i in range(len(procs))]
         while True:
+            log_now = lines and (last_lines is None or time.monotonic() - last_lines >= opts.progress_every)
+            last_lines = time.monotonic() if log_now else last_lines
             running = [p.poll() is None for p, _, _ in procs]
             n_done = sum(1 for c in cells if getattr(record_of(cell_dir(opts.out, matrix_name, c.id)), "status",
                                                      None) in DONE)
@@ -278,7 +283,11 @@ def _display(columns, procs, cells, matrix_name, opts, console) -> None:
                     continue
                 state = s["cell"] or s["state"] if running[i] else f"exited {proc.returncode}"
                 progress.update(tasks[i], description=escape(f"  w{i} [{s['device']}] {state}"),
-                                total=max(1, s["total"]), completed=s["step"], loss=str(s["loss"]), tps=str(s["tps"]))
+                                total=max(1, s["total"]), completed=s["step"], loss=str(s["loss"]), tps=str(s["tps"]),
+                                phase=s.get("phase", ""))
+                if log_now and running[i] and s["cell"]:
+                    print(progress_line(s["cell"], s["step"], s["total"], str(s["loss"]), str(s["tps"]),
+                                        s.get("eta", "-"), s.get("phase", "train")), file=sys.stderr, flush=True)
             if not any(running):
                 break
             time.sleep(0.5)

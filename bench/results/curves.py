@@ -1,9 +1,11 @@
-"""Training curves: each cell's ``metrics.csv`` (Lightning's CSVLogger) parsed, read, merged after
-a resume, and read off as time-to-target.
+"""Training curves: each cell's ``metrics.csv`` (written by bench/run/curve_log.py, one file over
+every resume) parsed, read, and read off as time-to-target; ``merge_curves`` joins the curve parts
+an older version left after a resume.
 
 One time column: ``time/train_seconds``, the training seconds (validation excluded) that
-bench.run.callbacks.CellMetrics logs at each validation. A resumed run's clock restarts at 0, so
-the stamps are made cumulative (``cumulative``). Curves without it fall back to an estimate, the
+bench.run.callbacks.CellMetrics logs at each validation; it continues across resumes. In curves
+of older versions a resumed run's clock restarted at 0, so the stamps are made cumulative
+(``cumulative``; a no-op on a rising clock). Curves without it fall back to an estimate, the
 record's measured training seconds x step / steps (constant step time assumed), and say so.
 
 Time-to-target: the first validation point whose loss is <= the target (resolution: the validation

@@ -1,4 +1,4 @@
-"""Callbacks: measured cost of a cell (throughput, MFU, memory, time), divergence, live progress."""
+"""Callbacks: measured cost of a cell (throughput, MFU, memory, time), divergence, held-out clock."""
 
 from __future__ import annotations
 
@@ -228,38 +228,18 @@ def steady_state(series, tokens, samples, flops, peak_flops, world_size=1) -> di
             "tokens_per_sec_basis": f"total over {world_size} ranks" if world_size > 1 else "one device"}
 
 
-class LiveProgress(L.Callback):
-    """Feeds the current cell's step, loss and tok/s to a rich progress task. Never reads a device
-    tensor: the loss shown is the one CellMetrics last read back (every train.nan_check_every steps),
-    so progress forces no synchronization."""
-
-    def __init__(self, progress, task, tokens_per_batch: int, every: int = 5):
-        self.progress, self.task, self.tokens_per_batch, self.every = progress, task, tokens_per_batch, every
-        self._t0 = None
-        self._metrics = None
-
-    def on_train_start(self, trainer, pl_module):
-        self._t0, self._s0 = time.perf_counter(), trainer.global_step
-        self._metrics = next((cb for cb in trainer.callbacks if isinstance(cb, CellMetrics)), None)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = trainer.global_step
-        if step % self.every and step != trainer.max_steps:
-            return
-        host = self._metrics.host_loss if self._metrics is not None else None
-        rate = (step - self._s0) * self.tokens_per_batch / max(1e-9, time.perf_counter() - self._t0)
-        self.progress.update(self.task, completed=step, loss=f"{host[1]:.3f}" if host else "-", tps=f"{rate:,.0f}")
-
-
 class HeldOut(L.Callback):
     """Holds ``clock`` (CellMetrics) out of the callbacks placed between an opening and a closing
     HeldOut: the probes, which sample in on_before_optimizer_step at their steps. It acts only at
-    those steps (``every``, the first and the last), so other steps pay no synchronization."""
+    those steps (``every``, the first and the last), so other steps pay no synchronization.
+    ``progress`` (bench/run/progress.py), if given, shows the probes' phase."""
 
-    def __init__(self, clock, every: int, opening: bool):
-        self.clock, self.every, self.opening = clock, every, opening
+    def __init__(self, clock, every: int, opening: bool, progress=None):
+        self.clock, self.every, self.opening, self.progress = clock, every, opening, progress
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         step = trainer.global_step
         if self.every > 0 and (step % self.every == 0 or step == trainer.max_steps - 1):
             self.clock.hold() if self.opening else self.clock.go()
+            if self.progress is not None:
+                self.progress.set_phase(trainer, "probes" if self.opening else "train")

@@ -191,10 +191,11 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
         console.print(f"[green]all {len(cells)} cells of {matrix_name} are done[/] (use --force to retrain)")
         return records
     console.print(f"{matrix_name}: {len(todo)} cell(s) to train, {len(cells) - len(todo)} already done")
-    columns = progress_columns("loss", "tps", remaining=True)
+    columns = progress_columns("loss", "tps", "phase", remaining=True)
     with StopRequest() as stop, Progress(*columns, console=console, disable=opts.quiet, transient=False) as progress:
         matrix_task = progress.add_task(f"[bold]{matrix_name}[/] cells", total=len(cells),
-                                        completed=len(cells) - len(todo), loss="loss", tps="tok/s")
+                                        completed=len(cells) - len(todo), loss="loss", tps="tok/s",
+                                        phase="phase")
         life = CellRun(matrix_name, todo, opts, progress=progress, warn=warn, stop=stop, console=progress.console,
                        on_data=lambda busy: progress.update(matrix_task, description=f"[bold]{matrix_name}[/] " + (
                            "preparing data" if busy else "cells")))

@@ -111,6 +111,11 @@ def damage(path: Path) -> str | None:
     return None
 
 
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a checkpoint was taken at (its tensors are mapped, not read)."""
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
+
+
 def find_resume(ckpt_dir: Path, warn) -> Path | None:
     """The newest whole checkpoint of a cell (latest, else previous), None to start from scratch.
     A damaged file is renamed to ``<name>.damaged`` (kept for inspection) with a one-line warning."""
@@ -143,7 +148,7 @@ class PeriodicCheckpoint(L.Callback):
 
     # Lightning logs a step's train row after on_train_batch_end, where this saves: a kill between
     # the save and the log would lose the row, since the resume starts after that step. The
-    # checkpoint carries the row and the resumed run logs it again (merge_curves keeps one copy).
+    # checkpoint carries the row and the resumed run logs it again (the curve writer keeps one copy).
     def state_dict(self) -> dict:
         return {"row": self._row}
 

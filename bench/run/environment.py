@@ -10,10 +10,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..errors import ConfigError
+from .curve_log import CurveLogger
 from .matrix import Cell
 from .precision import lightning_precision
 
@@ -22,7 +22,7 @@ def build_loggers(names, folder: Path):
     loggers = []
     for name in names:
         if name == "csv":
-            loggers.append(CSVLogger(folder, name="", version=""))  # -> folder/metrics.csv
+            loggers.append(CurveLogger(folder))  # -> folder/metrics.csv, continued across resumes
         elif name == "tensorboard":
             from lightning.pytorch.loggers import TensorBoardLogger
             loggers.append(TensorBoardLogger(folder, name="tb", version=""))

@@ -23,18 +23,19 @@ from models import count_params
 from ..errors import ConfigError
 from ..faults import pause_point
 from ..plugins import provenance
-from ..results.curves import merge_curves
 from ..results.records import DONE, Metrics, Params, Record, cell_dir, write_json
 from . import compiling
-from .callbacks import CellMetrics, Diverged, HeldOut, LiveProgress
-from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, find_resume
+from .callbacks import CellMetrics, Diverged, HeldOut
+from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, checkpoint_step, find_resume
 from .claims import STALE_AFTER
+from .curve_log import start_curve
 from .environment import (ENV_ERRNOS, build_loggers, env_error, environment_record, make_trainer,
                           root_device)
 from .matrix import Cell
 from .module import LMModule
 from .precision import describe as describe_precision
 from .probes import MoEProbes, OutlierProbe, Probes, registered_probes
+from .progress import CellProgress, logs_progress
 from .ranks import is_rank_zero
 from .signals import RelayEarlySignal, StopRequest
 
@@ -60,6 +61,7 @@ class RunOptions:
     wait: bool = False  # wait for cells another run is training instead of skipping them
     stale_after: float = STALE_AFTER  # seconds without a heartbeat before another host's claim is taken over
     save_weights: bool = False  # keep every finished cell's weights (safetensors) under <cell>/weights
+    progress_every: float | None = None  # seconds between progress lines when stderr is not a terminal (None: none)
     axis_order: dict = field(default_factory=dict)  # {axis: values in matrix order}, recorded with each cell
 
 
@@ -133,6 +135,7 @@ class Parts:
     moe: MoEProbes | None = None
     extra_probes: dict = field(default_factory=dict)
     trainer: L.Trainer | None = None
+    progress: CellProgress | None = None
 
 
 def build_parts(cell: Cell, dm, opts: RunOptions, ckpt_dir: Path, progress, task, stop, claim) -> Parts:
@@ -145,10 +148,13 @@ def build_parts(cell: Cell, dm, opts: RunOptions, ckpt_dir: Path, progress, task
                           t.nan_check_every * t.grad_accum)
     saver = PeriodicCheckpoint(ckpt_dir / LATEST, opts.ckpt_every, t.val_every, clock=metrics)
     callbacks = [metrics, PausePoints(), RelayEarlySignal(stop), ClaimGuard(claim)]
-    if progress is not None:
-        callbacks.append(LiveProgress(progress, task, tokens_per_batch * t.grad_accum))
+    log_every = opts.progress_every if is_rank_zero() and logs_progress(opts.progress_every) else None
+    shown = None
+    if progress is not None or log_every is not None:  # the display's task and/or lines in the log
+        shown = CellProgress(cell.id, tokens_per_batch * t.grad_accum, progress, task, log_every=log_every)
+        callbacks.append(shown)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    parts = Parts(LMModule(cfg, getattr(dm, "val_names", None)), metrics, saver, callbacks)
+    parts = Parts(LMModule(cfg, getattr(dm, "val_names", None)), metrics, saver, callbacks, progress=shown)
     parts.probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
     parts.outliers = OutlierProbe.from_probes(parts.probes)  # same steps and batch as the probes
     parts.moe = MoEProbes.from_config(cfg)  # None for a dense model
@@ -156,7 +162,10 @@ def build_parts(cell: Cell, dm, opts: RunOptions, ckpt_dir: Path, progress, task
     probing = [cb for cb in (parts.probes, parts.outliers, parts.moe) if cb is not None]
     probing += list(parts.extra_probes.values())
     if probing:
-        callbacks += [HeldOut(metrics, t.probe_every, True), *probing, HeldOut(metrics, t.probe_every, False)]
+        if shown is not None:
+            shown.probing = True
+        callbacks += [HeldOut(metrics, t.probe_every, True, shown), *probing,
+                      HeldOut(metrics, t.probe_every, False, shown)]
     if t.precision.startswith("fp8"):  # torchao, imported only for fp8 cells
         from .fp8 import precision_callbacks
         callbacks += precision_callbacks(cfg)
@@ -191,6 +200,8 @@ def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, res
         trainer.validate(module, datamodule=dm, verbose=False)
     pause_point("probes")
     if parts.probes is not None and not parts.probes.final:  # train-end hooks skipped by a no-op fit
+        if parts.progress is not None:
+            parts.progress.set_phase(trainer, "probes")
         parts.probes.on_train_end(trainer, module)
     if not parts.metrics.result:
         parts.metrics.on_train_end(trainer, module)
@@ -277,12 +288,10 @@ def finish_record(record: Record, parts: Parts | None, cfg, wall: float) -> None
     record.device = str(device)
 
 
-def write_final(record: Record, folder: Path, resumed: bool, warn) -> ConfigError | None:
-    """Merge the curve and write the record; a failure is returned as the user's error (never
-    hiding the cell's own, which the caller keeps first)."""
+def write_final(record: Record, folder: Path, warn) -> ConfigError | None:
+    """Write the record; a failure is returned as the user's error (never hiding the cell's own,
+    which the caller keeps first)."""
     try:
-        if resumed:
-            merge_curves(folder)
         pause_point("record")
         write_json(folder / "record.json", record)
         pause_point("record-written")
@@ -310,13 +319,12 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     resume = find_resume(ckpt_dir, warn)
     cfg.model.vocab_size = dm.vocab_size
     record = new_record(cell, matrix_name, dm, opts)
-    task = progress.add_task(f"  {cell.id}", total=cfg.train.max_steps, loss="-", tps="-") if progress else None
+    task = progress.add_task(f"  {cell.id}", total=cfg.train.max_steps, loss="-", tps="-",
+                             phase="train") if progress else None
     wall, parts, user_error = time.perf_counter(), None, None
     try:
-        if writer and resume is not None and (folder / "metrics.csv").exists():  # CSVLogger would start anew
-            n = len(list(folder.glob("metrics.part-*.csv"))) + 1
-            (folder / "metrics.csv").rename(folder / f"metrics.part-{n:03d}.csv")
-        if writer:
+        if writer:  # one curve per cell: a resume continues it from the checkpoint's step
+            start_curve(folder, checkpoint_step(resume) if resume is not None else None)
             write_json(folder / "record.json", record)  # status 'running': never read as complete
             pause_point("running-record")
         parts = build_parts(cell, dm, opts, ckpt_dir, progress, task, stop, claim)
@@ -335,7 +343,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     finish_record(record, parts, cfg, wall)
     if not writer:  # rank 0 writes and reports this cell; this rank's record is never used
         return record
-    write_error = write_final(record, folder, resume is not None, warn)  # always: the record says what happened
+    write_error = write_final(record, folder, warn)  # always: the record says what happened
     user_error = user_error or write_error  # the cell's own error first
     if record.status in DONE and not opts.keep_checkpoints and user_error is None:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
