@@ -144,10 +144,14 @@ def add_target(p, results_flag: str = "--out") -> None:
 
 
 def target_folder(args) -> Path:
+    """A folder as given; else a run's folder under the results folder (`default-ladder`, a --name);
+    else the results of the matrix so named."""
     from ..run.matrix import load_matrix
 
     if args.target and Path(args.target).is_dir():
         return Path(args.target)
+    if args.target and "/" not in args.target and (Path(args.results_root) / args.target).is_dir():
+        return Path(args.results_root) / args.target
     return Path(args.results_root) / load_matrix(args.target).name
 
 
