@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_filters, add_gpu_arg, add_name, add_out, add_overrides, cells_from, run_name, split_list
+from .common import add_filters, add_gpu_arg, add_name, add_out, add_overrides, cells_from, run_name, set_override, \
+    split_list
 
 HELP = "submit a matrix's unfinished cells to SLURM as a job array (submitit)"
 
@@ -42,7 +43,7 @@ def main(args) -> int:
     from ..run.runner import RunOptions
 
     if args.gpus_per_cell > 1:
-        setattr(args, "set:train.devices", str(args.gpus_per_cell))
+        set_override(args, "train.devices", str(args.gpus_per_cell))
     matrix, cells = cells_from(args)
     name = run_name(args, matrix)
     warn_too_big(cells, args.gpu, err)
