@@ -146,3 +146,11 @@ def test_help_shows_docstrings_and_one_default():
     line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("--train.lr "))
     assert line.split() == ["--train.lr", "FLOAT", "Peak", "learning", "rate.", "[default:", "0.003]"]
     assert "--config FILE" in r.stdout and "(default:" not in r.stdout
+
+
+def test_top_level_help_imports_neither_jsonargparse_nor_torch():
+    code = ("import sys\nfrom bench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('jsonargparse' in sys.modules, 'torch' in sys.modules, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"})
+    assert r.stderr.split() == ["False", "False"], r.stderr
