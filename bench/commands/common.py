@@ -28,22 +28,44 @@ def split_list(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+class Override(argparse.Action):
+    """Keeps every --section.field VALUE and --config FILE in command-line order (later wins); each value
+    is typed by jsonargparse when the cells are resolved."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), (option_string, value)])
+
+
 def add_overrides(p: argparse.ArgumentParser) -> None:
-    """One --section.field option per config field, its help from the field's docstring."""
-    from ..run.config import all_fields
+    """One --section.field option per config field, its type, default and help (the field's docstring)
+    as jsonargparse reads them from the dataclasses, and --config FILE."""
+    from ..run.fields import CONFIG_HELP, fields, type_name
 
     g = p.add_argument_group("config overrides (apply to every cell; unset, a field takes the scale's, recipe's "
                              "or matrix's value, else the default shown; see configs/ for presets)")
-    for path, (typ, default, doc) in all_fields().items():
-        if path in ("scale", "seed"):
-            continue
-        tname = getattr(typ, "__name__", str(typ).replace("typing.", ""))
-        g.add_argument(f"--{path}", dest=f"set:{path}", metavar=tname.upper(), default=None,
-                       help=f"{doc} [default: {default}]".replace("%", "%%"))
+    g.add_argument("--config", dest="overrides", action=Override, metavar="FILE", help=CONFIG_HELP)
+    for path, f in fields().items():
+        if path not in ("scale", "seed"):
+            g.add_argument(f"--{path}", dest="overrides", action=Override, metavar=type_name(f.type).upper(),
+                           help=f"{f.help} [default: {f.default}]".replace("%", "%%"))
+
+
+def set_override(args: argparse.Namespace, path: str, value: str) -> None:
+    """An override a command decides (e.g. --devices-per-cell K sets train.devices), after the user's."""
+    args.overrides = [*(getattr(args, "overrides", None) or []), (f"--{path}", value)]
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
-    return {k[4:]: v for k, v in vars(args).items() if k.startswith("set:") and v is not None}
+    """The overrides by dotted path, in order; a --config file's in its place."""
+    from ..run.fields import config_file
+
+    out = {}
+    for option, value in getattr(args, "overrides", None) or []:
+        if option == "--config":
+            out.update(config_file(value))
+        else:
+            out[option[2:]] = value
+    return out
 
 
 def add_filters(p: argparse.ArgumentParser) -> None:
@@ -153,10 +175,14 @@ def add_target(p, results_flag: str = "--out") -> None:
 
 
 def target_folder(args) -> Path:
+    """A folder as given; else a run's folder under the results folder (`default-ladder`, a --name);
+    else the results of the matrix so named."""
     from ..run.matrix import load_matrix
 
     if args.target and Path(args.target).is_dir():
         return Path(args.target)
+    if args.target and "/" not in args.target and (Path(args.results_root) / args.target).is_dir():
+        return Path(args.results_root) / args.target
     return Path(args.results_root) / load_matrix(args.target).name
 
 

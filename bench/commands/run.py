@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .common import add_filters, add_gpu_arg, add_overrides, add_run_options, cells_from, report_problems, \
-    run_name, run_options
+    run_name, run_options, set_override
 
 HELP = "train every cell of a matrix and print the leaderboard"
 
@@ -30,7 +30,7 @@ def main(args) -> int:
     from ..run.cell import run_matrix
 
     if args.devices_per_cell > 1 and args.workers != "1":  # part of each cell's config (and id)
-        setattr(args, "set:train.devices", str(args.devices_per_cell))
+        set_override(args, "train.devices", str(args.devices_per_cell))
     opts = run_options(args)  # a bad --out is one line before the matrix is expanded
     matrix, cells = cells_from(args)  # the whole matrix is validated before anything trains
     name = run_name(args, matrix)

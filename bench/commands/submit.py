@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .common import add_filters, add_gpu_arg, add_name, add_out, add_overrides, add_progress_every, cells_from, \
-    run_name, split_list
+    run_name, set_override, split_list
 
 HELP = "submit a matrix's unfinished cells to SLURM as a job array (submitit)"
 
@@ -44,7 +44,7 @@ def main(args) -> int:
     from ..run.runner import RunOptions
 
     if args.gpus_per_cell > 1:
-        setattr(args, "set:train.devices", str(args.gpus_per_cell))
+        set_override(args, "train.devices", str(args.gpus_per_cell))
     matrix, cells = cells_from(args)
     name = run_name(args, matrix)
     warn_too_big(cells, args.gpu, err)

@@ -5,18 +5,14 @@ reflection); bench.run.identity hashes a resolved config into its cell id; bench
 resolves settings and presets into a RunConfig (pure, no data touched); bench.run.data_checks decides
 what needs a file (a tokenizer's vocabulary) and checks the data, once per process.
 
-Each field's docstring (the string under it) is its ``--help`` text.
+Each field's docstring (the string under it) is its ``--help`` text, read by jsonargparse (bench.run.fields).
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
-import textwrap
 import typing
 from dataclasses import dataclass, field
-from functools import cache
 
 from models import GPAS_EXTENSIONS, TransformerConfig
 
@@ -24,10 +20,11 @@ from ..errors import ConfigError
 
 # Names that moved to the other parts of the config, importable from here as before.
 MOVED = {
-    "presets": ("ALIASES", "PRECISIONS", "apply", "check_norm", "flatten", "load_yaml", "norm_names", "parse_mapping",
-                "parse_value", "recipes", "resolve", "scales", "set_norm"),
+    "presets": ("ALIASES", "PRECISIONS", "apply", "check_norm", "flatten", "load_yaml", "norm_names", "recipes",
+                "resolve", "scales", "set_norm"),
     "identity": ("LATER_FIELDS", "NON_SEMANTIC"),
     "data_checks": ("validate_run", "decide_vocab_size"),
+    "fields": ("all_fields",),
 }
 
 
@@ -170,36 +167,6 @@ class RunConfig:
 
 
 SECTIONS = {"model": TransformerConfig, "data": DataConfig, "train": TrainConfig}
-TOP_FIELDS = ("scale", "recipe", "seed")
-
-
-@cache
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each dataclass field, read from the source."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = " ".join(str(nxt.value.value).split())
-    return docs
-
-
-@cache
-def all_fields() -> dict[str, tuple[type, object, str]]:
-    """Every settable dotted path -> (type, default, help)."""
-    out = {}
-    hints = typing.get_type_hints(RunConfig)
-    defaults = RunConfig()
-    for name in TOP_FIELDS:
-        out[name] = (hints[name], getattr(defaults, name), field_docs(RunConfig)[name])
-    for section, cls in SECTIONS.items():
-        hints = typing.get_type_hints(cls)
-        docs = field_docs(cls)
-        obj = getattr(defaults, section)
-        for f in dataclasses.fields(cls):
-            out[f"{section}.{f.name}"] = (hints[f.name], getattr(obj, f.name), docs.get(f.name, ""))
-    return out
 
 
 def on_cuda(cfg: RunConfig) -> bool:

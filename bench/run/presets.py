@@ -10,9 +10,6 @@ distinct value once, so expanding 10^4 cells takes seconds.
 
 from __future__ import annotations
 
-import json
-import math
-import types
 import typing
 from functools import cache, lru_cache
 
@@ -21,102 +18,14 @@ import yaml
 from models import SCHEMES, TransformerConfig, check_choice
 
 from ..errors import ConfigError
-from .config import SECTIONS, DataConfig, RunConfig, TrainConfig, all_fields
+from .config import SECTIONS, DataConfig, RunConfig, TrainConfig
+from .fields import fields, typed
 from ..resources import configs_dir
 from .precision import FP8
 
 ALIASES = {"activation": "model.activation"}
 PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "transformer-engine") + FP8
 EVAL_RESERVED = ("train", "val", "ood")  # datamodules' split names (a test holds them equal)
-
-
-# ---- one value ---------------------------------------------------------------------------------
-
-def _is_none(value) -> bool:
-    return value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
-
-
-def parse_value(path: str, value, typ):
-    """Coerce a YAML/CLI value to the field's type; one line naming the field and the type otherwise."""
-    origin = typing.get_origin(typ)
-    args = [a for a in typing.get_args(typ) if a is not type(None)]
-    if origin is dict:
-        return parse_mapping(path, value)
-    if _is_none(value):
-        if type(None) in typing.get_args(typ):
-            return None
-        raise ConfigError(f"{path} cannot be None")
-    if origin in (typing.Union, types.UnionType) and args:
-        return parse_value(path, value, args[0])
-    try:
-        return _coerce(path, value, typ, origin, args)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{path}: cannot read {value!r} as {_type_name(typ)}") from None
-
-
-def _type_name(typ) -> str:
-    return getattr(typ, "__name__", str(typ))  # 'int', 'float', 'bool', 'str', 'tuple'
-
-
-def _coerce(path: str, value, typ, origin, args):
-    if typ is bool:
-        if isinstance(value, str):
-            if value.lower() in ("true", "1", "yes", "on"):
-                return True
-            if value.lower() in ("false", "0", "no", "off"):
-                return False
-            raise ValueError
-        if not isinstance(value, (bool, int, float)):
-            raise ValueError
-        return bool(value)
-    if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)):
-            raise ValueError
-        return tuple(parse_value(path, v, args[0]) for v in items)
-    if isinstance(value, (list, dict)):  # e.g. `name: [x]` or a mapping where a scalar belongs
-        raise ValueError
-    if typ is int:
-        number = float(value) if isinstance(value, str) else value
-        if isinstance(number, float) and not number.is_integer():  # inf and nan included
-            raise ValueError
-        return int(number)
-    if typ is float:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-        if math.isnan(number):
-            raise ValueError
-        return number
-    if typ is str:
-        return str(value)
-    return value
-
-
-def parse_mapping(path: str, value) -> dict[str, str]:
-    """A YAML mapping, JSON object, or 'k=v,k2=v2' string -> {str: str} (None/'' -> {})."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null", "{}")):
-        return {}
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("{"):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise ConfigError(f"{path}: cannot read {value!r} as a JSON object") from None
-        else:
-            pairs = [p.partition("=") for p in text.split(",") if p.strip()]
-            if any(not sep or not k.strip() for k, sep, _ in pairs):
-                raise ConfigError(f"{path}: expected NAME=VALUE,... or a JSON object, got {value!r}")
-            value = {k.strip(): v.strip() for k, _, v in pairs}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-    return {str(k): str(v) for k, v in value.items()}
-
-
-@lru_cache(maxsize=65536)
-def _parsed(key: str, kind: type, value):
-    return parse_value(key, value, all_fields()[key][0])
 
 
 def norm_names() -> list[str]:
@@ -142,13 +51,9 @@ def setting(key: str, value, where: str = "") -> dict:
     key = ALIASES.get(key, key)
     if key == "norm":
         return split_norm(value)
-    fields = all_fields()
-    if key not in fields:
-        check_choice(f"config field{' in ' + where if where else ''}", key, list(fields) + ["norm", "activation"])
-    try:
-        parsed = _parsed(key, type(value), value)  # hashable values: parsed once per process
-    except TypeError:  # a list or mapping
-        parsed = parse_value(key, value, fields[key][0])
+    if key not in fields():
+        check_choice(f"config field{' in ' + where if where else ''}", key, list(fields()) + ["norm", "activation"])
+    parsed = typed(key, value)  # jsonargparse, from the field's annotation
     return {key: dict(parsed) if isinstance(parsed, dict) else parsed}
 
 
@@ -225,14 +130,14 @@ def flatten(d: dict, prefix: str = "") -> dict:
 def _routes() -> dict[str, tuple[str, str]]:
     """Dotted path -> (section, field); '' for the top-level fields."""
     return {path: (path.partition(".")[0], path.partition(".")[2]) if "." in path else ("", path)
-            for path in all_fields()}
+            for path in fields()}
 
 
 @cache
 def _mutable() -> tuple[tuple[str, str], ...]:
     """The fields whose values are mappings or lists: copied for every config."""
-    return tuple(_routes()[p] for p, (typ, _, _) in all_fields().items()
-                 if typing.get_origin(typ) in (dict, list) or typ in (dict, list))
+    return tuple(_routes()[p] for p, f in fields().items()
+                 if typing.get_origin(f.type) in (dict, list) or f.type in (dict, list))
 
 
 def _put(parts: dict, fields: dict) -> None:
@@ -247,7 +152,7 @@ def _preset_parts(scale: str, recipe: str, scales_id: int, recipes_id: int) -> d
     """Defaults < scale preset < recipe preset, parsed, by section ('' = top level); cached while
     the preset files are unchanged."""
     parts: dict[str, dict] = {"": {}, **{s: {} for s in SECTIONS}}
-    _put(parts, {path: default for path, (_, default, _) in all_fields().items()})
+    _put(parts, {path: f.default for path, f in fields().items()})
     _put(parts, {"scale": scale, "recipe": recipe})
     for kind, name, table in (("scale", scale, scales()), ("recipe", recipe, recipes())):
         for key, value in flatten(table[name]).items():
