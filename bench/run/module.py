@@ -98,7 +98,9 @@ class LMModule(L.LightningModule):
     def on_validation_start(self):
         self._val_t0 = time.perf_counter()  # the train clock's hold (CellMetrics) synchronized the device
 
-    def on_validation_end(self):  # the loss read-back in on_validation_epoch_end synchronized the device
+    def _stop_val_clock(self) -> None:
+        """At the end of on_validation_epoch_end, after the loss read-back synchronized the device, and
+        before the callbacks' on_validation_end (a checkpoint saved there carries this validation)."""
         if self._val_t0 is not None:
             self.val_seconds += time.perf_counter() - self._val_t0
             self._val_t0 = None
@@ -122,6 +124,7 @@ class LMModule(L.LightningModule):
                 self.init_val_loss = metric.compute().float().item()
             for metric in self.val_loss:
                 metric.reset()
+            self._stop_val_clock()
             return
         for split, metric in zip(self.val_names, self.val_loss):
             if metric.update_called:
@@ -132,6 +135,7 @@ class LMModule(L.LightningModule):
                 self.log(f"{split}/ppl", torch.exp(loss))
                 metric.reset()
         self.validated_at = self.global_step
+        self._stop_val_clock()
 
     def on_save_checkpoint(self, checkpoint):
         """A resume at the last step still knows its final train loss, and its final validation when
