@@ -260,8 +260,9 @@ def test_real_nano_sweep_marks_a_huge_lr_diverged(tmp_path, capsys):
     (c,) = lr_curves(recs)
     assert c.frontier == 3e-3 and c.diverged == [1e6] and c.best.lr == 3e-3
     assert c.sensitivity == pytest.approx((c.l0 - c.best.value) / 2)
+    assert c.l0_basis == "measured" and c.l0 == pytest.approx(by_lr[3e-3].metrics.init_val_loss)  # not ln V
     out = capsys.readouterr().out
-    assert "learning-rate robustness" in out and "Wortsman" in out
+    assert "learning-rate robustness" in out and "Wortsman" in out and "every grid point" in out
     # a rerun trains nothing: resume applies to the sweep's cells as to `bench run`
     assert main(argv) == 0
     assert "all 2 cells of default-lr are done" in capsys.readouterr().out

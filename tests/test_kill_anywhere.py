@@ -34,7 +34,7 @@ CKPT_EVERY = 2
 WALL = {"started", "ended", "wall_seconds", "resumed_from", "resumed_from_step", "sharing", "command"}
 WALL_METRICS = {"tokens_per_sec", "tokens_per_sec_per_device", "mfu", "flops_per_sec", "train_seconds",
                 "steady_steps", "throughput_segments", "peak_memory_bytes", "tokens_per_sec_basis",
-                "peak_flops"}  # on CPU, peak FLOP/s is measured
+                "peak_flops", "val_seconds", "eval_share"}  # on CPU, peak FLOP/s is measured
 
 # every fault point, at every step it is reached at: the whole life of a cell of 6 steps that
 # validates at 4 (in fit: the checkpoint waits for it) and 6 (the final validation, after fit: the

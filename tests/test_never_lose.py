@@ -90,6 +90,7 @@ def test_kill_at_any_phase_then_rerun_finishes_with_identical_curve(tmp_path, st
     assert rec["status"] == "ok" and rec["metrics"]["steps"] == STEPS and rec["metrics"]["tokens_per_sec"]
     assert rec["metrics"]["val_loss"] == ref["metrics"]["val_loss"]
     assert rec["metrics"]["train_loss"] == ref["metrics"]["train_loss"]
+    assert rec["metrics"]["init_val_loss"] == ref["metrics"]["init_val_loss"]  # kept from the start, not re-measured
     assert curve_bytes(cell(out)) == curve_bytes(cell(straight))
 
 

@@ -9,12 +9,13 @@ import statistics
 from .frontier import shared_machine
 from .grouping import _flat, group_records
 from .records import Record
+from .validation_cost import eval_share
 
 STANDARD_AXES = ("scale", "activation", "norm", "seed")
-COST_COLUMNS = ("tokens_per_sec_spread", "shared")
+COST_COLUMNS = ("tokens_per_sec_spread", "shared", "eval_share")
 HEADERS = {"val_ppl": "val PPL", "ood_ppl": "OOD PPL", "val_loss": "val loss (nats)", "train_loss": "train loss (nats)",
            "tokens_per_sec": "tokens/s", "tokens_per_sec_spread": "tokens/s spread (SD over seeds, %)",
-           "shared": "shared machine", "mfu": "MFU (%)", "peak_memory_mb": "peak memory (MiB)",
+           "shared": "shared machine", "eval_share": "validation share of fit time (%)", "mfu": "MFU (%)", "peak_memory_mb": "peak memory (MiB)",
            "params": "parameters", "params_non_embedding": "non-embedding parameters",
            "wall_seconds": "wall time (s)", "tokens_to_target": "tokens to target",
            "seconds_to_target": "seconds to target (s)"}
@@ -60,10 +61,10 @@ def cost_noise(records: list[Record]) -> dict[str, float | None]:
 
 
 def cost_cells(records: list[Record]) -> dict[str, dict]:
-    """Record id -> {'tokens_per_sec_spread': ..., 'shared': 'yes' or None}."""
+    """Record id -> {'tokens_per_sec_spread': ..., 'shared': 'yes' or None, 'eval_share': ...}."""
     noise = cost_noise(records)
-    return {r.id: {"tokens_per_sec_spread": noise.get(r.id), "shared": "yes" if shared_machine(r) else None}
-            for r in records}
+    return {r.id: {"tokens_per_sec_spread": noise.get(r.id), "shared": "yes" if shared_machine(r) else None,
+                   "eval_share": eval_share(r)} for r in records}
 
 
 def cost_note(records: list[Record]) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from .lr import LR_COLUMNS, LR_LEGEND, lr_curves, lr_rows
+from .lr import GRID_COLUMNS, LR_COLUMNS, LR_LEGEND, UNIFORM, grid_rows, lr_curves, lr_notes, lr_rows
 from .paired import LEGEND as PAIRED_LEGEND
 from .paired import Paired, compare
 from ..errors import ConfigError
@@ -125,10 +125,17 @@ def lr_table(records) -> tuple[list[list[str]], list]:
     curves = lr_curves(records)
     rows = []
     for r in lr_rows(curves):
+        l0 = _f(r["l0"], ".4f") + (" (ln V)" if r["l0_basis"] == UNIFORM else "")
         rows.append([r["scale"], r["activation"], r["norm"], str(r["lrs"]), _f(r["best_lr"], ".3g"),
-                     _f(r["best_loss"], ".4f"), _f(r["frontier_lr"], ".3g"), _f(r["sensitivity"], ".4f"),
-                     r["diverged_at"], r["note"] or "-"])
+                     _f(r["best_loss"], ".4f"), _f(r["frontier_lr"], ".3g"), _f(r["sensitivity"], ".4f"), l0,
+                     r["diverged_at"], r["failed_at"], r["note"] or "-"])
     return rows, curves
+
+
+def grid_table(curves) -> list[list[str]]:
+    """Rows of the sweep's grid: every (group, LR) point, a failed one marked with its reason."""
+    return [[r["scale"], r["activation"], r["norm"], _f(r["lr"], ".3g"), str(r["seeds"]), _f(r["loss"], ".4f"),
+             r["trains"], r["status"]] for r in grid_rows(curves)]
 
 
 def markdown_table(header, rows) -> list[str]:
@@ -156,9 +163,11 @@ def markdown_sections(records, curves: dict | None, baseline=None,
         rows, notes = rank_table(views)
         lines += ["## Rankings at equal steps, equal compute and equal time", "",
                   *markdown_table(RANK_COLUMNS, rows), "", *notes, "", VIEWS_LEGEND, ""]
-    rows, _ = lr_table(records)
+    rows, lr_curves_ = lr_table(records)
     if rows:
-        lines += ["## Learning-rate robustness", "", *markdown_table(LR_COLUMNS, rows), "", LR_LEGEND, ""]
+        lines += ["## Learning-rate robustness", "", *markdown_table(LR_COLUMNS, rows), "", LR_LEGEND, "",
+                  *(w for n in lr_notes(lr_curves_) for w in (n, "")),
+                  "### Every grid point", "", *markdown_table(GRID_COLUMNS, grid_table(lr_curves_)), ""]
     return lines
 
 
@@ -171,7 +180,8 @@ def render_rich(records, curves: dict | None, console, title: str, baseline=None
         t = Table(title=f"{title}: {name}", title_justify="left")
         for h in header:
             t.add_column(h, justify="left" if h in ("scale", "activation", "norm", "test", "result", "budget",
-                                                    "diverged_at", "note", "changes") else "right")
+                                                    "diverged_at", "failed_at", "note", "changes", "trains", "status")
+                     else "right")
         for row in rows:
             t.add_row(*row)
         console.print(t)
@@ -189,11 +199,12 @@ def render_rich(records, curves: dict | None, console, title: str, baseline=None
                  [n] if (n := reached_note(views[at[0]])) else [])
         rows, notes = rank_table(views)
         show("rankings at equal steps / compute / time", RANK_COLUMNS, rows, notes)
-    rows, _ = lr_table(records)
+    rows, lr_curves_ = lr_table(records)
     if rows:
-        show("learning-rate robustness", LR_COLUMNS, rows, [LR_LEGEND])
+        show("learning-rate robustness", LR_COLUMNS, rows, [LR_LEGEND, *lr_notes(lr_curves_)])
+        show("learning-rate grid", GRID_COLUMNS, grid_table(lr_curves_))
 
 
 __all__ = ["PAIRED_COLUMNS", "VIEW_COLUMNS", "RANK_COLUMNS", "paired_table", "view_table", "rank_table", "lr_table",
-           "few_seed_warning", "views_for", "markdown_sections", "render_rich", "markdown_table", "VIEWS_LEGEND",
+           "grid_table", "few_seed_warning", "views_for", "markdown_sections", "render_rich", "markdown_table", "VIEWS_LEGEND",
            "view", "check_at"]

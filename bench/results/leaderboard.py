@@ -20,6 +20,7 @@ from .columns import COST_COLUMNS, axis_columns, axis_value, cost_cells, cost_no
 from .curves import load_curves, time_to_target
 from .grouping import baseline_groups, cell_order, group_records, parse_baseline, row_labels
 from .learned import not_learned_note, warmup_warning
+from .validation_cost import eval_share_warning
 from .paired import NEEDS_TEST, NOT_LEARNED, PAIRED, Paired, compare
 from .sci import NEEDS_SCIPY, have_scipy
 from .summary import Summary, final_val_ppl, summarize
@@ -252,7 +253,7 @@ def fmt_comparison(row: dict, col: str) -> str:
 
 FORMATS = {"val_ppl": "ppl", "ood_ppl": "ppl", "tokens_per_sec": "", "mfu": "pct", "params": "int",
            "params_non_embedding": "int", "tokens_to_target": "int", "delta_loss": "signed", "delta_ppl": "signed",
-           "p": "p", "tokens_per_sec_spread": "pct"}
+           "p": "p", "tokens_per_sec_spread": "pct", "eval_share": "pct"}
 
 
 def fmt_cell(row: dict, col: str) -> str:
@@ -293,7 +294,8 @@ def warning_lines(records: list[Record]) -> list[str]:
     """What may mislead a reader, one line each: statistics that need scipy, groups that have not
     learned beyond token frequencies (with the likely cause), a warmup longer than a quarter of the run."""
     lines = [] if have_scipy() else [NEEDS_SCIPY]
-    return lines + [w for w in (not_learned_note(group_records(records)), warmup_warning(records)) if w]
+    return lines + [w for w in (not_learned_note(group_records(records)), warmup_warning(records),
+                                eval_share_warning(records)) if w]
 
 
 def _title(scale: str) -> str:

@@ -1,10 +1,14 @@
 """Learning-rate robustness from an LR sweep (`bench sweep`): per activation x scheme x scale, the
 best LR, the stability frontier and Wortsman et al. (2023)'s LR sensitivity.
 
-- l_0, the loss at initialization: ln V (V = vocabulary size), the loss of the uniform prediction,
-  which a freshly initialized LM (small output logits) is close to.
+- l_0, the loss at initialization: the validation loss each cell measured before its first optimizer
+  step (``metrics.init_val_loss``), the mean over the group's records that have it (the init does
+  not depend on the LR). A freshly initialized LM scores above ln V (V = vocabulary size, the loss
+  of the uniform prediction), by more the larger the model; records from before the measurement
+  fall back to ln V, and the table says so.
 - Per LR the value is the mean over its seeds of min(final validation loss, l_0), a diverged seed
   (non-finite loss) counting as l_0; failed / oom seeds are not training outcomes and are left out.
+  A grid point none of whose seeds has an outcome is listed as failed, with the reason.
 - Best LR: the grid point with the lowest value, l* = that value.
 - An LR trains if every seed finished ok with a final loss below l_0. The stability frontier is the
   largest LR of the grid that trains; ``non_monotone`` says some smaller LR did not.
@@ -40,6 +44,24 @@ def init_loss(r: Record) -> float | None:
     return math.log(v) if v else None
 
 
+def measured_init_loss(r: Record) -> float | None:
+    """The validation loss the cell measured before its first optimizer step (None: not recorded)."""
+    v = r.metrics.get("init_val_loss")
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+MEASURED, UNIFORM = "measured", "ln V"
+
+
+def loss_at_init(records: list[Record]) -> tuple[float | None, str | None]:
+    """(l_0, its basis): the mean measured init loss of the records that have one, else ln V."""
+    measured = [v for r in records if (v := measured_init_loss(r)) is not None]
+    if measured:
+        return statistics.fmean(measured), MEASURED
+    uniform = [v for r in records if (v := init_loss(r)) is not None]
+    return (uniform[0], UNIFORM) if uniform else (None, None)
+
+
 def lr_labels(records: list[Record]) -> dict[str, str]:
     """Record id -> its row label without the LR: the activation plus any config field other than
     the seed and the LR that differs between cells of the same scale, activation and scheme."""
@@ -63,6 +85,21 @@ class LRPoint:
     losses: list[float | None]  # per seed final loss (None = diverged)
     statuses: list[str]
     trains: bool
+    errors: list[str] = field(default_factory=list)  # each failed / oom seed's error, first line
+
+    @property
+    def failed(self) -> bool:
+        """No seed has a training outcome (every one failed, ran out of memory or was interrupted)."""
+        return bool(self.statuses) and not any(s in ("ok", "diverged") for s in self.statuses)
+
+    def status_text(self) -> str:
+        """'ok', 'diverged 1/2', or 'failed (oom 2/2): <error>'."""
+        n = len(self.statuses)
+        counts = {s: self.statuses.count(s) for s in dict.fromkeys(self.statuses)}
+        text = ", ".join(f"{s} {c}/{n}" if c < n or s != "ok" else s for s, c in counts.items())
+        if self.failed:
+            text = f"failed ({text})" + (f": {self.errors[0]}" if self.errors else "")
+        return text
 
 
 @dataclass
@@ -71,6 +108,7 @@ class LRCurve:
     group: tuple[str, str]  # (row label, norm)
     l0: float | None
     points: list[LRPoint] = field(default_factory=list)  # ascending LR
+    l0_basis: str | None = None  # MEASURED (the cells' init validation loss) or UNIFORM (ln V, a fallback)
 
     @property
     def best(self) -> LRPoint | None:
@@ -101,6 +139,11 @@ class LRCurve:
     def diverged(self) -> list[float]:
         return [p.lr for p in self.points if any(s == "diverged" for s in p.statuses)]
 
+    @property
+    def failed(self) -> list[LRPoint]:
+        """Grid points with no training outcome: listed as failed, never a best LR or in the sensitivity."""
+        return [p for p in self.points if p.failed]
+
 
 def lr_curves(records) -> list[LRCurve]:
     """One LRCurve per (scale, activation label, norm) present at 2 or more learning rates."""
@@ -114,9 +157,8 @@ def lr_curves(records) -> list[LRCurve]:
     for (scale, row, norm), per_lr in by.items():
         if len(per_lr) < 2:
             continue
-        l0s = [v for recs in per_lr.values() for r in recs if (v := init_loss(r)) is not None]
-        l0 = l0s[0] if l0s else None
-        curve = LRCurve(scale, (row, norm), l0)
+        l0, basis = loss_at_init([r for recs in per_lr.values() for r in recs])
+        curve = LRCurve(scale, (row, norm), l0, l0_basis=basis)
         for lr in sorted(per_lr):
             recs = [r for r in per_lr[lr] if r.status in ("ok", "diverged")]
             losses = [final_val_loss(r) if r.status == "ok" else None for r in recs]
@@ -125,28 +167,66 @@ def lr_curves(records) -> list[LRCurve]:
             value = statistics.fmean(capped) if capped and all(c is not None for c in capped) else None
             trains = bool(recs) and all(r.status == "ok" for r in recs) and all(
                 v is not None and (l0 is None or v < l0) for v in losses)
-            curve.points.append(LRPoint(lr, value, losses, [r.status for r in per_lr[lr]], trains))
+            errors = [first_line(r.error) or r.status for r in per_lr[lr] if r.status not in ("ok", "diverged")]
+            curve.points.append(LRPoint(lr, value, losses, [r.status for r in per_lr[lr]], trains, errors))
         out.append(curve)
     return out
 
 
+def first_line(text: str | None, width: int = 100) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[:width - 3] + "..."
+
+
 def lr_rows(curves: list[LRCurve]) -> list[dict]:
-    """Table rows: best LR and loss, frontier, sensitivity, diverged LRs."""
+    """Table rows: best LR and loss, frontier, sensitivity, l_0 and its basis, diverged and failed LRs."""
     rows = []
     for c in curves:
         b = c.best
+        notes = ["a smaller LR failed to train (non-monotone)"] if c.non_monotone else []
+        if c.l0_basis == UNIFORM:
+            notes.append("l_0 = ln V: no measured loss at init in these records")
         rows.append({"scale": c.scale, "activation": c.group[0], "norm": c.group[1], "lrs": len(c.points),
                      "best_lr": b.lr if b else None, "best_loss": b.value if b else None,
-                     "frontier_lr": c.frontier, "sensitivity": c.sensitivity, "l0": c.l0,
+                     "frontier_lr": c.frontier, "sensitivity": c.sensitivity, "l0": c.l0, "l0_basis": c.l0_basis,
                      "diverged_at": ", ".join(f"{v:.3g}" for v in c.diverged) or "-",
-                     "note": "a smaller LR failed to train (non-monotone)" if c.non_monotone else ""})
+                     "failed_at": ", ".join(f"{p.lr:.3g}" for p in c.failed) or "-",
+                     "note": "; ".join(notes)})
     return rows
 
 
-LR_COLUMNS = ("scale", "activation", "norm", "lrs", "best_lr", "best_loss", "frontier_lr", "sensitivity",
-              "diverged_at", "note")
+def grid_rows(curves: list[LRCurve]) -> list[dict]:
+    """One row per grid point of every curve: its LR, seeds, value and status (failed ones included)."""
+    return [{"scale": c.scale, "activation": c.group[0], "norm": c.group[1], "lr": p.lr, "seeds": len(p.statuses),
+             "loss": p.value, "trains": "yes" if p.trains else "no", "status": p.status_text()}
+            for c in curves for p in c.points]
+
+
+def lr_notes(curves: list[LRCurve]) -> list[str]:
+    """Lines under the table: the basis of l_0 when any curve fell back to ln V, and the failed grid points."""
+    lines = []
+    fallback = [f"{c.group[0]} / {c.group[1]} ({c.scale})" for c in curves if c.l0_basis == UNIFORM]
+    if fallback:
+        lines.append(f"l_0 is ln V for {len(fallback)} group(s) ({', '.join(fallback[:6])}"
+                     f"{', ...' if len(fallback) > 6 else ''}): their records carry no measured loss at init "
+                     "(trained before it was recorded, or with --train.init_val false); the measured one is higher, "
+                     "so their frontier and sensitivity are approximate.")
+    failed = [(c, p) for c in curves for p in c.failed]
+    if failed:
+        lines.append(f"Failed: {len(failed)} grid point(s) with no seed that trained to an outcome ("
+                     + "; ".join(f"{c.group[0]} / {c.group[1]} at lr {p.lr:.3g}: {p.status_text()}"
+                                 for c, p in failed[:4]) + ("; ..." if len(failed) > 4 else "")
+                     + "): left out of the best LR and the sensitivity; a rerun retries them.")
+    return lines
+
+
+LR_COLUMNS = ("scale", "activation", "norm", "lrs", "best_lr", "best_loss", "frontier_lr", "sensitivity", "l0",
+              "diverged_at", "failed_at", "note")
+GRID_COLUMNS = ("scale", "activation", "norm", "lr", "seeds", "loss", "trains", "status")
 LR_LEGEND = ("best_lr / best_loss: the grid LR with the lowest mean final validation loss over seeds; frontier_lr: "
-             "the largest LR whose every seed trained (finished, final loss below l_0 = ln V, the loss at init); "
-             "sensitivity: Wortsman et al. 2023's LR sensitivity, the mean over the grid of "
+             "the largest LR whose every seed trained (finished, final loss below l_0); l0: the loss at init, the "
+             "validation loss each cell measured before its first step (mean over the group), ln V where records "
+             "lack it; sensitivity: Wortsman et al. 2023's LR sensitivity, the mean over the grid of "
              "[min(loss(lr), l_0) - l*] with l* the best loss on the grid and diverged runs counted at l_0 "
-             "(0 = flat; larger = more sensitive).")
+             "(0 = flat; larger = more sensitive); failed_at: grid points none of whose seeds trained to an "
+             "outcome (failed, oom, interrupted), left out of both.")

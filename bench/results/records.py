@@ -57,6 +57,9 @@ class Metrics:
     steady_steps: int | None = None
     steps: int | None = None
     tokens: int | None = None
+    init_val_loss: float | None = None  # validation loss before any optimizer step (records before it lack it)
+    val_seconds: float | None = None  # time spent validating, the init pass included
+    eval_share: float | None = None  # val_seconds / (train_seconds + val_seconds)
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from .figures import compare as F
 from .compare_tables import (PAIRED_COLUMNS, RANK_COLUMNS, VIEW_COLUMNS, VIEWS_LEGEND, few_seed_warning,
-                             lr_table, paired_table, rank_table, view_table, views_for)
+                             grid_table, lr_table, paired_table, rank_table, view_table, views_for)
 from .html import e, figure_html, img, note, table
-from .lr import LR_COLUMNS, LR_LEGEND
+from .lr import GRID_COLUMNS, LR_COLUMNS, LR_LEGEND, lr_notes
 from .paired import LEGEND as PAIRED_LEGEND
 from .columns import cost_note
 from .views import AXES, AXIS_TITLES, disagreements, reached_note
@@ -52,7 +52,9 @@ def lr_section(records) -> list[str]:
     if not rows:
         return []
     return ["<h2>Learning-rate robustness</h2>", table(list(LR_COLUMNS), rows), note(LR_LEGEND, "legend"),
-            figure_html("final validation loss against learning rate", F.fig_lr, curves)]
+            *(note(n, "note warn") for n in lr_notes(curves)),
+            figure_html("final validation loss against learning rate", F.fig_lr, curves),
+            "<h3>Every grid point</h3>", table(list(GRID_COLUMNS), grid_table(curves))]
 
 
 def figures_section(records, curves: dict) -> list[str]:

@@ -122,6 +122,9 @@ class TrainConfig:
     """Validate every this many optimizer steps (and always at the end)."""
     val_tokens: int = 65536
     """Validation tokens per evaluation (per split)."""
+    init_val: bool = True
+    """Measure the in-domain validation loss once before training (metrics.init_val_loss, the loss at init
+    of the LR sensitivity and the "not learned" rule): half a validation's cost. Changes no trained weight."""
     log_every: int = 10
     """Log train loss every this many steps."""
     throughput_warmup: int = 10

@@ -15,7 +15,7 @@ from models import plugin_parts
 
 # Where caches live and how often to log or probe: they change no trained weight or final metric.
 NON_SEMANTIC = ("data.cache_dir", "data.storage_options", "data.max_cache_size", "train.log_every",
-                "train.probe_every", "train.nan_check_every")
+                "train.probe_every", "train.nan_check_every", "train.init_val")
 # Fields added after cells were first recorded, with the default that changes nothing a cell measures
 # on CPU ('auto' picks by device, as train.accelerator does, which is not part of a cell's identity either).
 LATER_FIELDS = {"model.kernels": "auto", "train.fused_loss": "auto", "data.eval": {}}

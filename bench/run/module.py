@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import lightning as L
 import torch
@@ -46,6 +47,11 @@ class LMModule(L.LightningModule):
         self.last_train_loss: torch.Tensor | None = None
         self.val_results: dict[str, float] = {}
         self.validated_at: int | None = None  # global step of the last validation
+        # The in-domain validation loss before any optimizer step (Lightning's sanity pass run over the
+        # whole split, train.init_val): the loss at init that the LR sensitivity and "not learned" use.
+        self.init_val_loss: float | None = None
+        self.val_seconds = 0.0  # time spent validating over the cell, the init pass included
+        self._val_t0: float | None = None
 
     def forward(self, idx):
         return self.model(idx)
@@ -89,7 +95,19 @@ class LMModule(L.LightningModule):
         for metric in self.val_loss:  # bf16-true casts the module, metric states included: undo that
             metric.set_dtype(torch.float64)
 
+    def on_validation_start(self):
+        self._val_t0 = time.perf_counter()  # the train clock's hold (CellMetrics) synchronized the device
+
+    def _stop_val_clock(self) -> None:
+        """At the end of on_validation_epoch_end, after the loss read-back synchronized the device, and
+        before the callbacks' on_validation_end (a checkpoint saved there carries this validation)."""
+        if self._val_t0 is not None:
+            self.val_seconds += time.perf_counter() - self._val_t0
+            self._val_t0 = None
+
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        if dataloader_idx > 0 and self.trainer.sanity_checking:
+            return  # the init pass measures the in-domain split only: half a validation's cost
         x, y = split_batch(batch)
         n_tokens = (y != -100).sum()
         loss = self.loss(x, y, reduction="sum") / n_tokens.clamp(min=1)
@@ -100,6 +118,14 @@ class LMModule(L.LightningModule):
         self.val_loss[dataloader_idx].update(loss, weight=n_tokens)  # torchmetrics: eager
 
     def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking:  # the init pass: no curve row, no final result
+            metric = self.val_loss[0]
+            if metric.update_called:
+                self.init_val_loss = metric.compute().float().item()
+            for metric in self.val_loss:
+                metric.reset()
+            self._stop_val_clock()
+            return
         for split, metric in zip(self.val_names, self.val_loss):
             if metric.update_called:
                 loss = metric.compute().float()  # synced over processes by torchmetrics
@@ -109,6 +135,7 @@ class LMModule(L.LightningModule):
                 self.log(f"{split}/ppl", torch.exp(loss))
                 metric.reset()
         self.validated_at = self.global_step
+        self._stop_val_clock()
 
     def on_save_checkpoint(self, checkpoint):
         """A resume at the last step still knows its final train loss, and its final validation when
@@ -116,6 +143,7 @@ class LMModule(L.LightningModule):
         loss = self.last_train_loss
         checkpoint["last_train_loss"] = float(loss) if loss is not None else None
         checkpoint["validated_at"], checkpoint["val_results"] = self.validated_at, dict(self.val_results)
+        checkpoint["init_val_loss"], checkpoint["val_seconds"] = self.init_val_loss, self.val_seconds
 
     def on_load_checkpoint(self, checkpoint):
         if checkpoint.get("last_train_loss") is not None:
@@ -123,6 +151,16 @@ class LMModule(L.LightningModule):
         if checkpoint.get("validated_at") is not None:
             self.validated_at = checkpoint["validated_at"]
             self.val_results.update(checkpoint.get("val_results") or {})
+        self.init_val_loss = checkpoint.get("init_val_loss", self.init_val_loss)  # a resume never measures it again
+        self.val_seconds = float(checkpoint.get("val_seconds") or 0.0)
+
+    def eval_metrics(self, train_seconds: float | None) -> dict:
+        """The loss at init and the validation's cost: seconds, and their share of train + validation
+        seconds (probes, checkpoints and start-up excluded from both)."""
+        out = {"init_val_loss": self.init_val_loss, "val_seconds": self.val_seconds or None}
+        if train_seconds is not None and self.val_seconds > 0:
+            out["eval_share"] = self.val_seconds / (train_seconds + self.val_seconds)
+        return out
 
     def configure_optimizers(self):
         opt = build_optimizer(self.model, self.cfg.train, self.device)

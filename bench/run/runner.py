@@ -93,7 +93,8 @@ class PausePoints(L.Callback):
             pause_point("train")
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        pause_point("validation", trainer.global_step)
+        if not trainer.sanity_checking:  # the init pass is no validation point
+            pause_point("validation", trainer.global_step)
 
 
 def sharing(opts_workers: int | None = None) -> dict:
@@ -184,7 +185,9 @@ def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, res
     trainer = parts.trainer = make_trainer(
         cfg, max_steps=t.max_steps, accumulate_grad_batches=t.grad_accum,
         val_check_interval=t.val_every * t.grad_accum, check_val_every_n_epoch=None,
-        num_sanity_val_steps=0, log_every_n_steps=t.log_every, deterministic=t.deterministic,
+        # the sanity pass over the whole in-domain split is the init validation (none on a resume: kept)
+        num_sanity_val_steps=-1 if t.init_val and resume is None else 0,
+        log_every_n_steps=t.log_every, deterministic=t.deterministic,
         logger=build_loggers(opts.loggers, folder), callbacks=parts.callbacks, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False, default_root_dir=folder,
         plugins=[AtomicCheckpointIO()])
@@ -209,6 +212,7 @@ def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, res
     tokens = trainer.global_step * t.batch_size * cfg.model.block_size * t.grad_accum * trainer.world_size
     record.metrics = Metrics.from_dict({"train_loss": float(loss) if loss is not None else None,
                                         **module.val_results, **parts.metrics.result,
+                                        **module.eval_metrics(parts.metrics.result.get("train_seconds")),
                                         "steps": trainer.global_step, "tokens": tokens})
     record.status = "ok"
     if opts.save_weights:
@@ -234,6 +238,7 @@ def _interrupted(e, parts, cell, folder):
 
 def _diverged(e, parts, cell, folder):
     m = parts.metrics.result if parts else {}
+    m = {**m, **parts.module.eval_metrics(m.get("train_seconds"))} if parts else m
     return {"error": str(e), "diverged_step": e.step, "metrics": Metrics.from_dict({**m, "steps": e.step})}, None
 
 
