@@ -118,3 +118,30 @@ def test_the_figure_draws_with_one_seed_and_without_intervals():
     assert view.fits and all(f.boot is None or not len(f.boot) for f in view.fits)
     assert base64.b64decode(fig_ladder(view, ladder_points(recs)))[:4] == b"\x89PNG"
     assert fig_ladder(ladder_view([]), {}) is None
+
+
+def test_the_figure_script_writes_a_png_or_says_why_not(tmp_path):
+    """scripts/ladder_figure.py as a user runs it, on ladder records written to disk."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for r in records():
+        (tmp_path / "lad" / r.id).mkdir(parents=True)
+        (tmp_path / "lad" / r.id / "record.json").write_text(json.dumps(r.to_dict()))
+    env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "PYTHONPATH": str(root)}
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(root / "scripts" / "ladder_figure.py"), *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    ok = run(str(tmp_path / "lad"), str(tmp_path / "fig.png"), "--predict", "1e7")
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "empty").mkdir()
+    bad = run(str(tmp_path / "empty"), str(tmp_path / "no.png"))
+    assert bad.returncode == 1 and bad.stderr.startswith("error: no fitted ladder")
+    assert not (tmp_path / "no.png").exists()
