@@ -141,7 +141,7 @@ def render_rich(view: LadderView, console) -> None:
                                 (f"predicted at N = {view.predict:.3g}" if view.predict else "", PREDICT_HEADER,
                                  predict_rows(view)),
                                 ("crossovers", CROSS_HEADER, crossover_rows(view)),
-                                (COMPUTE_TITLE.lower(), FIT_HEADER, fit_rows(view, compute=True))):
+                                (COMPUTE_TITLE, FIT_HEADER, fit_rows(view, compute=True))):
         if not rows:
             continue
         t = Table(title=title, title_justify="left")
