@@ -145,3 +145,17 @@ def test_the_figure_script_writes_a_png_or_says_why_not(tmp_path):
     bad = run(str(tmp_path / "empty"), str(tmp_path / "no.png"))
     assert bad.returncode == 1 and bad.stderr.startswith("error: no fitted ladder")
     assert not (tmp_path / "no.png").exists()
+
+
+def test_laws_that_cross_twice_say_so():
+    """The fixture's laws cross at CROSS and again far out (polynorm's lower floor wins in the end): the
+    first crossing is reported, and the table says the order flips back by the range's end."""
+    from bench.results.laws import crossover
+
+    view = ladder_view(ladder_records(records()))
+    a, b = view.fits
+    far = crossover(a, b, (2e4, 1e14))
+    assert far.crossings == 2 and far.below == "swiglu:pre" and far.below_at_end == "polynorm:pre"
+    assert "they cross again, polynorm:pre lower" in far.describe()
+    near = crossover(a, b, (2e4, 1e7))
+    assert near.crossings == 1 and near.below_at_end == "swiglu:pre" and "again" not in near.describe()

@@ -101,12 +101,17 @@ def predict_rows(view: LadderView) -> list[list[str]]:
     return rows
 
 
-CROSS_HEADER = ("groups", "crossover N", "interval", "lower beyond", "replicates crossing", "range")
+CROSS_HEADER = ("groups", "crossover N", "interval", "lower beyond", "replicates crossing", "range", "note")
+
+
+def _cross_note(c: Crossover) -> str:
+    return f"cross {c.crossings} times: {c.below_at_end} lower at {c.x_range[1]:.3g}" if c.crossings > 1 else ""
 
 
 def crossover_rows(view: LadderView) -> list[list[str]]:
     return [[f"{c.a} / {c.b}", f"{c.x:.3g}" if c.x else "no crossover in range", _iv(c.interval),
-             c.below or "-", f"{c.share:.0%}", f"{c.x_range[0]:.3g}..{c.x_range[1]:.3g}"] for c in view.crossovers]
+             c.below or "-", f"{c.share:.0%}", f"{c.x_range[0]:.3g}..{c.x_range[1]:.3g}", _cross_note(c)]
+            for c in view.crossovers]
 
 
 LEGEND = (f"Fits of final validation loss against non-embedding parameters N per group: L = E + A N^-alpha by "

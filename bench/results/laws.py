@@ -207,13 +207,16 @@ class Crossover:
     share: float  # the share of bootstrap replicate pairs that cross in range
     x_range: tuple[float, float]
     below: str | None = None  # the group with the lower loss just past the crossover
+    crossings: int = 0  # how often the fitted laws cross in range (two laws E + A x^-alpha: at most 2)
+    below_at_end: str | None = None  # the group with the lower loss at the range's end
 
     def describe(self) -> str:
         lo, hi = self.x_range
         if self.x is None:
             return f"no crossover in range {lo:.3g}..{hi:.3g} ({self.share:.0%} of replicates cross)"
         iv = f" [{self.interval[0]:.3g}, {self.interval[1]:.3g}]" if self.interval else ""
-        return f"cross at {self.x:.3g}{iv}, {self.below} lower beyond ({self.share:.0%} of replicates cross)"
+        again = f"; they cross again, {self.below_at_end} lower at {hi:.3g}" if self.crossings > 1 else ""
+        return f"cross at {self.x:.3g}{iv}, {self.below} lower beyond ({self.share:.0%} of replicates cross){again}"
 
 
 def _first_crossing(grid: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -249,4 +252,7 @@ def crossover(a: LawFit, b: LawFit, x_range: tuple[float, float] | None = None, 
         return Crossover(a.group, b.group, None, None, share, (lo, hi))
     past = min(hi, x * 1.01)  # just past the crossing
     below = a.group if a.curve(past) < b.curve(past) else b.group
-    return Crossover(a.group, b.group, x, interval, share, (lo, hi), below)
+    signs = np.sign(d[0])
+    crossings = int(np.sum(signs[:-1] * signs[1:] < 0))
+    at_end = a.group if d[0, -1] < 0 else b.group
+    return Crossover(a.group, b.group, x, interval, share, (lo, hi), below, crossings, at_end)
