@@ -36,6 +36,7 @@ MAX_EXTRAPOLATION = 10.0
 CONFIDENCE = 0.90
 RESAMPLES = 1000
 ALPHA_GRID = np.geomspace(0.005, 3.0, 1500)
+LACK_OF_FIT = 0.01  # the lack-of-fit test's level: below this p-value the fit says its form misses the rungs
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,29 @@ def _seed_residuals(xs: np.ndarray, ys: np.ndarray, fitted: np.ndarray, n_params
     return ((ys - fitted) * math.sqrt(len(ys) / dof) if dof > 0 else np.zeros(0)), dof
 
 
+def lack_of_fit(xs: np.ndarray, ys: np.ndarray, fitted: np.ndarray, n_params: int,
+                draws: int = 20000) -> tuple[float, float] | None:
+    """The classic lack-of-fit F test: (F, p). F is the rung means' mean square about the law over the
+    seeds' own mean square within rungs (about 1 when the law's form is right); p from F's null
+    distribution, drawn (seeded) as a ratio of chi-squares, so scipy is not needed. None without both
+    degrees of freedom."""
+    rungs = np.unique(xs)
+    dof_lof, dof_pe = len(rungs) - n_params, len(ys) - len(rungs)
+    if dof_lof <= 0 or dof_pe <= 0:
+        return None
+    ss_lof = ss_pe = 0.0
+    for x in rungs:
+        y, f = ys[xs == x], fitted[xs == x][0]
+        ss_lof += len(y) * (y.mean() - f) ** 2
+        ss_pe += float(((y - y.mean()) ** 2).sum())
+    if ss_pe == 0:
+        return float("inf"), 0.0
+    ratio = (ss_lof / dof_lof) / (ss_pe / dof_pe)
+    rng = np.random.default_rng(0)
+    null = (rng.chisquare(dof_lof, draws) / dof_lof) / (rng.chisquare(dof_pe, draws) / dof_pe)
+    return ratio, float((np.sum(null >= ratio) + 1) / (draws + 1))
+
+
 def fit_law(xs, ys, group: str = "", x_name: str = "N", confidence: float = CONFIDENCE,
             resamples: int = RESAMPLES, seed: int = 0) -> LawFit:
     """Fit one group's points (x, final loss), one per (rung, seed). Raises ValueError with one line
@@ -180,6 +204,10 @@ def fit_law(xs, ys, group: str = "", x_name: str = "N", confidence: float = CONF
         notes.append("E < 0: no loss floor in this range")
     fitted = E + A * u ** (-alpha)
     res, dof = _seed_residuals(xs, ys, fitted, 3 if full else 2)
+    if (lof := lack_of_fit(xs, ys, fitted, 3 if full else 2)) is not None and lof[1] < LACK_OF_FIT:
+        notes.append(f"lack of fit (p {'< 0.001' if lof[1] < 1e-3 else f'= {lof[1]:.3f}'}): the rungs' means scatter "
+                     f"about the law {math.sqrt(lof[0]):.1f}x more than seed noise explains; the intervals (seed noise "
+                     "only) understate the uncertainty")
     law = LawFit(group, x_name, FULL if full else PURE, A * x0 ** alpha, alpha, E, {}, rungs, len(xs), confidence)
     if dof <= 0 or not len(res):
         law.note = "; ".join(notes + ["no residual degrees of freedom: no intervals"])
