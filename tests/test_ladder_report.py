@@ -159,3 +159,12 @@ def test_laws_that_cross_twice_say_so():
     assert "they cross again, polynorm:pre lower" in far.describe()
     near = crossover(a, b, (2e4, 1e7))
     assert near.crossings == 1 and near.below_at_end == "swiglu:pre" and "again" not in near.describe()
+
+
+def test_the_figure_marks_every_crossing():
+    from bench.results.figures.ladder import crossings
+
+    a, b = ladder_view(ladder_records(records())).fits
+    both = crossings(a, b, (2e4, 1e14))
+    assert len(both) == 2 and both[0] == pytest.approx(CROSS, rel=0.25) and both[1] > 1e8
+    assert crossings(a, b, (2e4, 1e5)) == []

@@ -37,9 +37,19 @@ def _seed_band(ax, xs, ys, color) -> None:
             ax.vlines(x, y.min(), y.max(), color=color, lw=3, alpha=0.3)
 
 
+def crossings(a, b, x_range, points: int = 2000) -> list[float]:
+    """Every x in range where the fitted laws of a and b cross (two such laws cross at most twice)."""
+    grid = np.geomspace(*x_range, points)
+    d = a.curve(grid) - b.curve(grid)
+    j = np.nonzero(np.sign(d[:-1]) * np.sign(d[1:]) < 0)[0]
+    lg = np.log(grid)
+    return [float(np.exp(lg[i] + d[i] / (d[i] - d[i + 1]) * (lg[i + 1] - lg[i]))) for i in j]
+
+
 def fig_ladder(view, points: dict) -> str | None:
     """Loss against N (log x): points per seed, fitted curve and its band, extrapolation dashed up to the
-    prediction target (or MAX_EXTRAPOLATION past the largest rung), crossovers as vertical lines."""
+    prediction target (or MAX_EXTRAPOLATION past the largest rung), every crossing as a vertical line (the
+    first one's interval shaded)."""
     if not view.fits:
         return None
     import matplotlib
@@ -65,13 +75,16 @@ def fig_ladder(view, points: dict) -> str | None:
             grid = np.concatenate([inside, beyond[1:]])
             if (band := _band(f, grid)) is not None:
                 ax.fill_between(grid, band[0], band[1], color=c, alpha=0.15, lw=0)
+        fits = {f.group: f for f in view.fits}
         for cx in view.crossovers:
-            if cx.x is not None:
-                ax.axvline(cx.x, color="0.3", lw=0.9, ls=":")
-                ax.annotate(f"{cx.a} = {cx.b}", (cx.x, 0.98), xycoords=("data", "axes fraction"), rotation=90,
+            if cx.x is None:
+                continue
+            if cx.interval:  # the first crossing's interval
+                ax.axvspan(*cx.interval, color="0.5", alpha=0.08, lw=0)
+            for x in crossings(fits[cx.a], fits[cx.b], cx.x_range):
+                ax.axvline(x, color="0.3", lw=0.9, ls=":")
+                ax.annotate(f"{cx.a} = {cx.b}", (x, 0.98), xycoords=("data", "axes fraction"), rotation=90,
                             va="top", ha="right", fontsize=6)
-                if cx.interval:
-                    ax.axvspan(*cx.interval, color="0.5", alpha=0.08, lw=0)
         ax.axvline(top, color="0.6", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlim(lo / 1.3, far * 1.1)
