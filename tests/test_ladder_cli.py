@@ -45,6 +45,7 @@ def test_a_tiny_ladder_trains_resumes_and_fits(tmp_path):
     sizes = sorted({x["params"]["non_embedding"] for x in recs})
     assert len(sizes) == 2
     assert "scaling laws" in r.stdout and "pure power law" in r.stdout  # 2 rungs: the fallback, said
+    assert "## Scaling laws" in (tmp_path / "res" / "default-ladder" / "ladder.md").read_text()
     again = bench("ladder", *TINY, "--seed", "0,1", "--out", "res", cwd=tmp_path)
     assert again.returncode == 0 and "all 4 cells" in again.stdout  # a rerun trains nothing
     table = bench("table", "res/default-ladder", "--ladder", "--predict", "1e5", "--format", "md", cwd=tmp_path)

@@ -107,3 +107,29 @@ def test_predictions_far_past_the_largest_rung_are_flagged():
 def test_unfittable_points_are_one_line(xs, ys, what):
     with pytest.raises(ValueError, match=what):
         fit_law(xs, ys, "g")
+
+
+def test_the_lack_of_fit_p_value_is_the_f_distributions():
+    """p from the drawn null matches F(2, d2)'s exact tail, (1 + 2F/d2)^(-d2/2)."""
+    from bench.results.laws import lack_of_fit
+
+    rng = np.random.default_rng(5)
+    xs = np.repeat(np.arange(1.0, 6.0), 3)  # 5 rungs x 3 seeds, 3 parameters: dofs (2, 10)
+    for _ in range(5):
+        ys = rng.normal(0, 1, len(xs)) + np.repeat(rng.normal(0, 0.7, 5), 3)
+        ratio, p = lack_of_fit(xs, ys, np.zeros(len(xs)), 3)
+        assert p == pytest.approx((1 + 2 * ratio / 10) ** -5, abs=0.01)
+
+
+def test_lack_of_fit_is_flagged_when_rungs_miss_the_law_and_rarely_otherwise():
+    """Seed noise about the true law: the note comes up about 1% of the time. Each rung off the law by
+    5x the seed noise, alternately above and below (a zigzag no smooth law absorbs, as when depth jumps
+    between rungs): nearly always."""
+    rng = np.random.default_rng(8)
+    draws, flagged_ok, flagged_off = 100, 0, 0
+    for _ in range(draws):
+        xs, ys = draw(rng, seeds=2, sd=0.01)
+        flagged_ok += "lack of fit" in fit_law(xs, ys, resamples=20).note
+        off = np.repeat(0.05 * (-1.0) ** np.arange(len(RUNGS)), 2)
+        flagged_off += "lack of fit" in fit_law(xs, ys + off, resamples=20).note
+    assert flagged_ok <= 5 and flagged_off >= 90

@@ -67,8 +67,9 @@ def show_rungs(rungs, cells, console) -> None:
 
 
 def main(args) -> int:
+    from ..atomic import atomic_write
     from ..console import err, out
-    from ..results.ladder import ladder_view, render_rich
+    from ..results.ladder import ladder_view, render_rich, to_markdown
     from ..results.records import load_records
     from ..run.cell import run_matrix
     from .run import finish_run
@@ -94,5 +95,8 @@ def main(args) -> int:
     else:
         code = finish_run(name, cells, run_matrix(name, cells, opts, out), opts)
     records, _ = load_records(opts.out / name)
-    render_rich(ladder_view(records, args.predict), out if code == 0 else err)
+    view = ladder_view(records, args.predict)
+    render_rich(view, out if code == 0 else err)
+    if view.fits:  # the same tables beside the records, as `bench table DIR --ladder --format md` prints them
+        atomic_write(opts.out / name / "ladder.md", to_markdown(view))
     return code

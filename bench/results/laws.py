@@ -36,6 +36,7 @@ MAX_EXTRAPOLATION = 10.0
 CONFIDENCE = 0.90
 RESAMPLES = 1000
 ALPHA_GRID = np.geomspace(0.005, 3.0, 1500)
+LACK_OF_FIT = 0.01  # the lack-of-fit test's level: below this p-value the fit says its form misses the rungs
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,29 @@ def _seed_residuals(xs: np.ndarray, ys: np.ndarray, fitted: np.ndarray, n_params
     return ((ys - fitted) * math.sqrt(len(ys) / dof) if dof > 0 else np.zeros(0)), dof
 
 
+def lack_of_fit(xs: np.ndarray, ys: np.ndarray, fitted: np.ndarray, n_params: int,
+                draws: int = 20000) -> tuple[float, float] | None:
+    """The classic lack-of-fit F test: (F, p). F is the rung means' mean square about the law over the
+    seeds' own mean square within rungs (about 1 when the law's form is right); p from F's null
+    distribution, drawn (seeded) as a ratio of chi-squares, so scipy is not needed. None without both
+    degrees of freedom."""
+    rungs = np.unique(xs)
+    dof_lof, dof_pe = len(rungs) - n_params, len(ys) - len(rungs)
+    if dof_lof <= 0 or dof_pe <= 0:
+        return None
+    ss_lof = ss_pe = 0.0
+    for x in rungs:
+        y, f = ys[xs == x], fitted[xs == x][0]
+        ss_lof += len(y) * (y.mean() - f) ** 2
+        ss_pe += float(((y - y.mean()) ** 2).sum())
+    if ss_pe == 0:
+        return float("inf"), 0.0
+    ratio = (ss_lof / dof_lof) / (ss_pe / dof_pe)
+    rng = np.random.default_rng(0)
+    null = (rng.chisquare(dof_lof, draws) / dof_lof) / (rng.chisquare(dof_pe, draws) / dof_pe)
+    return ratio, float((np.sum(null >= ratio) + 1) / (draws + 1))
+
+
 def fit_law(xs, ys, group: str = "", x_name: str = "N", confidence: float = CONFIDENCE,
             resamples: int = RESAMPLES, seed: int = 0) -> LawFit:
     """Fit one group's points (x, final loss), one per (rung, seed). Raises ValueError with one line
@@ -180,6 +204,10 @@ def fit_law(xs, ys, group: str = "", x_name: str = "N", confidence: float = CONF
         notes.append("E < 0: no loss floor in this range")
     fitted = E + A * u ** (-alpha)
     res, dof = _seed_residuals(xs, ys, fitted, 3 if full else 2)
+    if (lof := lack_of_fit(xs, ys, fitted, 3 if full else 2)) is not None and lof[1] < LACK_OF_FIT:
+        notes.append(f"lack of fit (p {'< 0.001' if lof[1] < 1e-3 else f'= {lof[1]:.3f}'}): the rungs' means scatter "
+                     f"about the law {math.sqrt(lof[0]):.1f}x more than seed noise explains; the intervals (seed noise "
+                     "only) understate the uncertainty")
     law = LawFit(group, x_name, FULL if full else PURE, A * x0 ** alpha, alpha, E, {}, rungs, len(xs), confidence)
     if dof <= 0 or not len(res):
         law.note = "; ".join(notes + ["no residual degrees of freedom: no intervals"])
@@ -207,13 +235,16 @@ class Crossover:
     share: float  # the share of bootstrap replicate pairs that cross in range
     x_range: tuple[float, float]
     below: str | None = None  # the group with the lower loss just past the crossover
+    crossings: int = 0  # how often the fitted laws cross in range (two laws E + A x^-alpha: at most 2)
+    below_at_end: str | None = None  # the group with the lower loss at the range's end
 
     def describe(self) -> str:
         lo, hi = self.x_range
         if self.x is None:
             return f"no crossover in range {lo:.3g}..{hi:.3g} ({self.share:.0%} of replicates cross)"
         iv = f" [{self.interval[0]:.3g}, {self.interval[1]:.3g}]" if self.interval else ""
-        return f"cross at {self.x:.3g}{iv}, {self.below} lower beyond ({self.share:.0%} of replicates cross)"
+        again = f"; they cross again, {self.below_at_end} lower at {hi:.3g}" if self.crossings > 1 else ""
+        return f"cross at {self.x:.3g}{iv}, {self.below} lower beyond ({self.share:.0%} of replicates cross){again}"
 
 
 def _first_crossing(grid: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -249,4 +280,7 @@ def crossover(a: LawFit, b: LawFit, x_range: tuple[float, float] | None = None, 
         return Crossover(a.group, b.group, None, None, share, (lo, hi))
     past = min(hi, x * 1.01)  # just past the crossing
     below = a.group if a.curve(past) < b.curve(past) else b.group
-    return Crossover(a.group, b.group, x, interval, share, (lo, hi), below)
+    signs = np.sign(d[0])
+    crossings = int(np.sum(signs[:-1] * signs[1:] < 0))
+    at_end = a.group if d[0, -1] < 0 else b.group
+    return Crossover(a.group, b.group, x, interval, share, (lo, hi), below, crossings, at_end)
