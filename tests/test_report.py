@@ -250,3 +250,29 @@ def test_page_is_the_packaged_template_autoescaped_with_sections_as_data(tmp_pat
     parse(text)
     assert '<h2 id="extra">Extra &amp; more</h2>\n<p class="note">hi</p>' in text
 
+
+def png_size(b64: str) -> tuple[int, int]:
+    import base64
+    import struct
+
+    return struct.unpack(">II", base64.b64decode(b64)[16:24])  # the IHDR chunk's width, height
+
+
+def test_every_figure_is_drawn_in_the_one_style():
+    import bench.results
+    from bench.results.figures import style
+    from bench.results.moe_report import fig_routing_lines
+    from bench.results.precision_report import fig_outliers
+
+    root = Path(bench.results.__file__).parent
+    for path in root.rglob("*.py"):  # one place makes figures and PNGs: figures/style.py
+        if path != root / "figures" / "style.py":
+            src = path.read_text()
+            assert "Figure(" not in src and "savefig" not in src and "rc_context" not in src and "dpi" not in src, path
+    sites = {"ffn_hidden": {"max_abs": [[1.0, 500.0]], "e4m3_under": [[0.0, 0.1]]}}
+    rec = Record.from_dict({"id": "c", "status": "failed", "scale": "nano", "activation": "powlu", "norm": "pre",
+                            "seed": 0, "precision": "bf16-true", "outliers": {"steps": [5], "sites": sites}})
+    assert png_size(fig_outliers([rec])) == (round(10.5 * style.DPI), round(2.9 * style.DPI))
+    moe = {"steps": [0, 10], "load_max_over_mean": [[1.0, 1.2], [1.1, 1.0]], "router_entropy": [[1.3, 1.2],
+                                                                                                 [1.1, 1.0]]}
+    assert png_size(fig_routing_lines(moe)) == (round(6.0 * style.DPI), round(2.4 * style.DPI))
