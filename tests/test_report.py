@@ -221,3 +221,58 @@ def test_report_help_documents_options(capsys):
     out = capsys.readouterr().out
     for opt in ("--out", "--baseline", "--target-loss", "--results", "ACT:NORM"):
         assert opt in out
+
+
+def test_page_is_the_packaged_template_autoescaped_with_sections_as_data(tmp_path, monkeypatch):
+    from importlib import resources
+
+    from bench.results import report
+    from bench.results.html import Section
+
+    assert resources.files("bench.results").joinpath("templates", report.TEMPLATE).is_file()
+    folder, _ = write_matrix(tmp_path, with_probes=False, scales=("nano",), seeds=(0,))
+    recs = [Record.from_dict(json.loads(p.read_text())) for p in sorted(folder.glob("*/record.json"))]
+    # a hostile matrix name and cell id reach the page as text, never as markup
+    recs[0] = Record.from_dict({**recs[0].to_dict(), "id": "<script>alert('x')</script>&"})
+    text = render_html(recs, '<b onload="x">&m</b>')
+    c = parse(text)
+    assert "<script" not in text and "<b " not in text and "&lt;b onload=&#34;x&#34;&gt;&amp;m&lt;/b&gt;" in text
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;" in text  # escaped once, not twice
+    # every section heading carries its anchor, in the page's order, each once
+    anchors = re.findall(r'<h2 id="([^"]+)">', text)
+    assert anchors[:3] == ["leaderboard", "curves", "views"] and anchors[-1] == "provenance"
+    assert len(anchors) == len(set(anchors)) == c.tags.count("h2")
+    # a section added to the list is on the page, its title escaped, its body as given
+    built = report.sections
+    monkeypatch.setattr(report, "sections", lambda *a: [*built(*a), Section.of("Extra & more", "extra",
+                                                                               ['<p class="note">hi</p>'])])
+    text = render_html(recs, "m")
+    parse(text)
+    assert '<h2 id="extra">Extra &amp; more</h2>\n<p class="note">hi</p>' in text
+
+
+def png_size(b64: str) -> tuple[int, int]:
+    import base64
+    import struct
+
+    return struct.unpack(">II", base64.b64decode(b64)[16:24])  # the IHDR chunk's width, height
+
+
+def test_every_figure_is_drawn_in_the_one_style():
+    import bench.results
+    from bench.results.figures import style
+    from bench.results.moe_report import fig_routing_lines
+    from bench.results.precision_report import fig_outliers
+
+    root = Path(bench.results.__file__).parent
+    for path in root.rglob("*.py"):  # one place makes figures and PNGs: figures/style.py
+        if path != root / "figures" / "style.py":
+            src = path.read_text()
+            assert "Figure(" not in src and "savefig" not in src and "rc_context" not in src and "dpi" not in src, path
+    sites = {"ffn_hidden": {"max_abs": [[1.0, 500.0]], "e4m3_under": [[0.0, 0.1]]}}
+    rec = Record.from_dict({"id": "c", "status": "failed", "scale": "nano", "activation": "powlu", "norm": "pre",
+                            "seed": 0, "precision": "bf16-true", "outliers": {"steps": [5], "sites": sites}})
+    assert png_size(fig_outliers([rec])) == (round(10.5 * style.DPI), round(2.9 * style.DPI))
+    moe = {"steps": [0, 10], "load_max_over_mean": [[1.0, 1.2], [1.1, 1.0]], "router_entropy": [[1.3, 1.2],
+                                                                                                 [1.1, 1.0]]}
+    assert png_size(fig_routing_lines(moe)) == (round(6.0 * style.DPI), round(2.4 * style.DPI))

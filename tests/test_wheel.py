@@ -73,3 +73,10 @@ def test_a_nano_run_from_the_wheel_uses_the_bundled_corpus(installed):
     assert len(records) == 1
     rec = json.loads(records[0].read_text())
     assert rec["status"] == "ok" and rec["data"]["vocab_size"] == 256 and rec["metrics"]["val_loss"] > 0
+
+
+def test_the_report_template_ships_in_the_wheel(installed):
+    python, work = installed
+    code = ("from bench.results.report import template; print(template().render(title='t', cells=0, statuses='', "
+            "generated='', sections=[]).count('<h1>t: benchmark report</h1>'))")
+    assert run([str(python), "-c", code], work).stdout.strip() == "1"

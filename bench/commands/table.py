@@ -1,16 +1,20 @@
-"""`bench table`: the leaderboard of a matrix's results (rich, Markdown or CSV)."""
+"""`bench table`: the leaderboard of a matrix's results (rich, Markdown, CSV or LaTeX)."""
 
 from __future__ import annotations
 
 from .common import add_target, report_problems, target_folder
 
 HELP = "the leaderboard of a matrix's results"
+FORMATS = ("rich", "md", "csv", "latex")
 
 
 def add_parser(sub):
     p = sub.add_parser("table", help=HELP)
     add_target(p, "--out")
-    p.add_argument("--format", choices=("rich", "md", "csv"), default="rich", help="output format")
+    p.add_argument("--format", choices=FORMATS, default="rich",
+                   help="output format: rich (terminal), md (Markdown), csv (the long table), latex (booktabs "
+                        "tables for a paper: the same columns, CIs and marks, notes as footnotes; needs "
+                        "\\usepackage{booktabs,graphicx})")
     p.add_argument("--baseline", default=None, metavar="ACT:NORM",
                    help="the cell group every other group is tested against (paired t-test on per-seed final "
                         "validation loss, Welch's for groups without shared seeds, Holm-corrected, p < 0.05), e.g. "
@@ -43,6 +47,8 @@ def main(args) -> int:
         raise ConfigError(f"no finished cells under {target} (run `bench run` first)")
     title = target.name
     if args.ladder:
+        if args.format == "latex":
+            raise ConfigError("--ladder prints rich or md, not latex; use --format md")
         from ..results.ladder import ladder_view, render_rich as render_ladder, to_markdown as ladder_markdown
 
         view = ladder_view(records, args.predict)
@@ -55,6 +61,10 @@ def main(args) -> int:
     curves = load_curves(target)  # the equal steps / compute / time views read the validation curves
     if args.format == "md":
         print(to_markdown(records, title, args.baseline, args.target_loss, curves, at), end="")
+    elif args.format == "latex":
+        from ..results.latex import to_latex
+
+        print(to_latex(records, title, args.baseline, args.target_loss, curves, at), end="")
     elif args.format == "csv":
         print(to_csv(records, args.target_loss, curves), end="")
     else:

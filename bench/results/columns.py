@@ -15,7 +15,8 @@ STANDARD_AXES = ("scale", "activation", "norm", "seed")
 COST_COLUMNS = ("tokens_per_sec_spread", "shared", "eval_share")
 HEADERS = {"val_ppl": "val PPL", "ood_ppl": "OOD PPL", "val_loss": "val loss (nats)", "train_loss": "train loss (nats)",
            "tokens_per_sec": "tokens/s", "tokens_per_sec_spread": "tokens/s spread (SD over seeds, %)",
-           "shared": "shared machine", "eval_share": "validation share of fit time (%)", "mfu": "MFU (%)", "peak_memory_mb": "peak memory (MiB)",
+           "shared": "shared machine", "eval_share": "validation share of fit time (%)",
+           "mfu": "MFU (%)", "peak_memory_mb": "peak memory (MiB)",
            "params": "parameters", "params_non_embedding": "non-embedding parameters",
            "wall_seconds": "wall time (s)", "tokens_to_target": "tokens to target",
            "seconds_to_target": "seconds to target (s)"}

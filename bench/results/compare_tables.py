@@ -206,5 +206,6 @@ def render_rich(records, curves: dict | None, console, title: str, baseline=None
 
 
 __all__ = ["PAIRED_COLUMNS", "VIEW_COLUMNS", "RANK_COLUMNS", "paired_table", "view_table", "rank_table", "lr_table",
-           "grid_table", "few_seed_warning", "views_for", "markdown_sections", "render_rich", "markdown_table", "VIEWS_LEGEND",
+           "grid_table", "few_seed_warning", "views_for",
+           "markdown_sections", "render_rich", "markdown_table", "VIEWS_LEGEND",
            "view", "check_at"]

@@ -38,7 +38,8 @@ def task_manager(include_path: str | None, builtin: bool = False):
     try:
         from lm_eval.tasks import TaskManager
     except ImportError:
-        raise ConfigError("bench eval needs lm-evaluation-harness: pip install '.[eval]' (or pip install lm-eval)") from None
+        raise ConfigError("bench eval needs lm-evaluation-harness: pip install '.[eval]' "
+                          "(or pip install lm-eval)") from None
 
     if include_path is not None and not Path(include_path).expanduser().is_dir():
         raise ConfigError(f"--include-path: no such folder {include_path}")

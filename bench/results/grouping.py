@@ -104,7 +104,8 @@ def parse_baseline(text: str | None) -> tuple[str, str] | None:
     return act.strip(), norm.strip()
 
 
-def baseline_groups(records: list[Record], baseline: tuple[str, str] | None = None) -> dict[str, tuple[str, str] | None]:
+def baseline_groups(records: list[Record],
+                    baseline: tuple[str, str] | None = None) -> dict[str, tuple[str, str] | None]:
     """scale -> the (row label, norm) of its baseline group. Default: the first row x the first
     column of each scale as ``cell_order`` orders them (the matrix's first activation and norm). A given
     (act, norm) matches a row label exactly, or else the first row of that activation; a scale

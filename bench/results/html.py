@@ -1,24 +1,14 @@
-"""HTML building blocks of the report: escaping, tables, embedded images, collapsible sections, the
-page's CSS. No external resources: the page must open offline."""
+"""HTML building blocks of the report: escaping, tables, embedded images, collapsible blocks and the
+page's sections (the page itself, with its CSS, is templates/report.html.j2). No external resources:
+the page must open offline."""
 
 from __future__ import annotations
 
 import html
+import re
+from dataclasses import dataclass
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1250px;
-color:#222;padding:0 1em;font-size:14px}
-h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
-h3{font-size:1.05em;margin-bottom:.3em}
-table{border-collapse:collapse;margin:.5em 0;font-size:12px}
-th,td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
-th{background:#f3f3f3}td.l,th.l{text-align:left}
-.legend,.note{font-size:12px;color:#555;max-width:1100px}.warn{color:#a60;font-weight:600}
-.scroll{overflow-x:auto}img{max-width:100%;height:auto;display:block;margin:.4em 0}
-.better{color:#060;font-weight:600}.worse{color:#a00;font-weight:600}.base{background:#eef}
-details{margin:.3em 0}summary{cursor:pointer;font-weight:600}
-code{font-size:12px}
-"""
+from markupsafe import Markup
 
 LEFT = {"id", "scale", "activation", "norm", "status", "result", "group", "form", "note", "x", "cell", "key", "test",
         "budget", "changes", "diverged_at", "ci95", "effect"}
@@ -66,3 +56,27 @@ def details(summary: str, body: list[str], open_: bool = False) -> list[str]:
 
 def note(text: str, klass: str = "note") -> str:
     return f'<p class="{klass}">{e(text)}</p>'
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the report: its heading, the heading's id (a link target: report.html#anchor)
+    and its body, HTML built from escaped parts."""
+
+    title: str
+    anchor: str
+    html: Markup
+
+    @classmethod
+    def of(cls, title: str, anchor: str, parts: list[str]) -> "Section":
+        return cls(title, anchor, Markup("\n".join(parts)))
+
+    @classmethod
+    def from_parts(cls, anchor: str, parts: list[str]) -> "Section | None":
+        """A section from parts that open with their own <h2> (None for no parts)."""
+        if not parts:
+            return None
+        m = re.fullmatch(r"<h2>(.*)</h2>", parts[0])
+        if m is None:
+            raise ValueError(f"section {anchor!r} does not open with an <h2> heading: {parts[0][:60]!r}")
+        return cls.of(html.unescape(m.group(1)), anchor, parts[1:])

@@ -36,7 +36,8 @@ __all__ = ["LONG_COLUMNS", "plugin_mark", "long_columns", "long_rows", "row_labe
            "comparison_rows", "COMPARISON_COLUMNS", "fmt_cell", "fmt_value", "fmt_comparison", "FORMATS",
            "unigram_reference", "notes", "to_markdown", "to_csv", "render_rich", "write_tables", "resolve_baseline"]
 
-LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "precision", "seed", "status", "val_ppl", "ood_ppl", "val_loss",
+LONG_COLUMNS = ("rank", "id", "scale", "activation", "norm", "precision", "seed", "status", "val_ppl", "ood_ppl",
+                "val_loss",
                 "train_loss", "tokens_per_sec", "mfu", "peak_memory_mb", "params", "params_non_embedding",
                 "wall_seconds", "plugin")
 TARGET_COLUMNS = ("tokens_to_target", "seconds_to_target")
@@ -193,7 +194,8 @@ def comparison_rows(records: list[Record], baseline=None) -> list[dict]:
                          "n": str(c.n) if base else (f"{c.n} pairs" if t and t.name == PAIRED
                                                      else f"{c.n} vs {c.n_baseline}"),
                          "delta_loss": None if base else c.diff, "ci95": None if base else c.ci,
-                         "seed_sd": c.seed_sd, "effect": None if base or c.effect is None else (c.effect_name, c.effect),
+                         "seed_sd": c.seed_sd,
+                         "effect": None if base or c.effect is None else (c.effect_name, c.effect),
                          "test": "baseline" if base else (t.name if t else "none"),
                          "t": t.t if t else None, "dof": t.dof if t else None, "p": t.p if t else None,
                          "p_holm": c.p_holm, "few_seeds": c.few_seeds,

@@ -1,25 +1,16 @@
 """The mixture-of-experts section of `bench report`: per-layer expert-load heatmaps over training,
 load imbalance, router entropy and dropped tokens (records' ``moe`` entry, bench/run/moe_probes.py).
-Self-contained (its own figure helpers) so that report.py only calls ``moe_section``."""
+Drawn in the report's one figure style (``figures.style``); report.py only calls ``moe_section``."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 
 import numpy as np
 
+from .figures.style import figure, png, rc
 from .records import Record
-
-DPI = 80
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _img(b64: str, alt: str) -> str:
@@ -30,7 +21,6 @@ def fig_expert_load(moe: dict) -> str | None:
     """One heatmap per layer: expert (rows) x sampled step (columns), the fraction of routing assignments
     each expert received; 1/E is a perfectly balanced router (the colour scale is centred there)."""
     from matplotlib.colors import TwoSlopeNorm
-    from matplotlib.figure import Figure
 
     load = np.asarray(moe.get("load") or [], dtype=float)  # (samples, layers, experts)
     steps = moe.get("steps") or []
@@ -41,27 +31,26 @@ def fig_expert_load(moe: dict) -> str | None:
     rows = math.ceil(n_layers / cols)
     uniform = 1.0 / n_experts
     norm = TwoSlopeNorm(vcenter=uniform, vmin=0.0, vmax=max(float(load.max()), 2 * uniform))
-    fig = Figure(figsize=(2.8 * cols + 1.0, rows * max(2.0, 0.12 * n_experts + 1.0)), dpi=DPI, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    im = None
-    for layer, ax in enumerate(axes):
-        if layer >= n_layers:
-            ax.set_visible(False)
-            continue
-        im = ax.imshow(load[:, layer, :].T, aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest")
-        ticks = list(range(0, n_samples, max(1, n_samples // 4)))
-        ax.set_xticks(ticks, [str(steps[i]) for i in ticks] if len(steps) == n_samples else ticks, fontsize=7)
-        ax.set_title(f"layer {layer + 1}", fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.set_ylabel("expert", fontsize=8)
-    fig.colorbar(im, ax=list(axes[:n_layers]), shrink=0.8, label=f"load (uniform 1/{n_experts})")
-    return _png(fig)
+    with rc():
+        fig = figure(2.8 * cols + 1.0, rows * max(2.0, 0.12 * n_experts + 1.0))
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        im = None
+        for layer, ax in enumerate(axes):
+            if layer >= n_layers:
+                ax.set_visible(False)
+                continue
+            im = ax.imshow(load[:, layer, :].T, aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest")
+            ax.grid(False)  # a grid over a heatmap hides cells
+            ticks = list(range(0, n_samples, max(1, n_samples // 4)))
+            ax.set_xticks(ticks, [str(steps[i]) for i in ticks] if len(steps) == n_samples else ticks)
+            ax.set(title=f"layer {layer + 1}", xlabel="step", ylabel="expert")
+        fig.colorbar(im, ax=list(axes[:n_layers]), shrink=0.8, label=f"load (uniform 1/{n_experts})")
+        return png(fig)
 
 
 def fig_routing_lines(moe: dict) -> str | None:
     """Per-layer lines over training: load max/mean, router entropy, dropped fraction (if any drop)."""
     from matplotlib import colormaps
-    from matplotlib.figure import Figure
 
     steps = np.asarray(moe.get("steps") or [], dtype=float)
     keys = [("load_max_over_mean", "expert load max / mean"), ("router_entropy", "router entropy (nats)")]
@@ -71,18 +60,18 @@ def fig_routing_lines(moe: dict) -> str | None:
     panels = [(k, t, a) for k, t, a in panels if a.ndim == 2 and len(a) == len(steps)]
     if not panels or not steps.size:
         return None
-    fig = Figure(figsize=(3.0 * len(panels), 2.4), dpi=DPI, layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     cmap = colormaps["viridis"]
-    for ax, (key, title, a) in zip(axes, panels):
-        n = a.shape[1]
-        for j in range(n):
-            ax.plot(steps, a[:, j], color=cmap(j / max(1, n - 1)), lw=1,
-                    label=f"layer {j + 1}" if j in (0, n - 1) else None)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("step")
-        ax.legend(frameon=False, fontsize=7)
-    return _png(fig)
+    with rc():
+        fig = figure(3.0 * len(panels), 2.4)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (key, title, a) in zip(axes, panels):
+            n = a.shape[1]
+            for j in range(n):
+                ax.plot(steps, a[:, j], color=cmap(j / max(1, n - 1)), lw=1,
+                        label=f"layer {j + 1}" if j in (0, n - 1) else None)
+            ax.set(title=title, xlabel="step")
+            ax.legend(frameon=False)
+        return png(fig)
 
 
 def _summary(rec: Record) -> str:

@@ -204,7 +204,8 @@ def _test(mine: dict[int, float], theirs: dict[int, float]):
         a, b = [mine[s] for s in shared], [theirs[s] for s in shared]
         test = paired_t(a, b)
         return (test, cohens_dz(a, b), bootstrap_ci(a, b, paired=True), len(shared), len(shared),
-                statistics.fmean(x - y for x, y in zip(a, b)), "" if test else "no test (every per-seed difference is 0)")
+                statistics.fmean(x - y for x, y in zip(a, b)),
+                "" if test else "no test (every per-seed difference is 0)")
     a, b = list(mine.values()), list(theirs.values())
     test = welch_t(a, b)
     diff = statistics.fmean(a) - statistics.fmean(b) if a and b else None
@@ -212,41 +213,49 @@ def _test(mine: dict[int, float], theirs: dict[int, float]):
             "" if test else f"no test (n={len(a)} vs {len(b)}; needs >= 2 seeds per group)")
 
 
+def versus(scale: str, group: tuple[str, str], base: tuple[str, str], recs: list[Record], base_recs: list[Record],
+           seed_sd: float | None = None, alpha: float = ALPHA) -> Paired:
+    """``recs`` (seed repeats of ``group``) against ``base_recs``: paired on shared seeds, else Welch
+    (``p_holm`` is left to ``holm_adjust``). Not tested when either has not learned
+    (``learned.learned``) or scipy is missing (``sci.NEEDS_SCIPY``)."""
+    mine, theirs = _losses_by_seed(recs), _losses_by_seed(base_recs)
+    unlearned = learned(recs) is False or learned(base_recs) is False
+    if unlearned or scipy_stats() is None:
+        diff = statistics.fmean(mine.values()) - statistics.fmean(theirs.values()) if mine and theirs else None
+        return Paired(scale, group, base, len(mine), len(theirs), diff, None, None, None, seed_sd, alpha=alpha,
+                      note=NOT_LEARNED if unlearned else NEEDS_TEST)
+    test, effect, ci, n, nb, diff, note = _test(mine, theirs)
+    return Paired(scale, group, base, n, nb, diff, ci, test, effect, seed_sd, alpha=alpha, note=note)
+
+
+def holm_adjust(comparisons) -> None:
+    """Sets ``p_holm`` on every tested comparison, Holm's correction over all of them together."""
+    tested = [c for c in comparisons if c.test is not None]
+    for c, p in zip(tested, holm([c.test.p for c in tested])):
+        c.p_holm = p
+
+
 def compare(records: list[Record], baseline=None, alpha: float = ALPHA) -> dict[tuple[str, str, str], Paired]:
-    """(scale, row label, norm) -> Paired comparison with the scale's baseline group, Holm-adjusted
-    over every test of the matrix. ``baseline``: None (each scale's first row x first column),
-    (act, norm) or 'ACT:NORM'. A group that has not learned (``learned.learned``), or whose
-    baseline has not, is not tested; without scipy nothing is (``sci.NEEDS_SCIPY``)."""
+    """(scale, row label, norm) -> Paired comparison with the scale's baseline group (``versus``),
+    Holm-adjusted over every test of the matrix. ``baseline``: None (each scale's first row x first
+    column), (act, norm) or 'ACT:NORM'."""
     baseline = parse_baseline(baseline) if isinstance(baseline, str) else baseline
     groups = group_records(records)
     bases = baseline_groups(records, baseline)
     noise = seed_noise(records, baseline)
-    scipy_ok = scipy_stats() is not None
     out = {}
     for (scale, row, norm), recs in groups.items():
         base = bases.get(scale)
         if base is None:
             continue
-        mine = _losses_by_seed(recs)
         if (row, norm) == base:
-            out[(scale, row, norm)] = Paired(scale, base, base, len(mine), len(mine), None, None, None, None,
-                                             noise.get(scale), alpha=alpha)
+            n = len(_losses_by_seed(recs))
+            out[(scale, row, norm)] = Paired(scale, base, base, n, n, None, None, None, None, noise.get(scale),
+                                             alpha=alpha)
             continue
-        base_recs = groups.get((scale, *base), [])
-        theirs = _losses_by_seed(base_recs)
-        unlearned = learned(recs) is False or learned(base_recs) is False
-        if unlearned or not scipy_ok:
-            diff = statistics.fmean(mine.values()) - statistics.fmean(theirs.values()) if mine and theirs else None
-            note = NOT_LEARNED if unlearned else NEEDS_TEST
-            out[(scale, row, norm)] = Paired(scale, (row, norm), base, len(mine), len(theirs), diff, None, None, None,
-                                             noise.get(scale), alpha=alpha, note=note)
-            continue
-        test, effect, ci, n, nb, diff, note = _test(mine, theirs)
-        out[(scale, row, norm)] = Paired(scale, (row, norm), base, n, nb, diff, ci, test, effect, noise.get(scale),
-                                         alpha=alpha, note=note)
-    keys = [k for k, c in out.items() if c.test is not None]
-    for k, p in zip(keys, holm([out[k].test.p for k in keys])):
-        out[k].p_holm = p
+        out[(scale, row, norm)] = versus(scale, (row, norm), base, recs, groups.get((scale, *base), []),
+                                         noise.get(scale), alpha)
+    holm_adjust(out.values())
     return out
 
 

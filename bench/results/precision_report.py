@@ -10,11 +10,10 @@ loss spikes (from the probes).
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 from .downstream import _eval, eval_columns, eval_tasks
+from .figures.style import figure, png, rc
 from .records import Record
 
 SITE_TITLES = {"ffn_hidden": "FFN hidden activation (input of down)", "resid": "residual stream",
@@ -60,16 +59,14 @@ def fig_outliers(records: list[Record]) -> str | None:
     if not recs:
         return None
     import matplotlib
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     acts = list(dict.fromkeys(r.activation for r in recs))
     precs = list(dict.fromkeys(precision_of(r) for r in recs))
     colors = matplotlib.colormaps["tab10"]
     sites = [s for s in ("ffn_hidden", "resid") if any(s in outliers(r)["sites"] for r in recs)]
-    with matplotlib.rc_context({"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7, "axes.grid": True,
-                                "grid.alpha": 0.3}):
-        fig = Figure(figsize=(10.5, 2.9 * len(sites)), dpi=110, layout="constrained")
+    with rc():
+        fig = figure(10.5, 2.9 * len(sites))
         axes = fig.subplots(len(sites), 3, squeeze=False)
         for i, site in enumerate(sites):
             for r in recs:
@@ -92,9 +89,7 @@ def fig_outliers(records: list[Record]) -> str | None:
             for j in (0, 1):
                 axes[i, j].xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0, 2].legend(loc="best")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+        return png(fig)
 
 
 def _fmt(v) -> str:

@@ -1,16 +1,21 @@
 """`bench report`: one self-contained HTML page per matrix (tables, figures as embedded PNGs,
-probes, scaling fits, provenance), readable offline: no external CSS, JS, fonts or images."""
+probes, scaling fits, provenance), readable offline: no external CSS, JS, fonts or images.
+
+The page is the Jinja2 template templates/report.html.j2 (package data, autoescaped), given the
+title, the cell counts and a list of sections (``html.Section``: title, anchor, body); ``sections``
+builds that list, so a new section is one more entry there."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sys
 from collections import Counter
+from importlib import resources
 from pathlib import Path
 
-
 from ..errors import ConfigError
-from .html import CSS, details, e as _e, figure_html as _figure_html, table as _table
+from .html import Section, details, e as _e, figure_html as _figure_html, table as _table
 from .leaderboard import (fmt_cell, fmt_value, legend, long_columns, long_rows, notes, pivot_cell, pivots,
                           resolve_at, resolve_baseline, warning_lines)
 from .figures.cells import fig_frontier, fig_loss_curves, fig_probe_dynamics, fig_probe_structure, fig_scaling
@@ -22,7 +27,21 @@ from .columns import cost_note
 from .curves import load_curves
 from .scaling import POWER_LAW, SATURATING, scaling_fits
 
-# ---- HTML ---------------------------------------------------------------------------------------
+TEMPLATE = "report.html.j2"
+
+
+@functools.lru_cache(maxsize=1)
+def template():
+    """The page template, read from the package (a wheel carries it as package data)."""
+    import jinja2
+
+    text = resources.files("bench.results").joinpath("templates", TEMPLATE).read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.from_string(text)
+
+
+# ---- sections -----------------------------------------------------------------------------------
 
 def _pivot_html(records, baseline) -> list[str]:
     parts = []
@@ -42,14 +61,78 @@ def _pivot_html(records, baseline) -> list[str]:
     return parts
 
 
-def _provenance(records: list[Record]) -> list[str]:
+def leaderboard_section(records, curves: dict, baseline, target) -> Section:
+    cols = long_columns(target, records)
+    return Section.of("Leaderboard", "leaderboard", [
+        *_pivot_html(records, baseline), *(f'<p class="note warn">{_e(w)}</p>' for w in warning_lines(records)),
+        *paired_section(records, baseline), "<h3>All cells by validation PPL</h3>",
+        _table(list(cols), [[fmt_cell(row, c) for c in cols] for row in long_rows(records, target, curves)]),
+        *(f'<p class="note">{_e(n)}</p>' for n in notes(records, target))])
+
+
+def curves_section(records, curves: dict) -> Section:
+    return Section.of("Training curves", "curves", [
+        '<p class="note">One line per cell (every seed); color = activation, linestyle = norm; x = tokens seen.</p>',
+        _figure_html("training and validation loss curves", fig_loss_curves, records, curves)])
+
+
+def frontier_section(records) -> Section:
+    front = []
+
+    def frontier():
+        b64, front[:] = fig_frontier(records)
+        return b64
+    parts = [_figure_html("validation PPL against tokens/s", frontier)]
+    if (n := cost_note(records)):
+        parts.append(f'<p class="note warn">{_e(n)}</p>')
+    if front:
+        parts.append('<p class="note">On the Pareto front (no other group is both faster and better): ' + _e(
+            "; ".join(f"{p['row']} / {p['norm']} ({p['scale']}): {p['ppl']:.3f} PPL at {p['tps']:,.0f} tok/s"
+                      + (" (measured on a shared machine)" if p["shared"] else "") for p in front)) + "</p>")
+    return Section.of("Cost / quality frontier", "frontier", parts)
+
+
+def scaling_section(records) -> Section | None:
+    """Fits across scales (None for a single scale)."""
+    if len({r.scale for r in records}) <= 1:
+        return None
+    fits = scaling_fits(records)
+    if not fits:
+        return Section.of("Scaling", "scaling", [
+            '<p class="note">No (activation, norm) group finished ok at two or more scales: no fit.</p>'])
+    rows = [[f"{f.group[0]} / {f.group[1]}", f.x, f.form, f.n_points, f.n_scales,
+             f"{f.alpha:.4f}" + (f" ± {f.alpha_se:.4f}" if f.alpha_se is not None else ""), f"{f.A:.4g}",
+             "-" if f.E is None else f"{f.E:.4f}" + (f" ± {f.E_se:.4f}" if f.E_se is not None else ""),
+             f.note or "-"] for f in fits]
+    header = ["group", "x", "form", "points", "scales", "alpha ± SE", "A", "E ± SE", "note"]
+    return Section.of("Scaling", "scaling", [
+        _table(header, rows),
+        f'<p class="legend">N = non-embedding parameters; C = 6 N D (D = training tokens). Every ok '
+        f"seed is one point. With 4 or more scales the fitted form is {_e(SATURATING)} (nonlinear "
+        f"least squares); with fewer it is the pure power law {_e(POWER_LAW)} (ordinary least "
+        "squares on logs). SE: standard error from the fit's covariance matrix.</p>",
+        _figure_html("scaling fits", fig_scaling, fits)])
+
+
+def probes_section(records) -> Section | None:
+    probed = [r for r in records if isinstance(r.probes, dict)]
+    if not probed:
+        return None
+    parts = ['<p class="note">Collapsed: click a cell to open its figures. Per-layer lines go from the first '
+             "(dark) to the last (yellow) layer.</p>"]
+    for r in probed:
+        parts += details(f"{r.id} ({r.status})", _probe_section(r))
+    return Section.of("Probes per cell", "probes", parts)
+
+
+def provenance_section(records: list[Record]) -> Section:
     envs = [r.environment for r in records]
 
     def common(get):
         vals = {repr(get(e)) for e in envs}
         return get(envs[0]) if len(vals) == 1 else None
 
-    parts = ["<h2>Provenance</h2>"]
+    parts = []
     facts = []
     for name, get in (("device", lambda e: e.get("device")), ("platform", lambda e: e.get("platform")),
                       ("python", lambda e: e.get("python")), ("torch threads", lambda e: e.get("torch_threads")),
@@ -79,7 +162,7 @@ def _provenance(records: list[Record]) -> list[str]:
     if cmds:
         parts.append('<p class="note">Command line(s):</p>' + "".join(
             f"<pre><code>{_e(c)}</code></pre>" for c in sorted(cmds)))
-    return parts
+    return Section.of("Provenance", "provenance", parts)
 
 
 def _probe_section(r: Record) -> list[str]:
@@ -103,87 +186,33 @@ def _probe_section(r: Record) -> list[str]:
     return parts
 
 
+def sections(records: list[Record], curves: dict, baseline, target, at) -> list[Section]:
+    """The page's sections in order; those with nothing to show are left out."""
+    from .precision_report import downstream_html, precision_html
+
+    found = [leaderboard_section(records, curves, baseline, target), curves_section(records, curves),
+             Section.from_parts("views", views_section(records, curves, at)),
+             Section.from_parts("lr", lr_section(records)),
+             Section.from_parts("comparisons", figures_section(records, curves)), frontier_section(records),
+             scaling_section(records), Section.from_parts("downstream", downstream_html(records)),
+             Section.from_parts("precision", precision_html(records)), probes_section(records),
+             Section.from_parts("moe", moe_section(records)),  # MoE cells only: expert load, routing
+             provenance_section(records)]
+    return [s for s in found if s is not None]
+
+
 def render_html(records: list[Record], title: str, curves: dict | None = None, baseline=None,
                 target: float | None = None, at=None) -> str:
     """The whole report as one HTML string (figures embedded as base64 PNG data URIs). ``at``:
     'flops=X' / 'seconds=Y' / 'steps=Z' sets that view's budget (default: the largest every cell reached)."""
     curves = curves or {}
-    baseline = resolve_baseline(baseline)
-    check_at(records, curves, resolve_at(at))
+    baseline, at = resolve_baseline(baseline), resolve_at(at)
+    check_at(records, curves, at)
     status = Counter(r.status for r in records)
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{_e(title)}: benchmark report</title>", f"<style>{CSS}</style></head><body>",
-             f"<h1>{_e(title)}: benchmark report</h1>",
-             f'<p class="note">{len(records)} cells ({", ".join(f"{v} {k}" for k, v in status.items())}); generated '
-             f'{dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}.</p>']
-
-    parts.append("<h2>Leaderboard</h2>")
-    parts += _pivot_html(records, baseline)
-    parts += [f'<p class="note warn">{_e(w)}</p>' for w in warning_lines(records)]
-    parts += paired_section(records, baseline)
-    cols = long_columns(target, records)
-    parts.append("<h3>All cells by validation PPL</h3>")
-    parts.append(_table(list(cols), [[fmt_cell(row, c) for c in cols] for row in long_rows(records, target, curves)]))
-    parts += [f'<p class="note">{_e(n)}</p>' for n in notes(records, target)]
-
-    parts.append("<h2>Training curves</h2>")
-    parts.append('<p class="note">One line per cell (every seed); color = activation, linestyle = norm; '
-                 "x = tokens seen.</p>")
-    parts.append(_figure_html("training and validation loss curves", fig_loss_curves, records, curves))
-
-    parts += views_section(records, curves, resolve_at(at))
-    parts += lr_section(records)
-    parts += figures_section(records, curves)
-
-    parts.append("<h2>Cost / quality frontier</h2>")
-    front = []
-
-    def frontier():
-        b64, front[:] = fig_frontier(records)
-        return b64
-    parts.append(_figure_html("validation PPL against tokens/s", frontier))
-    if (n := cost_note(records)):
-        parts.append(f'<p class="note warn">{_e(n)}</p>')
-    if front:
-        parts.append('<p class="note">On the Pareto front (no other group is both faster and better): ' + _e(
-            "; ".join(f"{p['row']} / {p['norm']} ({p['scale']}): {p['ppl']:.3f} PPL at {p['tps']:,.0f} tok/s"
-                      + (" (measured on a shared machine)" if p["shared"] else "") for p in front)) + "</p>")
-
-    fits = scaling_fits(records)
-    if len({r.scale for r in records}) > 1:
-        parts.append("<h2>Scaling</h2>")
-        if fits:
-            rows = [[f"{f.group[0]} / {f.group[1]}", f.x, f.form, f.n_points, f.n_scales,
-                     f"{f.alpha:.4f}" + (f" ± {f.alpha_se:.4f}" if f.alpha_se is not None else ""), f"{f.A:.4g}",
-                     "-" if f.E is None else f"{f.E:.4f}" + (f" ± {f.E_se:.4f}" if f.E_se is not None else ""),
-                     f.note or "-"] for f in fits]
-            header = ["group", "x", "form", "points", "scales", "alpha ± SE", "A", "E ± SE", "note"]
-            parts.append(_table(header, rows))
-            parts.append(f'<p class="legend">N = non-embedding parameters; C = 6 N D (D = training tokens). Every ok '
-                         f"seed is one point. With 4 or more scales the fitted form is {_e(SATURATING)} (nonlinear "
-                         f"least squares); with fewer it is the pure power law {_e(POWER_LAW)} (ordinary least "
-                         "squares on logs). SE: standard error from the fit's covariance matrix.</p>")
-            parts.append(_figure_html("scaling fits", fig_scaling, fits))
-        else:
-            parts.append('<p class="note">No (activation, norm) group finished ok at two or more scales: no fit.</p>')
-
-    from .precision_report import downstream_html, precision_html
-    parts += downstream_html(records)
-    parts += precision_html(records)
-
-    probed = [r for r in records if isinstance(r.probes, dict)]
-    if probed:
-        parts.append("<h2>Probes per cell</h2>")
-        parts.append('<p class="note">Collapsed: click a cell to open its figures. Per-layer lines go from the first '
-                     "(dark) to the last (yellow) layer.</p>")
-        for r in probed:
-            parts += details(f"{r.id} ({r.status})", _probe_section(r))
-
-    parts += moe_section(records)  # MoE cells only: expert-load heatmaps, routing statistics
-
-    parts += _provenance(records)
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return template().render(
+        title=title, cells=len(records), statuses=", ".join(f"{v} {k}" for k, v in status.items()),
+        generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        sections=sections(records, curves, baseline, target, at))
 
 
 # ---- files and the command ----------------------------------------------------------------------

@@ -202,7 +202,8 @@ def view(records, curves: dict, axis: str, budget: float | None = None) -> View:
     out = View(axis, budgets, default=budget is None)
     for (scale, row, norm), cells in grouped.items():
         b = budgets.get(scale)
-        vals = [v for c in cells if b is not None and (xs := c.xs(axis)) and (v := interpolate(xs, c.loss, b)) is not None]
+        vals = [v for c in cells
+                if b is not None and (xs := c.xs(axis)) and (v := interpolate(xs, c.loss, b)) is not None]
         est = axis == "seconds" and any(c.seconds_estimated for c in cells)
         out.groups.append(GroupAt(scale, (row, norm), statistics.fmean(vals) if vals else None, len(vals), len(cells),
                                   estimated=est))
