@@ -11,6 +11,12 @@ if importlib.util.find_spec("triton") is not None and not torch.cuda.is_availabl
 
 from tiny_data import TinyDataModule  # noqa: E402
 
+# Under pytest-xdist each worker, and every process its tests start, takes one thread: the suite runs one
+# worker per core, and two OpenMP pools spinning on each core would slow every test.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")
 
 

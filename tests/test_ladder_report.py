@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,15 @@ def test_the_figure_marks_every_crossing():
     both = crossings(a, b, (2e4, 1e14))
     assert len(both) == 2 and both[0] == pytest.approx(CROSS, rel=0.25) and both[1] > 1e8
     assert crossings(a, b, (2e4, 1e5)) == []
+
+
+def test_the_report_page_carries_the_ladder_section_and_other_pages_do_not(tmp_path):
+    from bench.results.records import load_records
+    from bench.results.report import render_html
+
+    page = render_html(ladder_records(records()), "ladder")
+    assert 'id="scaling-laws"' in page and page.count("Scaling laws (scale ladder)") == 1
+    committed, problems = load_records(Path(__file__).resolve().parent.parent / "results" / "ladder-example")
+    assert committed and not problems
+    assert 'id="scaling-laws"' in render_html(committed, "example")
+    assert 'id="scaling-laws"' not in render_html(records(ladder=False), "not a ladder")

@@ -111,7 +111,7 @@ SKIP = {
     "./install.sh && .venv/bin/bench run": "installs packages and trains the full default matrix (~6 min); "
                                            "the wheel test installs, the runs above train the default matrix",
     ".venv/bin/python -m pytest": "the test suite itself",
-    ".venv/bin/python -m pytest benchmarks --benchmark-enable": "timed benchmarks, minutes",
+    ".venv/bin/python -m pytest benchmarks --benchmark-enable -n 0": "timed benchmarks, minutes",
     "aws s3 sync ~/datasets/c4-bytes s3://my-bucket/datasets/c4-bytes": "needs S3; tests/test_prepare.py "
                                                                          "streams from a local S3 server",
     "bench run --scale micro --data.corpus s3://my-bucket/datasets/c4-bytes --data.tokenizer dataset "

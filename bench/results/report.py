@@ -186,6 +186,16 @@ def _probe_section(r: Record) -> list[str]:
     return parts
 
 
+def ladder_part(records: list[Record]) -> Section | None:
+    """The scaling-law fits of a ladder's records (bench ladder), none for other records."""
+    from markupsafe import Markup
+
+    from .figures.ladder import ladder_section
+
+    found = ladder_section(records)
+    return Section(found[0], found[1], Markup(found[2])) if found else None
+
+
 def sections(records: list[Record], curves: dict, baseline, target, at) -> list[Section]:
     """The page's sections in order; those with nothing to show are left out."""
     from .precision_report import downstream_html, precision_html
@@ -194,7 +204,7 @@ def sections(records: list[Record], curves: dict, baseline, target, at) -> list[
              Section.from_parts("views", views_section(records, curves, at)),
              Section.from_parts("lr", lr_section(records)),
              Section.from_parts("comparisons", figures_section(records, curves)), frontier_section(records),
-             scaling_section(records), Section.from_parts("downstream", downstream_html(records)),
+             scaling_section(records), ladder_part(records), Section.from_parts("downstream", downstream_html(records)),
              Section.from_parts("precision", precision_html(records)), probes_section(records),
              Section.from_parts("moe", moe_section(records)),  # MoE cells only: expert load, routing
              provenance_section(records)]
