@@ -1,4 +1,4 @@
-"""Issue 12: the equal-steps / FLOPs / time views, paired statistics with Holm's correction, and
+"""The equal-steps / FLOPs / time views, paired statistics with Holm's correction, and
 learning-rate robustness, on synthetic records whose answers are known."""
 
 from __future__ import annotations

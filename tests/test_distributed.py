@@ -40,7 +40,7 @@ def test_ddp_two_ranks_match_one_rank_and_write_once(tmp_path):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = bench_run(tmp_path / "one", "--train.batch_size", "8")
     assert single.returncode == 0, single.stderr[-3000:]
-    # only rank 0 prints and writes (issue 14 item 10): one leaderboard, one "wrote" line
+    # only rank 0 prints and writes: one leaderboard, one "wrote" line
     assert ddp.stdout.count("leaderboard.md") == 1 and ddp.stdout.count("1 cell(s) to train") == 1
     rec, val = one_cell(tmp_path / "ddp")
     rec1, val1 = one_cell(tmp_path / "one")

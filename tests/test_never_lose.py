@@ -1,4 +1,4 @@
-"""Issue 14, never lose a cell: one test per defect. Kills and signals are real (subprocess +
+"""Never lose a cell: one test per defect. Kills and signals are real (subprocess +
 os.kill); the fault-injection points of bench/faults.py hold a run at a phase until it is killed."""
 
 import csv

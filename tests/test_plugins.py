@@ -23,7 +23,7 @@ import torch
 import bench.plugins as plugins
 from bench import cli
 from bench.run.matrix import expand, load_matrix
-from models import (ACTIVATIONS, GPAS_EXTENSIONS, NORMS, SCHEMES, RegistrationError, Transformer, TransformerConfig,
+from models import (ACTIVATIONS, RegistrationError, Transformer, TransformerConfig,
                     count_params, register_activation)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,26 +34,6 @@ MICRO_H = 344  # micro scale's SwiGLU h: a gated activation gets it, a pointwise
 
 def flat(text: str) -> str:
     return " ".join(text.split())
-
-
-@pytest.fixture(autouse=True)
-def restore_registries(monkeypatch):
-    """Undo every registration, loaded plugin and BENCH_PLUGINS export a test makes."""
-    from bench.run.probes import PROBES
-
-    regs = (ACTIVATIONS, SCHEMES, NORMS, PROBES)
-    saved = [(dict(r), dict(r.docs), dict(r._parts)) for r in regs]
-    ext, loaded, modules = set(GPAS_EXTENSIONS), dict(plugins.LOADED), set(sys.modules)
-    monkeypatch.delenv(plugins.ENV, raising=False)
-    yield
-    for r, (items, docs, parts) in zip(regs, saved):
-        r.clear(), r.docs.clear(), r._parts.clear()
-        r.update(items), r.docs.update(docs), r._parts.update(parts)
-    GPAS_EXTENSIONS.clear(), GPAS_EXTENSIONS.update(ext)
-    plugins.LOADED.clear(), plugins.LOADED.update(loaded)
-    for name in set(sys.modules) - modules:
-        if name in ("my_ext", "ep_ext") or name.startswith(("bad_", "clash_")):
-            del sys.modules[name]
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -1,4 +1,4 @@
-"""Issue 12's tables as plain rows (header + cell texts), rendered by the leaderboard (markdown,
+"""The comparison tables as plain rows (header + cell texts), rendered by the leaderboard (markdown,
 rich) and the report (HTML): the paired statistics, the three views and where their rankings
 disagree, and the learning-rate robustness table."""
 

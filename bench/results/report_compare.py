@@ -1,4 +1,4 @@
-"""The report's comparison sections (issue 12): paired statistics, the three views and where their
+"""The report's comparison sections: paired statistics, the three views and where their
 rankings disagree, learning-rate robustness, and the figures that compare cells."""
 
 from __future__ import annotations

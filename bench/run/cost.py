@@ -84,7 +84,7 @@ def to_markdown(table: dict) -> str:
               "MFU: FLOPs of forward + backward counted by PyTorch's FlopCounterMode (LM head and loss included, "
               f"the count `bench run` uses), over {first.get('peak_flops_basis')}.",
               f"Peak memory: {first.get('peak_memory_basis')}. Ratios are against SwiGLU at the same scale through "
-              "the same kernels path (issue 8's targets: at most 1.10x for each fast path).",
+              "the same kernels path (the target: at most 1.10x for each fast path).",
               "kernels: 'reference' = the plain-torch formulas of models/activations.py; 'fused' = models/kernels "
               "(custom autograd Functions for PolyNorm and PowLU, torch.compile for the elementwise ones)."]
     return "\n".join(lines) + "\n"
