@@ -8,6 +8,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from .faults import pause_point
+
+TEMP_GLOB = ".*.tmp"  # the names mkstemp gives here and in AtomicCheckpointIO
+
 
 def fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (best effort: some filesystems refuse a directory fsync)."""
@@ -35,6 +39,7 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
             f.flush()
             os.fchmod(f.fileno(), mode)  # mkstemp makes 0600; results are meant to be shared
             os.fsync(f.fileno())
+        pause_point("temp-written")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -45,3 +50,14 @@ def atomic_write_json(path: Path, obj, indent: int | None = 2) -> None:
     """``obj`` (or ``obj.to_dict()``) as JSON, atomically."""
     obj = obj.to_dict() if hasattr(obj, "to_dict") else obj
     atomic_write(path, json.dumps(obj, indent=indent, default=str) + ("\n" if indent is not None else ""))
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temp files that writers killed before their rename left in ``folder`` and its
+    ``checkpoints/``. Only the holder of the folder's claim may call it: every writer of a cell
+    folder holds that claim, so no live writer owns one of these files."""
+    folder = Path(folder)
+    gone = [*folder.glob(TEMP_GLOB), *(folder / "checkpoints").glob(TEMP_GLOB)]
+    for path in gone:
+        path.unlink(missing_ok=True)
+    return gone

@@ -44,7 +44,10 @@ POINTS = ["claimed", "running-record",
           "validation@4", "validation@6",
           *[f"checkpoint-{w}@{s}" for w in ("written", "saved") for s in (2, 4, 6)],
           "checkpoint-rotated@4", "checkpoint-rotated@6",
-          "final-checkpoint", "probes", "record", "record-written", "checkpoints-removed", "released"]
+          "final-checkpoint", "probes", "record", "record-written", "checkpoints-removed", "released",
+          # between an atomic write's fsync and its rename, at each of the life's four: the running
+          # record, metrics.csv rewritten twice for new columns, the final record
+          *[f"temp-written#{n}" for n in range(1, 5)]]
 # kills of the resumed runs too: each run of a chain dies at the next instant
 CHAINS = [["final-checkpoint", "final-checkpoint"], ["checkpoint-saved@6", "probes", "record"],
           ["train-batch@3", "validation@4", "checkpoint-saved@4"], ["checkpoint-written@4", "record-written"],

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from ..console import progress_columns
+from ..atomic import remove_stale_temps
 from ..errors import Interrupted
 from ..faults import pause_point
 from ..results.records import DONE, Record, cell_dir, read_record
@@ -120,6 +121,7 @@ class CellRun:
             return None
         HELD.add(claim)
         pause_point("claimed")
+        remove_stale_temps(folder)  # left by a run killed mid-write; ours now, as the claim is
         try:
             rec = record_of(folder)
             if finished(rec, self.fresh_after) and (not self.opts.force or self.fresh_after is not None):
