@@ -188,3 +188,79 @@ def test_a_nano_run_records_its_init_loss_and_eval_share_and_the_table_shows_the
     assert "eval_share" in t.stdout and f"{100 * m['eval_share']:.2f}%" in t.stdout
     if m["eval_share"] > WARN_SHARE:
         assert "Warning: validation took more than 30% of the fit time in 1 cell(s)" in t.stdout
+
+
+# ---- validation's planned share: what `bench plan` says before anything trains -------------------------
+
+def planned(overrides: dict) -> float:
+    from bench.results.validation_cost import planned_eval_share
+    from bench.run.config import resolve
+
+    return planned_eval_share(resolve(overrides))
+
+
+def test_planned_eval_share_by_hand():
+    # micro: seq 128, batch 16; 300 steps, validations at 100, 200, 300 over val and ood, and the init
+    # pass over val: 7 split-passes of 32768 tokens against 3 x 300 x 16 x 128 trained token-passes
+    cfg = {"scale": "micro", "train.max_steps": 300, "train.val_tokens": 32768}
+    assert planned(cfg) == pytest.approx(7 * 32768 / (7 * 32768 + 3 * 300 * 16 * 128), rel=1e-12)
+    # 250 steps: 100, 200 and the end; no init pass; no ood split; 100 tokens round down to no row: one row
+    cfg = {"scale": "micro", "train.max_steps": 250, "train.val_tokens": 100, "train.init_val": False,
+           "data.ood_corpus": "none"}
+    assert planned(cfg) == pytest.approx(3 * 128 / (3 * 128 + 3 * 250 * 16 * 128), rel=1e-12)
+    cfg = {"scale": "micro", "train.max_steps": 300, "train.val_tokens": 32768, "data.eval": {"a": "kjv"}}
+    assert planned(cfg) == pytest.approx(10 * 32768 / (10 * 32768 + 3 * 300 * 16 * 128), rel=1e-12)
+
+
+def test_the_default_matrix_plans_validation_under_15_percent():
+    from bench.results.validation_cost import TARGET_SHARE, planned_eval_share
+    from bench.run.matrix import expand, load_matrix
+
+    cells = expand(load_matrix("default"))
+    shares = [planned_eval_share(c.config) for c in cells]
+    assert len(shares) == 8 and max(shares) < TARGET_SHARE
+    # the general default of val_tokens would take about a fifth: why the default matrix halves it
+    assert planned({"scale": "micro", "train.max_steps": 300}) > TARGET_SHARE
+
+
+def test_bench_plan_states_the_planned_share_and_warns_above_30_percent():
+    env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "COLUMNS": "400"}
+
+    def plan(*args: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "bench.cli", "plan", "--activation", "swiglu", "--norm", "pre",
+                            *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    quiet = plan()
+    assert "validation: 11% of each cell's compute, planned" in quiet and "warning" not in quiet
+    loud = plan("--train.max_steps", "60", "--train.val_every", "10")
+    assert "warning: validation: 54% of each cell's compute, planned" in loud
+    assert "raise --train.val_every or lower --train.val_tokens" in loud
+    j = subprocess.run([sys.executable, "-m", "bench.cli", "plan", "--activation", "swiglu", "--norm", "pre", "--json"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    (cell,) = json.loads(j.stdout)["cells"]
+    assert cell["eval_share_planned"] == pytest.approx(7 * 32768 / (7 * 32768 + 3 * 300 * 16 * 128))
+
+
+def test_the_default_matrix_at_the_old_val_tokens_has_the_old_ids():
+    """Results of the default matrix from before it halved val_tokens stay where a run finds them:
+    `bench run --train.val_tokens 65536` plans exactly their ids (recorded then), so it trains nothing
+    they hold; without it, the new cells land beside them and the tables label both by val_tokens."""
+    import hashlib
+
+    from bench.run.matrix import expand, load_matrix
+
+    ids = [c.id for c in expand(load_matrix("default"), overrides={"train.val_tokens": 65536})]
+    assert (len(ids), hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16], ids[0]) == \
+        (8, "6f67d441552094e9", "micro-swiglu-pre-s0-88b7f7")
+
+
+def test_old_and_new_default_cells_are_labelled_not_pooled():
+    from bench.results.grouping import row_labels
+
+    old, new = rec("swiglu", 1e-3, loss=3.0), rec("swiglu", 1e-3, loss=3.1)
+    new.config["train"]["val_tokens"] = 32768
+    new.id = "nano-swiglu-pre-s0-new"
+    assert row_labels([old, new]) == {old.id: "swiglu [train.val_tokens=65536]",
+                                      new.id: "swiglu [train.val_tokens=32768]"}

@@ -24,6 +24,7 @@ def plan_rows(cells, gpu: str | None = None) -> list[dict]:
     from models import count_params
 
     from ..launch.memory import GPUS, MAX_TRACES, estimate, formula_estimate, shape_key
+    from ..results.validation_cost import planned_eval_share
 
     rows = []
     # tracing a training step costs seconds per distinct shape (a minute at 1B): only when a GPU is asked
@@ -47,6 +48,7 @@ def plan_rows(cells, gpu: str | None = None) -> list[dict]:
             "reference_params": c.reference_total, "deviation": c.deviation,
             "ffn": cell.config.model.ffn, "params_active": c.active, "params_expert_ffn": c.expert_ffn,
             "memory_bytes": mem.total, "memory_basis": mem.basis, "fits": mem.fits(GPUS[gpu]) if gpu else None,
+            "eval_share_planned": planned_eval_share(cell.config),
         })
     return rows
 
@@ -88,4 +90,20 @@ def main(args) -> int:
     else:
         out.print("mem/dev: the closed formula of bench/launch/memory.py (blind to the activation's own saved "
                   "tensors), plus 1 GiB CUDA overhead")
+    out.print(validation_line(rows), highlight=False)
     return 0
+
+
+def validation_line(rows: list[dict]) -> str:
+    """The planned validation share of the cells' compute, a warning above WARN_SHARE."""
+    from ..results.validation_cost import WARN_SHARE
+
+    shares = [r["eval_share_planned"] for r in rows]
+    lo, hi = min(shares), max(shares)
+    span = f"{lo:.0%}" if f"{lo:.0%}" == f"{hi:.0%}" else f"{lo:.0%}-{hi:.0%}"
+    line = (f"validation: {span} of each cell's compute, planned (the init pass, then every train.val_every steps "
+            "and at the end, train.val_tokens per split, against 3x the training tokens)")
+    if hi > WARN_SHARE:
+        line = (f"[yellow]warning:[/] {line}; above {WARN_SHARE:.0%}: raise --train.val_every or lower "
+                "--train.val_tokens (either makes new cells)")
+    return line

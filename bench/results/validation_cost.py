@@ -7,6 +7,7 @@ from __future__ import annotations
 from .records import Record
 
 WARN_SHARE = 0.30  # warn above this share: the cell mostly measured itself
+TARGET_SHARE = 0.15  # what a default cell is held under (the default matrix's val_tokens)
 
 
 def eval_share(record: Record) -> float | None:
@@ -25,3 +26,18 @@ def eval_share_warning(records: list[Record]) -> str | None:
     return (f"Warning: validation took more than {WARN_SHARE:.0%} of the fit time in {len(over)} cell(s) (up to "
             f"{max(over.values()):.0%}; {how}): raise --train.val_every or lower --train.val_tokens for short runs "
             "(either makes new cells).")
+
+
+def planned_eval_share(cfg) -> float:
+    """The share of a cell's compute its validation is planned to take, from a resolved config: the
+    forward tokens of the init pass (the in-domain split) and of every validation (each ``val_every``
+    steps and at the end, over every split), against 3x the training tokens (forward and backward).
+    An upper bound: a split smaller than ``val_tokens`` is read whole."""
+    t, d = cfg.train, cfg.data
+    seq = cfg.model.block_size
+    per_split = max(1, t.val_tokens // seq) * seq
+    splits = 1 + bool(d.ood_corpus) + len(d.eval or {})
+    points = t.max_steps // t.val_every + bool(t.max_steps % t.val_every)
+    evaluated = per_split * (points * splits + bool(t.init_val))
+    trained = 3 * t.max_steps * t.grad_accum * t.batch_size * seq
+    return evaluated / (evaluated + trained)
