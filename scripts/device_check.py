@@ -215,8 +215,11 @@ def summary(out: Path, args) -> None:
     else:
         lines.append("| probe | - | no result |")
     o = load("overhead.json")
-    lines.append(f"| overhead | harness / bare step time | {o['step_time_ratio']:.3f} ({o['harness_median']:,.0f} vs "
-                 f"{o['bare_median']:,.0f} tok/s) |" if o else "| overhead | - | no result |")
+    if o:
+        lines.append(f"| overhead | harness / bare step time | {o['step_time_ratio']:.3f} ({o['harness_median']:,.0f} "
+                     f"vs {o['bare_median']:,.0f} tok/s; {len(o['pair_ratios'])} pair(s): {o['verdict']}) |")
+    else:
+        lines.append("| overhead | - | no result |")
     for name in sorted(f.name for f in out.glob("cost-*.json")):
         for r in load(name)["rows"]:
             what = f"{r['scale']} {r['activation']} {r['kernels']}"

@@ -15,7 +15,9 @@ def add_parser(sub):
     p.add_argument("--activation", default="swiglu", help="activation")
     p.add_argument("--norm", default="pre", help="scheme, optionally +gpas")
     p.add_argument("--steps", type=int, default=150, help="steps per run (the first train.throughput_warmup excluded)")
-    p.add_argument("--repeats", type=int, default=3, help="alternating (bare, harness) pairs; medians are compared")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="pairs of a bare and a harness run, in ABBA order; a verdict needs at least 2 "
+                        "(on a shared machine, more pairs of fewer --steps carry more)")
     p.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
     add_overrides(p)
     return p
@@ -33,7 +35,7 @@ def main(args) -> int:
                 "norm": args.norm or "pre", "train.max_steps": args.steps}
     cfg = resolve(settings, overrides_from(args))
     cell = Cell(cell_id(cfg, {}), cfg, ())
-    out.print(f"timing {cell.id}: {args.repeats} x (bare loop, harness), {args.steps} steps each, "
+    out.print(f"timing {cell.id}: {args.repeats} pairs (bare loop, harness; ABBA order), {args.steps} steps each, "
               f"first {cfg.train.throughput_warmup} excluded, compile={cfg.train.compile}, kernels={cfg.model.kernels}")
     r = measure(cell, args.repeats)
     t = Table(title="harness overhead (steady-state tokens/s; ratio = harness step time / bare step time)",
@@ -43,7 +45,24 @@ def main(args) -> int:
     t.add_row("bare PyTorch", ", ".join(f"{v:,.0f}" for v in r["bare_tokens_per_sec"]), f"{r['bare_median']:,.0f}")
     t.add_row("harness", ", ".join(f"{v:,.0f}" for v in r["harness_tokens_per_sec"]), f"{r['harness_median']:,.0f}")
     out.print(t)
-    out.print(f"step-time ratio harness/bare: [bold]{r['step_time_ratio']:.3f}[/] (target <= 1.05)")
+    out.print(verdict_line(r), highlight=False)
     if args.json:
         print(json.dumps(r))
     return 0
+
+
+def verdict_line(r: dict) -> str:
+    """The ratio, the pairs' interval, what it says about the target, and the runs' noise."""
+    from ..run.overhead import TARGET
+
+    ci = r["pair_interval"]
+    pairs = (f"pairs' geometric mean {ci[0]:.3f}, 95% CI {ci[1]:.3f}-{ci[2]:.3f}" if ci else
+             "one pair: no interval")
+    line = (f"step-time ratio harness/bare: [bold]{r['step_time_ratio']:.3f}[/] (ratio of the medians; {pairs}; "
+            f"bare runs spread {r['bare_spread']:.0%}); target <= {TARGET}: ")
+    if r["verdict"] == "met":
+        return line + "[green]met[/] (the interval lies under it)"
+    if r["verdict"] == "missed":
+        return line + "[red]missed[/] (the interval lies above it)"
+    return line + ("[yellow]inconclusive[/]: the interval spans the target, as this machine's noise is wider than "
+                   "the margin: rerun idle, or with more, shorter pairs (--repeats 8 --steps 60)")

@@ -4,6 +4,7 @@ probes' cost on one run (`python -m bench.run.overhead --steps 150 --every 50`).
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 from pathlib import Path
@@ -37,18 +38,65 @@ def harness(cell: Cell, dm) -> float:
     return rec.metrics.tokens_per_sec
 
 
+TARGET = 1.05  # harness step time / bare step time
+
+
 def measure(cell: Cell, repeats: int = 3) -> dict:
-    """Alternate bare and harness runs ``repeats`` times; medians and their ratio."""
+    """``repeats`` pairs of a bare and a harness run, in ABBA order (bare first in even pairs, the
+    harness first in odd ones) so a drift of the machine's speed does not favour either loop. The
+    ratio of the medians, each pair's own ratio, their interval and the verdict it can carry.
+    Pairs of short runs carry more than a few long ones: a shared machine's speed shifts by 20% for
+    tens of seconds, which both loops of a short pair see alike."""
     cfg = cell.config
     cfg.train.val_every = 10**9  # no validation inside the timed window, in either loop
     dm = DataCache().get(cfg)
     bare, ours = [], []
-    for _ in range(repeats):
-        bare.append(bare_loop(cfg, dm.train_dataloader(), cfg.train.max_steps, cfg.train.throughput_warmup))
-        ours.append(harness(cell, dm))
+    for i in range(repeats):
+        runs = {"bare": lambda: bare_loop(cfg, dm.train_dataloader(), cfg.train.max_steps,
+                                          cfg.train.throughput_warmup),
+                "harness": lambda: harness(cell, dm)}
+        got = {name: runs[name]() for name in (("bare", "harness") if i % 2 == 0 else ("harness", "bare"))}
+        bare.append(got["bare"])
+        ours.append(got["harness"])
     b, h = statistics.median(bare), statistics.median(ours)
+    pairs = [x / y for x, y in zip(bare, ours)]  # each pair's harness / bare step time
     return {"bare_tokens_per_sec": bare, "harness_tokens_per_sec": ours, "bare_median": b, "harness_median": h,
-            "step_time_ratio": b / h}
+            "step_time_ratio": b / h, "pair_ratios": pairs, "pair_interval": pair_interval(pairs),
+            "bare_spread": spread(bare),
+            "verdict": verdict(pairs, TARGET)}
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / median: how far apart runs of the same loop landed."""
+    return (max(values) - min(values)) / statistics.median(values) if len(values) > 1 else 0.0
+
+
+# Student t's 97.5% quantile by degrees of freedom (scipy.stats.t.ppf(0.975, df), checked in the
+# tests); the GPU image has no scipy. Above 30 dof, 30's value: a little wide, never narrow.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def pair_interval(pairs: list[float]) -> tuple[float, float, float] | None:
+    """(geometric mean, low, high) of the pairs' ratios: a 95% Student t interval on their logs;
+    None for fewer than 2 pairs."""
+    if len(pairs) < 2:
+        return None
+    logs = [math.log(p) for p in pairs]
+    mean, half = statistics.fmean(logs), T975[min(len(logs) - 1, len(T975)) - 1] * statistics.stdev(logs)
+    half /= math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
+def verdict(pairs: list[float], target: float = TARGET) -> str:
+    """'met' when the pairs' 95% interval lies at or under ``target``, 'missed' when it lies above it,
+    else 'inconclusive' (the runs' noise is wider than the margin; one pair carries no verdict)."""
+    ci = pair_interval(pairs)
+    if ci is None:
+        return "inconclusive"
+    if ci[2] <= target:
+        return "met"
+    return "missed" if ci[1] > target else "inconclusive"
 
 
 def probe_overhead(scale: str = "micro", steps: int = 150, every: int = 50, **settings) -> dict:
