@@ -54,3 +54,19 @@ def test_the_line_names_the_ratio_the_interval_and_the_noise():
     assert "met[/] (the interval lies under it)" in verdict_line(r)
     r.update(pair_ratios=[1.0], pair_interval=None, verdict="inconclusive")
     assert "one pair: no interval" in verdict_line(r)
+
+
+def test_measure_runs_its_pairs_in_abba_order(monkeypatch):
+    from types import SimpleNamespace
+
+    import bench.run.overhead as overhead
+
+    calls = []
+    monkeypatch.setattr(overhead, "DataCache", lambda: SimpleNamespace(get=lambda cfg: SimpleNamespace(
+        train_dataloader=lambda: None)))
+    monkeypatch.setattr(overhead, "bare_loop", lambda *a: calls.append("bare") or 100.0)
+    monkeypatch.setattr(overhead, "harness", lambda *a: calls.append("harness") or 80.0)
+    cfg = SimpleNamespace(train=SimpleNamespace(val_every=10, max_steps=20, throughput_warmup=2))
+    r = overhead.measure(SimpleNamespace(config=cfg), repeats=3)
+    assert calls == ["bare", "harness", "harness", "bare", "bare", "harness"]
+    assert r["pair_ratios"] == [1.25, 1.25, 1.25] and r["verdict"] == "missed" and cfg.train.val_every == 10**9

@@ -96,7 +96,7 @@ def main(args) -> int:
 
 def validation_line(rows: list[dict]) -> str:
     """The planned validation share of the cells' compute, a warning above WARN_SHARE."""
-    from ..results.validation_cost import WARN_SHARE
+    from ..results.validation_cost import ADVICE, WARN_SHARE
 
     shares = [r["eval_share_planned"] for r in rows]
     lo, hi = min(shares), max(shares)
@@ -104,6 +104,5 @@ def validation_line(rows: list[dict]) -> str:
     line = (f"validation: {span} of each cell's compute, planned (the init pass, then every train.val_every steps "
             "and at the end, train.val_tokens per split, against 3x the training tokens)")
     if hi > WARN_SHARE:
-        line = (f"[yellow]warning:[/] {line}; above {WARN_SHARE:.0%}: raise --train.val_every or lower "
-                "--train.val_tokens (either makes new cells)")
+        line = f"[yellow]warning:[/] {line}; above {WARN_SHARE:.0%}: {ADVICE}"
     return line

@@ -8,6 +8,7 @@ from .records import Record
 
 WARN_SHARE = 0.30  # warn above this share: the cell mostly measured itself
 TARGET_SHARE = 0.15  # what a default cell is held under (the default matrix's val_tokens)
+ADVICE = "raise --train.val_every or lower --train.val_tokens (either makes new cells)"
 
 
 def eval_share(record: Record) -> float | None:
@@ -24,8 +25,7 @@ def eval_share_warning(records: list[Record]) -> str | None:
                        for t in [r.config.get("train") or {}]}, key=repr)
     how = "; ".join(f"{tok} tokens per split every {every} steps" for tok, every in settings[:3])
     return (f"Warning: validation took more than {WARN_SHARE:.0%} of the fit time in {len(over)} cell(s) (up to "
-            f"{max(over.values()):.0%}; {how}): raise --train.val_every or lower --train.val_tokens for short runs "
-            "(either makes new cells).")
+            f"{max(over.values()):.0%}; {how}): for short runs, {ADVICE}.")
 
 
 def planned_eval_share(cfg) -> float:

@@ -51,19 +51,16 @@ def measure(cell: Cell, repeats: int = 3) -> dict:
     cfg.train.val_every = 10**9  # no validation inside the timed window, in either loop
     dm = DataCache().get(cfg)
     bare, ours = [], []
+    runs = [(bare, lambda: bare_loop(cfg, dm.train_dataloader(), cfg.train.max_steps, cfg.train.throughput_warmup)),
+            (ours, lambda: harness(cell, dm))]
     for i in range(repeats):
-        runs = {"bare": lambda: bare_loop(cfg, dm.train_dataloader(), cfg.train.max_steps,
-                                          cfg.train.throughput_warmup),
-                "harness": lambda: harness(cell, dm)}
-        got = {name: runs[name]() for name in (("bare", "harness") if i % 2 == 0 else ("harness", "bare"))}
-        bare.append(got["bare"])
-        ours.append(got["harness"])
+        for results, run in (runs if i % 2 == 0 else runs[::-1]):
+            results.append(run())
     b, h = statistics.median(bare), statistics.median(ours)
     pairs = [x / y for x, y in zip(bare, ours)]  # each pair's harness / bare step time
     return {"bare_tokens_per_sec": bare, "harness_tokens_per_sec": ours, "bare_median": b, "harness_median": h,
             "step_time_ratio": b / h, "pair_ratios": pairs, "pair_interval": pair_interval(pairs),
-            "bare_spread": spread(bare),
-            "verdict": verdict(pairs, TARGET)}
+            "bare_spread": spread(bare), "verdict": verdict(pairs, TARGET)}
 
 
 def spread(values: list[float]) -> float:
