@@ -10,7 +10,9 @@ import tempfile
 from pathlib import Path
 
 import lightning as L
+import torch
 
+from . import compiling
 from .bare import loader_batches, run_device, timed_loop
 from .callbacks import CellMetrics
 from .config import resolve
@@ -41,26 +43,45 @@ def harness(cell: Cell, dm) -> float:
 TARGET = 1.05  # harness step time / bare step time
 
 
-def measure(cell: Cell, repeats: int = 3) -> dict:
+def measure(cell: Cell, repeats: int = 3, threads: int | None = None) -> dict:
     """``repeats`` pairs of a bare and a harness run, in ABBA order (bare first in even pairs, the
     harness first in odd ones) so a drift of the machine's speed does not favour either loop. The
-    ratio of the medians, each pair's own ratio, their interval and the verdict it can carry.
+    ratio of the medians, each pair's own ratio, their interval and the verdict it can carry, and
+    the milliseconds the harness adds to a step (the pairs' median difference: a fixed cost, so a
+    small model shows it best and a step of S ms pays it as a ratio of 1 + added/S).
     Pairs of short runs carry more than a few long ones: a shared machine's speed shifts by 20% for
-    tens of seconds, which both loops of a short pair see alike."""
+    tens of seconds, which both loops of a short pair see alike. Every run after the first reuses
+    its compiled graphs (compiling.one_cache), and the harness validates one batch, once, at its
+    end (no init pass): none of that is in either timed window, and all of it would lengthen the
+    gap between the two runs of a pair. ``threads``: torch's CPU threads for both loops (default: as
+    set); the number used is reported."""
     cfg = cell.config
-    cfg.train.val_every = 10**9  # no validation inside the timed window, in either loop
+    t = cfg.train
+    t.val_every = 10**9  # no validation inside the timed window, in either loop
+    t.init_val, t.val_tokens = False, t.batch_size * cfg.model.block_size
     dm = DataCache().get(cfg)
     bare, ours = [], []
-    runs = [(bare, lambda: bare_loop(cfg, dm.train_dataloader(), cfg.train.max_steps, cfg.train.throughput_warmup)),
+    runs = [(bare, lambda: bare_loop(cfg, dm.train_dataloader(), t.max_steps, t.throughput_warmup)),
             (ours, lambda: harness(cell, dm))]
-    for i in range(repeats):
-        for results, run in (runs if i % 2 == 0 else runs[::-1]):
-            results.append(run())
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    with compiling.one_cache():
+        for i in range(repeats):
+            for results, run in (runs if i % 2 == 0 else runs[::-1]):
+                results.append(run())
+        graphs = compiling.graph_counts()  # over every run: the later ones compiled nothing new
+    used = torch.get_num_threads()
+    torch.set_num_threads(before)
     b, h = statistics.median(bare), statistics.median(ours)
     pairs = [x / y for x, y in zip(bare, ours)]  # each pair's harness / bare step time
+    tokens = t.grad_accum * t.batch_size * cfg.model.block_size  # a step's, as both loops count them
+    added = statistics.median(tokens / y - tokens / x for x, y in zip(bare, ours))
     return {"bare_tokens_per_sec": bare, "harness_tokens_per_sec": ours, "bare_median": b, "harness_median": h,
             "step_time_ratio": b / h, "pair_ratios": pairs, "pair_interval": pair_interval(pairs),
-            "bare_spread": spread(bare), "verdict": verdict(pairs, TARGET)}
+            "added_ms_per_step": added * 1e3, "bare_spread": spread(bare), "verdict": verdict(pairs, TARGET),
+            "compiled": graphs,
+            "threads": used}
 
 
 def spread(values: list[float]) -> float:
