@@ -57,21 +57,25 @@ def test_the_line_names_the_ratio_the_interval_and_the_noise():
     assert "one pair: no interval" in verdict_line(r)
 
 
-def test_measure_runs_its_pairs_in_abba_order(monkeypatch):
+def test_measure_runs_its_pairs_in_abba_order_at_the_threads_asked(monkeypatch):
     from types import SimpleNamespace
+
+    import torch
 
     import bench.run.overhead as overhead
 
     calls = []
     monkeypatch.setattr(overhead, "DataCache", lambda: SimpleNamespace(get=lambda cfg: SimpleNamespace(
         train_dataloader=lambda: None)))
-    monkeypatch.setattr(overhead, "bare_loop", lambda *a: calls.append("bare") or 100.0)
-    monkeypatch.setattr(overhead, "harness", lambda *a: calls.append("harness") or 80.0)
     cfg = SimpleNamespace(train=SimpleNamespace(val_every=10, max_steps=20, throughput_warmup=2, batch_size=4,
                                                 grad_accum=1),
                           model=SimpleNamespace(block_size=8))
-    r = overhead.measure(SimpleNamespace(config=cfg), repeats=3)
-    assert calls == ["bare", "harness", "harness", "bare", "bare", "harness"]
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(overhead, "harness", lambda *a: calls.append(("harness", torch.get_num_threads())) or 80.0)
+    monkeypatch.setattr(overhead, "bare_loop", lambda *a: calls.append(("bare", torch.get_num_threads())) or 100.0)
+    r = overhead.measure(SimpleNamespace(config=cfg), repeats=3, threads=1)
+    assert calls == [(name, 1) for name in ("bare", "harness", "harness", "bare", "bare", "harness")]
+    assert r["threads"] == 1 and torch.get_num_threads() == threads  # both loops at 1, restored after
     assert r["pair_ratios"] == [1.25, 1.25, 1.25] and r["verdict"] == "missed" and cfg.train.val_every == 10**9
     assert r["added_ms_per_step"] == pytest.approx(1e3 * (32 / 80 - 32 / 100))  # 4 x 8 tokens a step
 

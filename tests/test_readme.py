@@ -101,6 +101,15 @@ SUBSTITUTE = {
     "bench run zoo --scale nano --workers 2": (
         [f"bench run zoo --scale nano --workers 2 --activation swiglu,relu2 --norm pre {FAST}"],
         "2 cells of zoo, 2 steps"),
+    "bench overhead --steps 50 --repeats 48 --train.compile true --threads 1": (
+        ["bench overhead --scale nano --steps 3 --repeats 2 --train.compile false --threads 1 "
+         "--train.throughput_warmup 1"], "nano, 2 pairs of 3 steps, eager: tests/test_overhead.py compiles pairs"),
+    "bench overhead --steps 50 --repeats 32 --train.compile true": (
+        ["bench overhead --scale nano --steps 3 --repeats 1 --train.compile false --train.throughput_warmup 1"],
+        "nano, 1 pair of 3 steps, eager"),
+    "bench overhead --scale nano --steps 400 --repeats 4 --train.compile true": (
+        ["bench overhead --scale nano --steps 3 --repeats 1 --train.compile false --train.throughput_warmup 1 --json"],
+        "1 pair of 3 steps, eager"),
     "bench submit zoo --scale gpas-71m --partition gpu --gpus-per-cell 1 --time 240 --array-parallelism 16 "
     "--train.accelerator gpu --gpu a100-80gb": (
         ["bench submit zoo --scale gpas-71m --partition gpu --gpus-per-cell 1 --time 240 --array-parallelism 16 "

@@ -63,16 +63,7 @@ def measure(cell: Cell, repeats: int = 3, threads: int | None = None) -> dict:
     bare, ours = [], []
     runs = [(bare, lambda: bare_loop(cfg, dm.train_dataloader(), t.max_steps, t.throughput_warmup)),
             (ours, lambda: harness(cell, dm))]
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    with compiling.one_cache():
-        for i in range(repeats):
-            for results, run in (runs if i % 2 == 0 else runs[::-1]):
-                results.append(run())
-        graphs = compiling.graph_counts()  # over every run: the later ones compiled nothing new
-    used = torch.get_num_threads()
-    torch.set_num_threads(before)
+    graphs, used = run_pairs(runs, repeats, threads)
     b, h = statistics.median(bare), statistics.median(ours)
     pairs = [x / y for x, y in zip(bare, ours)]  # each pair's harness / bare step time
     tokens = t.grad_accum * t.batch_size * cfg.model.block_size  # a step's, as both loops count them
@@ -82,6 +73,23 @@ def measure(cell: Cell, repeats: int = 3, threads: int | None = None) -> dict:
             "added_ms_per_step": added * 1e3, "bare_spread": spread(bare), "verdict": verdict(pairs, TARGET),
             "compiled": graphs,
             "threads": used}
+
+
+def run_pairs(runs, repeats: int, threads: int | None) -> tuple[dict, int]:
+    """The pairs in ABBA order, under one compile cache and ``threads`` (restored after); returns
+    dynamo's counts over every run (the later runs compiled nothing new) and the threads used."""
+    before = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        used = torch.get_num_threads()
+        with compiling.one_cache():
+            for i in range(repeats):
+                for results, run in (runs if i % 2 == 0 else runs[::-1]):
+                    results.append(run())
+            return compiling.graph_counts(), used
+    finally:
+        torch.set_num_threads(before)
 
 
 def spread(values: list[float]) -> float:
