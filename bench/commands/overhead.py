@@ -19,8 +19,9 @@ def add_parser(sub):
                    help="pairs of a bare and a harness run, in ABBA order; a verdict needs at least 2 "
                         "(on a shared machine, more pairs of fewer --steps carry more)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch's CPU threads for both loops (default: torch's, one per core); one fewer than the "
-                        "cores leaves one to Python and the OS, and halved the pairs' spread on a 2-core machine")
+                   help="torch's CPU threads for both loops, when set (torch's own otherwise: one per core); one "
+                        "fewer than the cores leaves one to Python and the OS, and halved the pairs' spread on a "
+                        "2-core machine")
     p.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
     add_overrides(p)
     return p
