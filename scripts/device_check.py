@@ -218,7 +218,7 @@ def summary(out: Path, args) -> None:
     if o:
         lines.append(f"| overhead | harness / bare step time | {o['step_time_ratio']:.3f} ({o['harness_median']:,.0f} "
                      f"vs {o['bare_median']:,.0f} tok/s; {len(o['pair_ratios'])} pair(s): {o['verdict']}; "
-                     f"+{o.get('added_ms_per_step', float('nan')):.2f} ms a step) |")
+                     f"+{o['added_ms_per_step']:.2f} ms a step) |")
     else:
         lines.append("| overhead | - | no result |")
     for name in sorted(f.name for f in out.glob("cost-*.json")):

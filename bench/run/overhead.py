@@ -47,8 +47,7 @@ def measure(cell: Cell, repeats: int = 3, threads: int | None = None) -> dict:
     """``repeats`` pairs of a bare and a harness run, in ABBA order (bare first in even pairs, the
     harness first in odd ones) so a drift of the machine's speed does not favour either loop. The
     ratio of the medians, each pair's own ratio, their interval and the verdict it can carry, and
-    the milliseconds the harness adds to a step (the pairs' median difference: a fixed cost, so a
-    small model shows it best and a step of S ms pays it as a ratio of 1 + added/S).
+    the milliseconds the harness adds to a step (the pairs' median difference of step times).
     Pairs of short runs carry more than a few long ones: a shared machine's speed shifts by 20% for
     tens of seconds, which both loops of a short pair see alike. Every run after the first reuses
     its compiled graphs (compiling.one_cache), and the harness validates one batch, once, at its
@@ -71,8 +70,7 @@ def measure(cell: Cell, repeats: int = 3, threads: int | None = None) -> dict:
     return {"bare_tokens_per_sec": bare, "harness_tokens_per_sec": ours, "bare_median": b, "harness_median": h,
             "step_time_ratio": b / h, "pair_ratios": pairs, "pair_interval": pair_interval(pairs),
             "added_ms_per_step": added * 1e3, "bare_spread": spread(bare), "verdict": verdict(pairs, TARGET),
-            "compiled": graphs,
-            "threads": used}
+            "compiled": graphs, "threads": used}
 
 
 def run_pairs(runs, repeats: int, threads: int | None) -> tuple[dict, int]:
