@@ -1,7 +1,7 @@
 """Loading a researcher's own code (plugins) and recording what was loaded.
 
 A plugin is a Python module that registers parts when imported (models.register_activation,
-register_scheme, register_norm; bench.run.probes.register_probe). Four ways load one, all before
+register_scheme, register_norm; bench.register_probe). Four ways load one, all before
 any matrix is expanded:
 - ``bench --plugin my_pkg.ext ...`` (repeatable; a module name, or a path to a .py file);
 - ``plugins: [my_pkg.ext]`` in a matrix YAML (a .py path there is relative to the YAML file);
@@ -43,14 +43,9 @@ LOADED: dict[str, Loaded] = {}
 
 
 def _registered() -> dict[str, set[str]]:
-    probes = _probes() if "bench.run.probes" in sys.modules else {}  # a probe plugin has imported it
-    return {"activation": set(ACTIVATIONS), "scheme": set(SCHEMES), "norm layer": set(NORMS), "probe": set(probes)}
+    from .run.config.probes import PROBES
 
-
-def _probes() -> dict:
-    from .run.probes import PROBES  # imports Lightning: only when a probe is in play
-
-    return PROBES
+    return {"activation": set(ACTIVATIONS), "scheme": set(SCHEMES), "norm layer": set(NORMS), "probe": set(PROBES)}
 
 
 def _version(module: str) -> str | None:
@@ -191,8 +186,9 @@ def provenance(cfg) -> dict:
     from models import plugin_parts
 
     out = {"loaded": [asdict(v) for v in LOADED.values()], "parts": plugin_parts(cfg.model)}
-    if "bench.run.probes" in sys.modules:
-        probes = _probes()
-        out["probes"] = {n: {"source": probes.part(n).source, "sha256": probes.part(n).sha256}
-                         for n in probes.plugin_names()}
+    from .run.config.probes import PROBES
+
+    if PROBES.plugin_names():
+        out["probes"] = {n: {"source": PROBES.part(n).source, "sha256": PROBES.part(n).sha256}
+                         for n in PROBES.plugin_names()}
     return out

@@ -31,7 +31,7 @@ def matrix(n: int) -> dict:
 
 
 def test_expansion_and_plan_speed(request, tmp_path):
-    from bench.run.matrix import Matrix, expand
+    from bench.run.config.matrix import Matrix, expand
 
     n = cells_wanted(request)
     m = matrix(n)

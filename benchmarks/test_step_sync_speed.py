@@ -24,9 +24,9 @@ RESULTS: dict[int, list[float]] = {}
 
 @pytest.mark.parametrize("every", [1, 50])
 def test_harness_tokens_per_sec_by_check_interval(benchmark, timed, report_table, request, every):
-    from bench.run.config import resolve
-    from bench.run.matrix import Cell, cell_id
-    from bench.run.runner import RunOptions, train_cell
+    from bench.run.config.presets import resolve
+    from bench.run.config.matrix import Cell, cell_id
+    from bench.run.engine.runner import RunOptions, train_cell
 
     enabled = request.config.getoption("benchmark_enable", False)
     steps = int(os.environ.get("BENCH_SYNC_STEPS", "60")) if enabled else 8

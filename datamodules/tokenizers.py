@@ -73,7 +73,7 @@ class HFTokenizer(Tokenizer):
     def __init__(self, tok, name: str, vocab_size: int | None = None):
         self.tok, self.name = tok, name
         # The model's embedding size: a BPE that found fewer merges than asked still gets the
-        # configured vocabulary (bench.run.config.vocab_size reads it from the config alone).
+        # configured vocabulary (bench.run.config.schema.vocab_size reads it from the config alone).
         self.vocab_size = max(tok.get_vocab_size(with_added_tokens=True), vocab_size or 0)
         self.eos_id = next((tok.token_to_id(t) for t in EOS_CANDIDATES if tok.token_to_id(t) is not None), None)
         if self.eos_id is None:

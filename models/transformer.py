@@ -29,7 +29,7 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.embed.weight
         if self.embed.weight.device.type != "meta":
             self.init_weights()
-        # Regional compilation (bench/run/compiling.py): block -> its compiled call, used in training
+        # Regional compilation (bench/run/engine/compiling.py): block -> its compiled call, used in training
         # mode only, so evaluation and the probes' hooked forwards run the blocks eagerly. Not a module:
         # nothing is added to the state dict.
         self.compiled_block: Callable[[nn.Module], Callable] | None = None

@@ -24,8 +24,8 @@ def one(how: str, scale: str, layers: int, batch: int) -> dict:
     import torch
 
     from bench.run import compiling
-    from bench.run.config import resolve
-    from bench.run.module import LMModule
+    from bench.run.config.presets import resolve
+    from bench.run.engine.module import LMModule
 
     cfg = resolve({"scale": scale, "model.n_layers": layers, "train.compile": how, "data.tokenizer": "bytes"})
     module = LMModule(cfg)

@@ -131,8 +131,8 @@ def compare(ref, fast, a, u) -> dict:
 
 
 def probe(out: Path, args) -> None:
-    from bench.run.config import resolve
-    from bench.run.system import available_flops, cpu_matmul_peak, cuda_matmul_peak, device_name
+    from bench.run.config.presets import resolve
+    from bench.run.engine.system import available_flops, cpu_matmul_peak, cuda_matmul_peak, device_name
 
     dev = device()
     res = {"versions": versions(), "device": device_name(dev), "torch_threads": torch.get_num_threads()}
@@ -155,9 +155,9 @@ def probe(out: Path, args) -> None:
 
 
 def overhead(out: Path, args) -> None:
-    from bench.run.config import resolve
-    from bench.run.matrix import Cell, cell_id
-    from bench.run.overhead import measure
+    from bench.run.config.presets import resolve
+    from bench.run.config.matrix import Cell, cell_id
+    from bench.run.tools.overhead import measure
 
     settings = {"scale": args.scale, "activation": "swiglu", "norm": "pre", "train.max_steps": args.steps,
                 "train.throughput_warmup": min(10, args.steps // 3), **overrides(args)}
@@ -175,7 +175,7 @@ def overrides(args) -> dict:
 
 def cost(out: Path, args) -> None:
     """Row after row, the file rewritten after each: a timeout loses only the row it interrupts."""
-    from bench.run.cost import add_ratios, measure_row
+    from bench.run.tools.cost import add_ratios, measure_row
 
     path, rows = out / f"{args.name}.json", []
     for kernels in args.kernels.split(","):

@@ -32,7 +32,7 @@ def restore_registries(monkeypatch):
     plugin (through `bench` in-process) would otherwise leave its parts in the registries of every later
     test in the same process."""
     from bench import plugins
-    from bench.run.probes import PROBES
+    from bench.run.config.probes import PROBES
     from models import ACTIVATIONS, GPAS_EXTENSIONS, NORMS, SCHEMES
 
     regs = (ACTIVATIONS, SCHEMES, NORMS, PROBES)

@@ -20,8 +20,9 @@ import models.gpas
 import models.schemes
 from bench.commands import check as check_command
 from bench.run import check
-from bench.run.check import BASELINE
-from bench.run.config import ConfigError, norm_names
+from bench.run.tools.check.cells import BASELINE
+from bench.errors import ConfigError
+from bench.run.config.presets import norm_names
 from models import ACTIVATIONS, SCHEMES, UnknownName
 
 SUBSET = ["--activation", "swiglu,polynorm", "--norm", "pre,pre+gpas,deepnorm", "--ffn", "dense"]

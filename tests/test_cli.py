@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.run.config import ConfigError, gpas_note, resolve
-from bench.run.matrix import MATRIX_DIR, expand, load_matrix
+from bench.errors import ConfigError
+from bench.run.config.schema import gpas_note
+from bench.run.config.presets import resolve
+from bench.run.config.matrix import MATRIX_DIR, expand, load_matrix
 from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEMES, UnknownName
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,7 +193,7 @@ def test_default_matrix_order_and_ids_stable():
 
 
 def test_ids_stable_across_processes():
-    code = ("from bench.run.matrix import expand, load_matrix; "
+    code = ("from bench.run.config.matrix import expand, load_matrix; "
             "print('\\n'.join(c.id for c in expand(load_matrix('default'))))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

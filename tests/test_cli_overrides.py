@@ -14,7 +14,7 @@ import pytest
 
 from bench import cli
 from bench.errors import ConfigError
-from bench.run.fields import fields, typed
+from bench.run.config.fields import fields, typed
 
 # val_tokens as the default matrix had it when these ids were recorded (it now fixes 32768)
 BASE = ['--scale', 'nano', '--activation', 'swiglu,powlu', '--norm', 'pre,pre+gpas', '--train.val_tokens', '65536']

@@ -270,7 +270,7 @@ def test_real_nano_sweep_marks_a_huge_lr_diverged(tmp_path, capsys):
 
 def test_lr_grid_defaults_and_errors():
     from bench.errors import ConfigError
-    from bench.run.sweep import lr_grid, parse_grid
+    from bench.run.config.sweep import lr_grid, parse_grid
 
     g = lr_grid(3e-3)
     assert len(g) == 7 and g[0] == pytest.approx(3e-4) and g[-1] == pytest.approx(3e-2) and 3e-3 in g

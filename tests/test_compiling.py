@@ -1,4 +1,4 @@
-"""torch.compile in the harness (bench/run/compiling.py): every cost row and every cell compiles from a
+"""torch.compile in the harness (bench/run/engine/compiling.py): every cost row and every cell compiles from a
 clean cache, however many came before in the process; regional compilation compiles one graph for
 identical blocks, trains the same numbers as eager, and leaves the eager paths (validation, probes)
 and the parameter names alone. Compiled with dynamo's "eager" backend: its tracing, guards and caches
@@ -11,8 +11,8 @@ import torch
 from torch._dynamo.utils import counters
 
 from bench.run import compiling
-from bench.run.config import resolve
-from bench.run.module import LMModule
+from bench.run.config.presets import resolve
+from bench.run.engine.module import LMModule
 
 # ten differently built models: each one fails the last one's guards, so each needs its own graph
 ACTS = ("swiglu", "gelu", "relu2", "polyrelu", "polynorm", "powlu", "swiglu_clip", "relu", "silu", "geglu")
@@ -39,7 +39,7 @@ def test_every_cost_row_compiles_past_the_recompile_limit(how):
 
 
 def compile_every_cost_row(how):
-    from bench.run.cost import measure_row
+    from bench.run.tools.cost import measure_row
 
     assert len(ACTS) > torch._dynamo.config.recompile_limit
     for act in ACTS:
@@ -54,8 +54,8 @@ def compile_every_cost_row(how):
 @pytest.mark.slow
 def test_every_cell_compiles_past_the_recompile_limit(tmp_path, tiny_dm):
     """Nine cells trained by the runner in one process, each compiled: the ninth compiles too."""
-    from bench.run.matrix import Cell, cell_id
-    from bench.run.runner import RunOptions, train_cell
+    from bench.run.config.matrix import Cell, cell_id
+    from bench.run.engine.runner import RunOptions, train_cell
 
     for act in ACTS[:9]:
         cfg = resolve(tiny(**{"activation": act, "train.compile": "whole", "train.max_steps": 2, "train.val_every": 2,
@@ -112,10 +112,10 @@ def test_regional_leaves_names_and_eval_paths_eager():
     ("true", False, "regional"), ("regional", False, "regional"), ("whole", False, "whole"),
     ("false", True, None), ("auto", False, None), ("auto", True, "regional")])
 def test_compile_modes(monkeypatch, value, on_cuda, expected):
-    import bench.run.config as config
+    import bench.run.config.device as device
 
     cfg = resolve(tiny(**{"train.compile": value}))
-    monkeypatch.setattr(config, "on_cuda", lambda cfg: on_cuda)
+    monkeypatch.setattr(device, "on_cuda", lambda cfg: on_cuda)
     assert compiling.mode(cfg) == expected
 
 

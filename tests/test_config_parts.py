@@ -13,8 +13,10 @@ import pytest
 
 from bench import cli
 from bench.run import data_checks as checks, matrix as matrix_mod, presets
-from bench.run.config import ConfigError, DataConfig, resolve
-from bench.run.matrix import Matrix, expand, load_matrix
+from bench.errors import ConfigError
+from bench.run.config.schema import DataConfig
+from bench.run.config.presets import resolve
+from bench.run.config.matrix import Matrix, expand, load_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +81,7 @@ def test_a_tokenizer_file_is_read_once_per_process(tmp_path, monkeypatch):
 def test_resolve_is_pure_and_the_checks_touch_the_data(tmp_path):
     """resolve() opens no corpus, tokenizer or object store (and imports neither datamodules nor
     Lightning); the checks that do say what is wrong in one line."""
-    code = ("import sys; from bench.run.presets import resolve; "
+    code = ("import sys; from bench.run.config.presets import resolve; "
             "c = resolve({'scale': 'nano', 'data.corpus': 's3://no-such-bucket/x', 'data.tokenizer': 'dataset'}); "
             "d = resolve({'scale': 'nano', 'data.corpus': '/no/such/corpus', 'data.tokenizer': '/no/tok.json'}); "
             "print(sorted(m for m in ('datamodules', 'lightning', 'litdata', 'boto3') if m in sys.modules))")

@@ -21,7 +21,7 @@ import torch
 
 import datamodules.chunks as chunks_mod
 import datamodules.tokenizers as tok_mod
-from bench.run.config import DataConfig
+from bench.run.config.schema import DataConfig
 from datamodules import (
     IGNORE, ByteTokenizer, CorpusError, Document, TextDataModule, TokenizerError, build_chunks, build_tokenizer,
     fingerprint, load_corpus, split_documents, train_bpe, unigram_ppl,

@@ -86,7 +86,7 @@ def _shard_worker(rank: int, world: int, init: str, full: "torch.Tensor",  # noq
     import torch
     import torch.distributed as dist
 
-    from bench.run.probes import whole_norms
+    from bench.run.engine.probes.measures import whole_norms
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     shard = full.flatten().chunk(world)[rank]  # FSDP's flat sharding: disjoint pieces of the tensor
@@ -236,8 +236,8 @@ def test_a_child_rebuilt_from_the_cells_file_has_the_parents_cells(tmp_path):
     from bench.commands.common import cells_from
     from bench.commands.run import add_parser
     from bench.launch.workers import write_cells
-    from bench.run.runner import RunOptions
-    from bench.run.sweep import sweep_cells
+    from bench.run.engine.runner import RunOptions
+    from bench.run.config.sweep import sweep_cells
     import argparse
 
     sub = argparse.ArgumentParser().add_subparsers()
@@ -274,7 +274,7 @@ def test_two_launches_keep_their_own_logs_and_leave_cells_held_by_another_run(tm
     """Another run holds both cells (live claims, this host): `bench run --workers 2` trains nothing,
     says the cells are left to the run training them and exits 0, not 'not finished'; each launch
     keeps its own logs and status files."""
-    from bench.run.claims import acquire
+    from bench.run.engine.claims import acquire
 
     ids = [c["id"] for c in json.loads(bench_cli("plan", *SEL, "--json").stdout)["cells"]]
     claims = [acquire(tmp_path / "default" / cid) for cid in ids]
@@ -310,7 +310,7 @@ def test_a_slurm_task_trains_its_cell_from_the_cells_file(tmp_path):
     from bench.commands.common import cells_from
     from bench.commands.run import add_parser
     from bench.launch.workers import write_cells
-    from bench.run.runner import RunOptions
+    from bench.run.engine.runner import RunOptions
     import argparse
 
     args = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args(SEL)
@@ -343,7 +343,7 @@ def test_a_child_loads_the_matrix_plugins_the_parent_loaded(tmp_path):
     path = tmp_path / "cells.json"
     parent = ("import json, sys; from bench.commands.common import cells_from; from bench.commands.run import "
               "add_parser; import argparse; from bench.launch.workers import write_cells; "
-              "from bench.run.runner import RunOptions; "
+              "from bench.run.engine.runner import RunOptions; "
               "a = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args([sys.argv[1]]); "
               "m, cells = cells_from(a); write_cells(sys.argv[2], m.name, cells, RunOptions(), ['run']); "
               "print(json.dumps([[c.id, c.config.config_hash()] for c in cells]))")

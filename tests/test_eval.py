@@ -14,7 +14,7 @@ from lm_eval.api.instance import Instance  # noqa: E402
 from bench.cli import main  # noqa: E402
 from bench.results.lm_adapter import CellLM  # noqa: E402
 from bench.results.weights import save_cell  # noqa: E402
-from bench.run.config import resolve  # noqa: E402
+from bench.run.config.presets import resolve  # noqa: E402
 from datamodules.tokenizers import ByteTokenizer  # noqa: E402
 from models import Transformer, TransformerConfig  # noqa: E402
 

@@ -145,8 +145,8 @@ def test_eval_share_is_a_column_and_warns_above_30_percent():
 
 
 def test_module_eval_metrics_and_the_checkpoint_keep_the_init_loss():
-    from bench.run.config import resolve
-    from bench.run.module import LMModule
+    from bench.run.config.presets import resolve
+    from bench.run.engine.module import LMModule
 
     cfg = resolve({"scale": "nano"})
     cfg.model.vocab_size = 256
@@ -194,7 +194,7 @@ def test_a_nano_run_records_its_init_loss_and_eval_share_and_the_table_shows_the
 
 def planned(overrides: dict) -> float:
     from bench.results.validation_cost import planned_eval_share
-    from bench.run.config import resolve
+    from bench.run.config.presets import resolve
 
     return planned_eval_share(resolve(overrides))
 
@@ -214,7 +214,7 @@ def test_planned_eval_share_by_hand():
 
 def test_the_default_matrix_plans_validation_under_15_percent():
     from bench.results.validation_cost import TARGET_SHARE, planned_eval_share
-    from bench.run.matrix import expand, load_matrix
+    from bench.run.config.matrix import expand, load_matrix
 
     cells = expand(load_matrix("default"))
     shares = [planned_eval_share(c.config) for c in cells]
@@ -249,7 +249,7 @@ def test_the_default_matrix_at_the_old_val_tokens_has_the_old_ids():
     they hold; without it, the new cells land beside them and the tables label both by val_tokens."""
     import hashlib
 
-    from bench.run.matrix import expand, load_matrix
+    from bench.run.config.matrix import expand, load_matrix
 
     ids = [c.id for c in expand(load_matrix("default"), overrides={"train.val_tokens": 65536})]
     assert (len(ids), hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16], ids[0]) == \

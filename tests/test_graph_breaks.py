@@ -1,4 +1,4 @@
-"""No graph break in a compiled transformer block: regional compilation (bench/run/compiling.py) compiles
+"""No graph break in a compiled transformer block: regional compilation (bench/run/engine/compiling.py) compiles
 each block as one graph, and a break would split it, run Python between the pieces and lose the fusion
 the compiled step is for. Each block is traced the way the regional path calls it (the model's own
 ``compiled_block`` hook, same inputs, same autocast) by ``torch._dynamo.explain``: dynamo's tracing,

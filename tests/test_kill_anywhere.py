@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.run.config import resolve
-from bench.run.matrix import Cell, cell_id
+from bench.run.config.presets import resolve
+from bench.run.config.matrix import Cell, cell_id
 
 STEPS = 6
 SETTINGS = {"scale": "nano", "activation": "swiglu", "norm": "pre", "train.max_steps": STEPS, "train.val_every": 4,
@@ -64,7 +64,7 @@ def nano() -> Cell:
 
 @pytest.fixture(scope="module")
 def data():
-    from bench.run.environment import DataCache
+    from bench.run.engine.environment import DataCache
 
     return DataCache().get(nano().config)
 
@@ -83,8 +83,8 @@ def lifecycle(out: Path, dm, kill: str | None = None, delay: float | None = None
             torch.set_num_threads(1)
             if kill:
                 os.environ["BENCH_KILL_AT"] = kill
-            from bench.run.cell import CellRun
-            from bench.run.runner import RunOptions
+            from bench.run.engine.cell import CellRun
+            from bench.run.engine.runner import RunOptions
 
             cell = nano()
             life = CellRun("m", [cell], RunOptions(out=out, quiet=True, ckpt_every=CKPT_EVERY), warn=lambda m: None)

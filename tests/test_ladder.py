@@ -1,4 +1,4 @@
-"""The scale ladder's rules (bench/run/ladder.py): shapes spread over the range, exact counts, budgets."""
+"""The scale ladder's rules (bench/run/config/ladder.py): shapes spread over the range, exact counts, budgets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.run.ladder import ASPECT, HEAD_DIM, build_ladder, parse_range, shape_for
+from bench.run.config.ladder import ASPECT, HEAD_DIM, build_ladder, parse_range, shape_for
 from models import TransformerConfig, count_params
 
 

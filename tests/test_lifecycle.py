@@ -19,11 +19,11 @@ import torch
 
 from bench.errors import ConfigError
 from bench.run import checkpoints
-from bench.run.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
-from bench.run.claims import BEAT, CLAIM, acquire, check_stale_after
-from bench.run.config import resolve
-from bench.run.matrix import Cell, cell_id
-from bench.run.runner import RunOptions, train_cell
+from bench.run.engine.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
+from bench.run.engine.claims import BEAT, CLAIM, acquire, check_stale_after
+from bench.run.config.presets import resolve
+from bench.run.config.matrix import Cell, cell_id
+from bench.run.engine.runner import RunOptions, train_cell
 
 
 def nano_cell(**settings) -> Cell:
@@ -154,7 +154,7 @@ def test_a_holder_that_loses_its_claim_stops_at_once_and_leaves_the_cell(tmp_pat
 # ---- the train clock ---------------------------------------------------------------------------
 
 def test_checkpoint_saves_and_probes_are_held_out_of_the_train_clock(tmp_path, tiny_dm, monkeypatch):
-    from bench.run.probes import Probes
+    from bench.run.engine.probes.training import Probes
 
     base = train_cell(nano_cell(), "t", tiny_dm, RunOptions(out=tmp_path / "a", quiet=True, ckpt_every=0))
     real_save, real_sample = AtomicCheckpointIO.save_checkpoint, Probes._sample
@@ -180,7 +180,7 @@ def test_checkpoint_saves_and_probes_are_held_out_of_the_train_clock(tmp_path, t
 
 
 def test_throughput_pools_every_segment_and_says_why_when_none_measured():
-    from bench.run.callbacks import pooled_series, steady_state
+    from bench.run.engine.callbacks import pooled_series, steady_state
 
     series = pooled_series([(1.0, 10), (3.0, 10)])  # two segments: 20 batches in 4 s
     out = steady_state(series, tokens=100, samples=1, flops=1.0, peak_flops=None)
@@ -209,7 +209,7 @@ def test_the_record_says_how_shared_the_machine_was_and_the_axis_order(tmp_path,
 
 
 def test_axis_order_follows_the_expanded_matrix():
-    from bench.run.cell import axis_order
+    from bench.run.engine.cell import axis_order
 
     cells = [Cell(f"c{i}", None, (("activation", a), ("norm", n)))
              for i, (a, n) in enumerate([("swiglu", "pre"), ("gelu", "pre"), ("swiglu", "post")])]
@@ -230,7 +230,7 @@ def write_curve(folder: Path, rows=ROWS) -> Path:
 
 
 def test_a_resume_keeps_the_rows_before_its_checkpoint_and_appends_to_the_same_file(tmp_path):
-    from bench.run.curve_log import CurveWriter, start_curve
+    from bench.run.engine.curve_log import CurveWriter, start_curve
 
     path = write_curve(tmp_path)
     start_curve(tmp_path, 2)  # checkpoint at step 2: rows logged at steps >= 2 are redone
@@ -244,7 +244,7 @@ def test_a_resume_keeps_the_rows_before_its_checkpoint_and_appends_to_the_same_f
 
 
 def test_a_fresh_start_drops_an_old_curve_and_old_parts_are_merged_on_resume(tmp_path):
-    from bench.run.curve_log import start_curve
+    from bench.run.engine.curve_log import start_curve
 
     path = write_curve(tmp_path)
     start_curve(tmp_path, None)  # no checkpoint (e.g. --force): a new curve
@@ -332,7 +332,7 @@ def test_a_run_whose_stderr_is_a_pipe_prints_progress_lines_with_every_phase(tmp
 
 def test_quiet_prints_no_progress_lines_and_a_terminal_gets_the_display_instead(tmp_path):
     from bench.commands.common import add_run_options, run_options
-    from bench.run.progress import logs_progress
+    from bench.run.engine.progress import logs_progress
 
     p = argparse.ArgumentParser()
     add_run_options(p)

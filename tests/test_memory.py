@@ -13,8 +13,8 @@ import pytest
 
 from bench.cli import main
 from bench.launch.memory import GPUS, OVERHEAD, estimate, formula_estimate, suggest_recipe, too_big, warn_too_big
-from bench.run.config import resolve
-from bench.run.matrix import Cell
+from bench.run.config.presets import resolve
+from bench.run.config.matrix import Cell
 
 
 def nano(**train):
@@ -74,9 +74,9 @@ def test_plan_gpu_flag(capsys):
 ROOT = Path(__file__).resolve().parent.parent
 MEASURE = textwrap.dedent("""
     import gc, resource, sys, torch
-    from bench.run.builders import build_optimizer
-    from bench.run.config import resolve
-    from bench.run.module import lm_loss
+    from bench.run.engine.builders import build_optimizer
+    from bench.run.config.presets import resolve
+    from bench.run.engine.module import lm_loss
     from models import Transformer
 
     torch.set_num_threads(1)

@@ -8,12 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.run.callbacks import flops_per_batch
-from bench.run.config import resolve
-from bench.run.matrix import Cell, cell_id
-from bench.run.probes import PooledMoments
-from bench.run.probes import kurtosis, probe_forward
-from bench.run.runner import RunOptions, train_cell
+from bench.run.engine.callbacks import flops_per_batch
+from bench.run.config.presets import resolve
+from bench.run.config.matrix import Cell, cell_id
+from bench.run.engine.probes.measures import PooledMoments
+from bench.run.engine.probes.measures import kurtosis
+from bench.run.engine.probes.forward import probe_forward
+from bench.run.engine.runner import RunOptions, train_cell
 from models import Transformer, TransformerConfig, build_ffn, count_params
 from models.moe import MoE, load_balancing_loss, router_z_loss
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.run.claims import acquire, holder
+from bench.run.engine.claims import acquire, holder
 from bench.results.curves import merge_curves
 from bench.results.records import load_records, read_record
-from bench.run.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
+from bench.run.engine.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 6
@@ -197,7 +197,7 @@ def test_claim_is_exclusive_refreshed_and_taken_over_when_its_holder_died(tmp_pa
         time.sleep(0.4)
         assert holder(tmp_path).heartbeat > first and holder(tmp_path).pid == os.getpid()
     assert holder(tmp_path) is None  # released
-    dead = subprocess.run([sys.executable, "-c", "import os, sys; from bench.run.claims import acquire; "
+    dead = subprocess.run([sys.executable, "-c", "import os, sys; from bench.run.engine.claims import acquire; "
                            "acquire(sys.argv[1]); os._exit(0)", str(tmp_path)], cwd=ROOT)
     assert dead.returncode == 0 and holder(tmp_path) is not None
     messages = []
@@ -267,7 +267,7 @@ def test_missing_gpu_is_one_line_before_anything_runs(tmp_path):
 
 
 def test_16_mixed_on_cpu_records_the_precision_that_ran(tmp_path, tiny_dm):
-    from bench.run.runner import RunOptions, train_cell
+    from bench.run.engine.runner import RunOptions, train_cell
     from test_training import nano_cell
 
     rec = train_cell(nano_cell(**{"train.precision": "16-mixed", "train.max_steps": 2}), "t", tiny_dm,
@@ -338,10 +338,10 @@ def test_damaged_records_are_reported_and_the_leaderboard_keeps_its_rows(tmp_pat
 
 
 def test_rerun_says_why_it_retrains_an_unreadable_record(tmp_path):
-    from bench.run.config import resolve
-    from bench.run.matrix import Cell, cell_id
-    from bench.run.cell import done_record as _done_record
-    from bench.run.runner import RunOptions
+    from bench.run.config.presets import resolve
+    from bench.run.config.matrix import Cell, cell_id
+    from bench.run.engine.cell import done_record as _done_record
+    from bench.run.engine.runner import RunOptions
 
     cfg = resolve({"scale": "nano"})
     c = Cell(cell_id(cfg, {}), cfg, ())

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from bench.commands.overhead import verdict_line
-from bench.run.overhead import T975, TARGET, pair_interval, spread, verdict
+from bench.run.tools.overhead import T975, TARGET, pair_interval, spread, verdict
 
 
 @pytest.mark.parametrize("pairs,expected", [
@@ -62,7 +62,7 @@ def test_measure_runs_its_pairs_in_abba_order_at_the_threads_asked(monkeypatch):
 
     import torch
 
-    import bench.run.overhead as overhead
+    import bench.run.tools.overhead as overhead
 
     calls = []
     monkeypatch.setattr(overhead, "DataCache", lambda: SimpleNamespace(get=lambda cfg: SimpleNamespace(
@@ -89,10 +89,10 @@ def test_the_pairs_compile_once_and_every_later_run_reuses_the_graphs(monkeypatc
 
     import torch
 
-    import bench.run.overhead as overhead
+    import bench.run.tools.overhead as overhead
     from bench.run import compiling
-    from bench.run.config import resolve
-    from bench.run.matrix import Cell, cell_id
+    from bench.run.config.presets import resolve
+    from bench.run.config.matrix import Cell, cell_id
 
     monkeypatch.setattr(compiling, "BACKEND", "eager")  # dynamo's real tracing and caches, no codegen
     resets, frames, real_reset = [], [], torch._dynamo.reset

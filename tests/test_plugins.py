@@ -22,7 +22,7 @@ import torch
 
 import bench.plugins as plugins
 from bench import cli
-from bench.run.matrix import expand, load_matrix
+from bench.run.config.matrix import expand, load_matrix
 from models import (ACTIVATIONS, RegistrationError, Transformer, TransformerConfig,
                     count_params, register_activation)
 
@@ -139,7 +139,7 @@ def test_registered_norm_layer_is_counted_and_planned(capsys):
 
 
 def resolve_nano(norm_layer: str):
-    from bench.run.config import resolve
+    from bench.run.config.presets import resolve
 
     return resolve({"scale": "nano", "activation": "swiglu", "norm": "pre", "model.norm_layer": norm_layer})
 
@@ -274,7 +274,7 @@ def test_changing_the_plugin_source_makes_new_cells(tmp_path):
 
 
 def test_config_hash_holds_the_fingerprint():
-    from bench.run.config import resolve
+    from bench.run.config.presets import resolve
 
     base = resolve({"scale": "micro", "activation": "swiglu", "norm": "pre"})
     plugins.load_plugin(MY_EXT)

@@ -13,12 +13,12 @@ from bench.results.leaderboard import long_rows, pivots, to_markdown
 from bench.results.precision_report import fig_outliers, precision_html, summary_rows
 from bench.results.records import Record
 from bench.results.weights import has_weights, load_cell
-from bench.run.config import resolve
-from bench.run.matrix import Cell, cell_id
-from bench.run.probes import STATS, outlier_stats, site_stats
-from bench.run.precision import check_device, fp8_device_problem, fp8_recipe, lightning_precision
-from bench.run.probes import probe_forward
-from bench.run.runner import RunOptions, train_cell
+from bench.run.config.presets import resolve
+from bench.run.config.matrix import Cell, cell_id
+from bench.run.engine.probes.outliers import STATS, outlier_stats, site_stats
+from bench.run.config.precision import check_device, fp8_device_problem, fp8_recipe, lightning_precision
+from bench.run.engine.probes.forward import probe_forward
+from bench.run.engine.runner import RunOptions, train_cell
 from datamodules.tokenizers import ByteTokenizer
 from models import Transformer, TransformerConfig, load_weights, save_weights
 
@@ -150,7 +150,7 @@ def test_fp8_fails_fast_with_one_line_off_gpu(tmp_path, capsys):
 
 def test_fp8_conversion_swaps_the_block_linears_only():
     pytest.importorskip("torchao", reason="torchao (the 'gpu' extra) is not installed")
-    from bench.run.fp8 import convert_fp8
+    from bench.run.engine.fp8 import convert_fp8
 
     model = Transformer(TransformerConfig(d_model=64, n_layers=2, n_heads=4, ref_intermediate_size=128,
                                           intermediate_size=128, activation="swiglu"))
@@ -167,8 +167,8 @@ def test_fp8_callback_converts_before_the_optimizer_and_trains_emulated(tiny_dm)
     pytest.importorskip("torchao", reason="torchao (the 'gpu' extra) is not installed")
     import lightning as L
 
-    from bench.run.fp8 import Float8Training
-    from bench.run.module import LMModule
+    from bench.run.engine.fp8 import Float8Training
+    from bench.run.engine.module import LMModule
 
     cfg = nano(**{"model.d_model": 64, "model.ref_intermediate_size": 128, "model.ffn_multiple_of": 16}).config
     module, cb = LMModule(cfg), Float8Training("tensorwise", emulate=True)

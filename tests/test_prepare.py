@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import datamodules.prepare as prep
-from bench.run.config import DataConfig, resolve
+from bench.run.config.schema import DataConfig
+from bench.run.config.presets import resolve
 from datamodules import IGNORE, CorpusError, PreparedCorpus, TextDataModule, load_corpus, train_bpe
 from datamodules.prepare import prepare
 
@@ -230,7 +231,7 @@ def test_two_ranks_read_disjoint_samples_covering_the_split(packed):
 # ---- eval domains through the config ----------------------------------------------------------
 
 def test_eval_domains_round_trip_through_resolve_and_config_hash(packed, tmp_path):
-    from bench.run.matrix import expand, load_matrix
+    from bench.run.config.matrix import expand, load_matrix
 
     (tmp_path / "m.yaml").write_text(f"name: m\nfixed:\n  data.eval: {{kjv2: kjv, plays: {packed}}}\n"
                                      "axes:\n  scale: [nano]\n")

@@ -1,4 +1,4 @@
-"""The probes callback (bench/run/probes.py): each measurement against an independent computation, and
+"""The probes callback (bench/run/engine/probes.py): each measurement against an independent computation, and
 a short nano training run with GPAS through a Lightning Trainer."""
 
 import io
@@ -11,10 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.run.config import resolve
-from bench.run.module import LMModule, lm_loss, split_batch
-from bench.run.probes import (Probes, effective_rank, find_spikes, first_loader, kurtosis, layer_cosine, skipped,
-                               token_loss)
+from bench.run.config.presets import resolve
+from bench.run.engine.module import LMModule, lm_loss, split_batch
+from bench.run.engine.probes.training import Probes
+from bench.run.engine.probes.measures import effective_rank, find_spikes, kurtosis, layer_cosine
+from bench.run.engine.probes.forward import first_loader, skipped, token_loss
 from tiny_data import TinyDataModule
 from models import Transformer
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run.config import ConfigError
+from bench.errors import ConfigError
 from bench.commands import report as report_command
 from bench.results.records import Record
 from bench.results.report import render_html, write_report

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from bench.run.config import resolve
+from bench.run.config.presets import resolve
 from models import ACTIVATIONS, SCHEMES, Transformer, TransformerConfig, count_params, matched_intermediate_size
 
 GATED = {"swiglu", "powlu", "geglu", "reglu", "swiglu_clip"}

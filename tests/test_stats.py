@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bench.run.config import ConfigError
+from bench.errors import ConfigError
 from bench.results.records import Record
 from bench.results.leaderboard import comparison_rows, long_rows, pivots, to_csv, to_markdown
 from bench.results.paired import welch_t as welch_test

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.run.callbacks import CellMetrics
-from bench.run.progress import CellProgress
-from bench.run.config import resolve
-from bench.run.matrix import Cell, cell_id
-from bench.run.module import LMModule, split_batch
-from bench.run.runner import RunOptions, train_cell
+from bench.run.engine.callbacks import CellMetrics
+from bench.run.engine.progress import CellProgress
+from bench.run.config.presets import resolve
+from bench.run.config.matrix import Cell, cell_id
+from bench.run.engine.module import LMModule, split_batch
+from bench.run.engine.runner import RunOptions, train_cell
 
 
 def nano_cell(**settings) -> Cell:

@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 
-from bench.run.callbacks import flops_per_batch, steady_state
-from bench.run.config import resolve
+from bench.run.engine.callbacks import flops_per_batch, steady_state
+from bench.run.config.presets import resolve
 from bench.results.leaderboard import long_rows, pivots, to_csv, to_markdown
 from bench.results.records import Record
-from bench.run.matrix import Cell, cell_id
-from bench.run.module import LMModule, cosine_with_warmup, lm_loss, param_groups
-from bench.run.runner import RunOptions, train_cell
+from bench.run.config.matrix import Cell, cell_id
+from bench.run.engine.module import LMModule, cosine_with_warmup, lm_loss, param_groups
+from bench.run.engine.runner import RunOptions, train_cell
 from models import Transformer, count_params
 
 

@@ -58,7 +58,7 @@ def test_list_and_plan_from_the_wheel(installed):
     listed = json.loads(bench(installed, "list", "--json").stdout)
     assert {"default", "zoo", "moe"} <= set(listed["matrices"]) and "nano" in listed["scales"]
     plan = json.loads(bench(installed, "plan", "default", "--json").stdout)
-    ids = subprocess.run([sys.executable, "-c", "from bench.run.matrix import expand, load_matrix; "
+    ids = subprocess.run([sys.executable, "-c", "from bench.run.config.matrix import expand, load_matrix; "
                           "print('\\n'.join(c.id for c in expand(load_matrix('default'))))"], cwd=ROOT,
                          capture_output=True, text=True, env={**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"})
     assert [r["id"] for r in plan["cells"]] == ids.stdout.split()  # the same cells, the same ids

@@ -1,4 +1,4 @@
-"""`bench check`: the CI regression check (bench.run.check): every activation x scheme at nano scale
+"""`bench check`: the CI regression check (bench.run.tools.check): every activation x scheme at nano scale
 against the committed baseline. Exit 0 on pass, 1 on any regression, new or missing cell."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..run.check import CheckOptions, run_check  # torch: only when the check runs
+    from ..run.tools.check.run import CheckOptions, run_check  # torch: only when the check runs
 
     return run_check(CheckOptions(
         activations=_names(args.activation), norms=_names(args.norm), ffns=_names(args.ffn), baseline=args.baseline,
@@ -23,7 +23,8 @@ def main(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """The `check` subcommand on the CLI's subparsers."""
-    from ..run.check import DEFAULT_STEPS, MOE_ACTIVATIONS, MOE_NORMS, MOE_SCALE, default_jobs
+    from ..run.tools.check.cells import DEFAULT_STEPS, MOE_ACTIVATIONS, MOE_NORMS, MOE_SCALE
+    from ..run.tools.check.train import default_jobs
 
     p = sub.add_parser(
         "check", help=HELP,

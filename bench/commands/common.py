@@ -39,7 +39,7 @@ class Override(argparse.Action):
 def add_overrides(p: argparse.ArgumentParser) -> None:
     """One --section.field option per config field, its type, default and help (the field's docstring)
     as jsonargparse reads them from the dataclasses, and --config FILE."""
-    from ..run.fields import CONFIG_HELP, fields, type_name
+    from ..run.config.fields import CONFIG_HELP, fields, type_name
 
     g = p.add_argument_group("config overrides (apply to every cell; unset, a field takes the scale's, recipe's "
                              "or matrix's value, else the default shown; see configs/ for presets)")
@@ -57,7 +57,7 @@ def set_override(args: argparse.Namespace, path: str, value: str) -> None:
 
 def overrides_from(args: argparse.Namespace) -> dict:
     """The overrides by dotted path, in order; a --config file's in its place."""
-    from ..run.fields import config_file
+    from ..run.config.fields import config_file
 
     out = {}
     for option, value in getattr(args, "overrides", None) or []:
@@ -78,7 +78,7 @@ def add_filters(p: argparse.ArgumentParser) -> None:
 
 
 def cells_from(args: argparse.Namespace):
-    from ..run.matrix import expand, load_matrix
+    from ..run.config.matrix import expand, load_matrix
 
     only = {k: split_list(getattr(args, k)) for k in ("scale", "activation", "norm", "seed")}
     only = {k: v for k, v in only.items() if v}
@@ -152,7 +152,7 @@ def add_run_options(p) -> None:
 
 def run_options(args):
     """RunOptions from the run options; --out resolved against the caller's working directory."""
-    from ..run.runner import RunOptions
+    from ..run.engine.runner import RunOptions
 
     out = Path(args.out).expanduser().absolute()
     existing = next(p for p in (out, *out.parents) if p.exists())
@@ -177,7 +177,7 @@ def add_target(p, results_flag: str = "--out") -> None:
 def target_folder(args) -> Path:
     """A folder as given; else a run's folder under the results folder (`default-ladder`, a --name);
     else the results of the matrix so named."""
-    from ..run.matrix import load_matrix
+    from ..run.config.matrix import load_matrix
 
     if args.target and Path(args.target).is_dir():
         return Path(args.target)

@@ -1,5 +1,5 @@
 """`bench cost`: tokens/s, MFU and peak memory of each activation through its reference and fast
-path; the measurement is bench.run.cost's."""
+path; the measurement is bench.run.tools.cost's."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ HELP = "benchmark: tokens/s, MFU and peak memory of each activation, reference v
 
 
 def add_parser(sub):
-    from ..run.cost import ACTIVATIONS, PATHS, SCALES
+    from ..run.tools.cost import ACTIVATIONS, PATHS, SCALES
 
     p = sub.add_parser(
         "cost", help=HELP,
@@ -39,8 +39,8 @@ def main(args) -> int:
     from models import ACTIVATIONS as REGISTERED, check_choice
 
     from ..console import out
-    from ..run.config import resolve
-    from ..run.cost import ACTIVATIONS, PATHS, SCALES, run_cost, to_markdown, write_table
+    from ..run.config.presets import resolve
+    from ..run.tools.cost import ACTIVATIONS, PATHS, SCALES, run_cost, to_markdown, write_table
 
     scales = split_list(args.scale) or list(SCALES)
     acts = split_list(args.activation) or list(ACTIVATIONS)

@@ -74,7 +74,7 @@ def gpu_tokens_per_sec(folder: Path = GPU_RECORDS) -> tuple[float, str] | None:
 def cmd_speed(args) -> int:
     from rich.table import Table
 
-    from ..run.config import DataConfig
+    from ..run.config.schema import DataConfig
     from datamodules import CorpusError, PreparedCorpus, TextDataModule, is_prepared
     from datamodules.speed import loader_speed
 

@@ -1,4 +1,4 @@
-"""`bench ladder`: a matrix's activations x schemes x seeds over a ladder of model sizes (bench/run/ladder.py),
+"""`bench ladder`: a matrix's activations x schemes x seeds over a ladder of model sizes (bench/run/config/ladder.py),
 trained by the ordinary runner (claims, resume, --workers), then fitted as scaling laws with intervals,
 predictions and crossovers (bench/results/ladder.py)."""
 
@@ -31,8 +31,8 @@ def add_parser(sub):
 def ladder_cells(args):
     """(matrix, rungs, cells): every matrix cell at every rung, its id tagged with the rung's size."""
     from ..errors import ConfigError
-    from ..run.ladder import build_ladder, parse_range
-    from ..run.matrix import make_cell
+    from ..run.config.ladder import build_ladder, parse_range
+    from ..run.config.matrix import make_cell
 
     matrix, base = cells_from(args)
     if not base:
@@ -71,7 +71,7 @@ def main(args) -> int:
     from ..console import err, out
     from ..results.ladder import ladder_view, render_rich, to_markdown
     from ..results.records import load_records
-    from ..run.cell import run_matrix
+    from ..run.engine.cell import run_matrix
     from .run import finish_run
 
     opts = run_options(args)

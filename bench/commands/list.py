@@ -23,8 +23,8 @@ def _doc(registry, name: str) -> str:
 def registries() -> dict[str, dict[str, str]]:
     from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEMES
 
-    from ..run.config import recipes, scales
-    from ..run.matrix import MATRIX_DIR, load_matrix
+    from ..run.config.presets import recipes, scales
+    from ..run.config.matrix import MATRIX_DIR, load_matrix
 
     return {
         "activations": {n: ("gated: " if c.gated else "") + _doc(ACTIVATIONS, n) for n, c in ACTIVATIONS.items()},

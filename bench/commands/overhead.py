@@ -32,9 +32,9 @@ def main(args) -> int:
 
     from ..console import out
     from ..errors import ConfigError
-    from ..run.config import resolve
-    from ..run.matrix import Cell, cell_id
-    from ..run.overhead import measure
+    from ..run.config.presets import resolve
+    from ..run.config.matrix import Cell, cell_id
+    from ..run.tools.overhead import measure
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be at least 1, not {args.threads}")
@@ -61,7 +61,7 @@ def main(args) -> int:
 
 def verdict_line(r: dict) -> str:
     """The ratio, the pairs' interval, what it says about the target, and the runs' noise."""
-    from ..run.overhead import TARGET
+    from ..run.tools.overhead import TARGET
 
     ci = r["pair_interval"]
     pairs = (f"pairs' geometric mean {ci[0]:.3f}, 95% CI {ci[1]:.3f}-{ci[2]:.3f}" if ci else

@@ -25,9 +25,9 @@ def add_parser(sub):
 def main(args) -> int:
     from ..console import out
     from ..launch.memory import warn_too_big
-    from ..run.ranks import is_rank_zero
-    from ..run.precision import check_device
-    from ..run.cell import run_matrix
+    from ..run.engine.ranks import is_rank_zero
+    from ..run.config.precision import check_device
+    from ..run.engine.cell import run_matrix
 
     if args.devices_per_cell > 1 and args.workers != "1":  # part of each cell's config (and id)
         set_override(args, "train.devices", str(args.devices_per_cell))

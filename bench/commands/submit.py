@@ -41,7 +41,7 @@ def main(args) -> int:
     from ..console import err, out
     from ..launch.memory import warn_too_big
     from ..launch.slurm import submit, unsubmitted
-    from ..run.runner import RunOptions
+    from ..run.engine.runner import RunOptions
 
     if args.gpus_per_cell > 1:
         set_override(args, "train.devices", str(args.gpus_per_cell))

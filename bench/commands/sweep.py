@@ -1,5 +1,5 @@
 """`bench sweep`: a matrix crossed with a learning-rate grid, trained by the ordinary runner; the
-grid and its cells are bench.run.sweep's."""
+grid and its cells are bench.run.config.sweep's."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def main(args) -> int:
     from ..results.compare_tables import grid_table, lr_table
     from ..results.lr import GRID_COLUMNS, LR_COLUMNS, LR_LEGEND, lr_notes
     from ..results.records import load_records
-    from ..run.cell import run_matrix
-    from ..run.sweep import SUFFIX, parse_grid, sweep_cells
+    from ..run.engine.cell import run_matrix
+    from ..run.config.sweep import SUFFIX, parse_grid, sweep_cells
 
     opts = run_options(args)
     matrix, cells = cells_from(args)

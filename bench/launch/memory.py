@@ -178,7 +178,7 @@ def too_big(cells, gpu: str | None) -> list[tuple[str, MemoryEstimate]]:
 def recipe_for_scale(scale: str) -> str | None:
     """The recipe a scale preset is meant for: the recipe of its name (polycom-moe), else the longest
     recipe whose name and a '-' start it (gpas-71m -> gpas); None for the CPU scales."""
-    from bench.run.config import recipes
+    from bench.run.config.presets import recipes
 
     names = [r for r in recipes() if r != "cpu"]
     if scale in names:

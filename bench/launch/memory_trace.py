@@ -43,7 +43,7 @@ def sdpa_context(flash: bool):
 
 def loss_fn(model, cfg, fused: bool):
     """The LMModule's training loss: LM loss (full logits, or the chunked LM head) plus router losses."""
-    from bench.run.module import lm_loss
+    from bench.run.engine.module import lm_loss
     from models.kernels import linear_cross_entropy
     from models.moe import moe_layers, weighted_router_loss
 
@@ -61,7 +61,7 @@ def traced_peak(cfg, flash: bool = True, fused: bool = False) -> dict[str, int]:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    from bench.run.builders import build_optimizer
+    from bench.run.engine.builders import build_optimizer
     from models import Transformer
     from models.moe import moe_layers
 

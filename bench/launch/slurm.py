@@ -10,7 +10,7 @@ Each task is a ``CellTask`` (a submitit Checkpointable): it imports this checkou
 the repository root, the python is this venv's, the working directory the submitter's), reads its
 cell from the cells file the submission wrote (OUT/<matrix>/.slurm/cells-<time>-<pid>.json: id, axes,
 resolved config and run options, so nothing is re-parsed) and runs the same
-"claim, train, record, release" path as `bench run` (bench.run.cell.run_cells) on its cell, writing into the
+"claim, train, record, release" path as `bench run` (bench.run.engine.cell.run_cells) on its cell, writing into the
 same results tree, so `bench table` and `bench report` read SLURM results unchanged. On a timeout
 or preemption submitit calls ``checkpoint``: the task releases its claim and is requeued; the
 requeued task resumes the cell from its last checkpoint (OUT/<matrix>/<cell>/checkpoints/).
@@ -29,9 +29,9 @@ from pathlib import Path
 from ..atomic import atomic_write_json
 from ..errors import ConfigError
 from ..results.records import cell_dir
-from ..run import cell as job
-from ..run.claims import holder
-from ..run.cell import finished, record_of
+from ..run.engine import cell as job
+from ..run.engine.claims import holder
+from ..run.engine.cell import finished, record_of
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 from ..results.records import cell_dir
-from ..run.claims import holder
+from ..run.engine.claims import holder
 from .slurm import load_jobs
 
 

@@ -32,10 +32,10 @@ from ..atomic import atomic_write_json
 from ..console import progress_columns
 from ..errors import ConfigError, Interrupted
 from ..results.records import DONE, cell_dir
-from ..run.claims import holder
-from ..run.cell import now, record_of, run_cells
-from ..run.progress import logs_progress, progress_line
-from ..run.ranks import is_rank_zero
+from ..run.engine.claims import holder
+from ..run.engine.cell import now, record_of, run_cells
+from ..run.engine.progress import logs_progress, progress_line
+from ..run.engine.ranks import is_rank_zero
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,8 +118,8 @@ def read_cells(path: Path):
     """(matrix name, cells, RunOptions, command, fresh_after) from ``write_cells``'s file; a cell whose
     config no longer hashes to its id (a plugin changed since) is one error, not a silent new cell."""
     from ..plugins import load_plugin
-    from ..run.matrix import Cell
-    from ..run.runner import RunOptions
+    from ..run.config.matrix import Cell
+    from ..run.engine.runner import RunOptions
 
     data = json.loads(Path(path).read_text())
     for spec, how in data.get("plugins", []):  # before the cells: their parts must be registered

@@ -1,9 +1,9 @@
-"""Training curves: each cell's ``metrics.csv`` (written by bench/run/curve_log.py, one file over
+"""Training curves: each cell's ``metrics.csv`` (written by bench/run/engine/curve_log.py, one file over
 every resume) parsed, read, and read off as time-to-target; ``merge_curves`` joins the curve parts
 an older version left after a resume.
 
 One time column: ``time/train_seconds``, the training seconds (validation excluded) that
-bench.run.callbacks.CellMetrics logs at each validation; it continues across resumes. In curves
+bench.run.engine.callbacks.CellMetrics logs at each validation; it continues across resumes. In curves
 of older versions a resumed run's clock restarted at 0, so the stamps are made cumulative
 (``cumulative``; a no-op on a rising clock). Curves without it fall back to an estimate, the
 record's measured training seconds x step / steps (constant step time assumed), and say so.

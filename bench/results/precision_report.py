@@ -22,7 +22,7 @@ LINESTYLES = ("-", "--", ":", "-.")
 
 
 def outliers(r: Record) -> dict:
-    """record['outliers'] (bench/run/probes/outliers.py): a typed field, or an older record's extra key."""
+    """record['outliers'] (bench/run/engine/probes/outliers.py): a typed field, or an older record's extra key."""
     o = r.outliers if getattr(r, "outliers", None) is not None else r.extra.get("outliers")
     return o if isinstance(o, dict) else {}
 

@@ -1,0 +1,1 @@
+"""How a cell trains: the lifecycle, the Lightning module, callbacks, probes, checkpoints, claims."""
