@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from bench.errors import ConfigError
-from bench.run import checkpoints
+from bench.run.engine import checkpoints
 from bench.run.engine.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
 from bench.run.engine.claims import BEAT, CLAIM, acquire, check_stale_after
 from bench.run.config.presets import resolve
@@ -258,7 +258,7 @@ def test_a_fresh_start_drops_an_old_curve_and_old_parts_are_merged_on_resume(tmp
 
 
 def test_a_new_column_rewrites_the_curve_atomically_and_a_full_disk_leaves_it_whole(tmp_path, monkeypatch):
-    from bench.run import curve_log
+    from bench.run.engine import curve_log
 
     path = write_curve(tmp_path)
     before = path.read_bytes()
@@ -279,7 +279,7 @@ def test_a_new_column_rewrites_the_curve_atomically_and_a_full_disk_leaves_it_wh
 
 
 def test_a_short_append_on_a_full_disk_is_taken_back(tmp_path, monkeypatch):
-    from bench.run import curve_log
+    from bench.run.engine import curve_log
 
     path = write_curve(tmp_path)
     before = path.read_bytes()

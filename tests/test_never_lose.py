@@ -163,7 +163,7 @@ def test_rerun_over_a_truncated_checkpoint_trains_the_cell(tmp_path, straight):
 
 def test_full_disk_during_training_is_one_line_and_keeps_the_original_error(tmp_path, monkeypatch, tiny_dm):
     from bench.errors import ConfigError
-    from bench.run import checkpoints, runner
+    from bench.run.engine import checkpoints, runner
     from test_training import nano_cell
 
     def full(*a, **k):
