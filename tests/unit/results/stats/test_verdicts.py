@@ -204,15 +204,13 @@ def simulated_tost(effect, sd, n, level, draws=4000, seed=0):
 
 def test_power_matches_simulation():
     """45 grid points; each within 4 SE (a chance miss anywhere in the grid is ~0.3%)."""
-    draws, worst = 4000, 0.0
+    draws = 4000
     for i, (n, es, level) in enumerate((n, es, level) for n in (2, 3, 5, 8, 12) for es in (0.5, 1.0, 2.0)
                                        for level in (0.05, 0.01, 0.05 / 8)):
-        sd = (0.005, 0.015, 0.05)[i % 3]
+        sd = (0.005, 0.015, 0.05)[(i // 3) % 3]  # the power depends on effect / sd only: vary both
         want = power(es * sd, sd, n, level)
         got = simulated_power(es * sd, sd, n, level, draws, seed=i)
-        worst = max(worst, abs(got - want) / se(min(max(want, 0.01), 0.99), draws))
         assert abs(got - want) <= 4 * se(min(max(want, 0.01), 0.99), draws), (n, es, level, got, want)
-    assert worst > 0  # the comparison ran
 
 
 @pytest.mark.parametrize("n,sd,level", [(3, 0.015, 0.05), (5, 0.01, 0.05), (8, 0.02, 0.0125), (4, 0.015, 0.01)])
