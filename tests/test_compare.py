@@ -14,7 +14,7 @@ from bench.results.lr import lr_curves, lr_rows
 from bench.results.paired import (PAIRED, WELCH, bootstrap_ci, cohens_dz, compare, hedges_g, holm, paired_t,
                                   seed_noise, welch_t)
 from bench.results.records import Record
-from bench.results.stats import parse_curve
+from bench.results.curves import parse_curve
 from bench.results.views import (cell_curve, cumulative, disagreements, interpolate, parse_budget, three_views, view)
 
 

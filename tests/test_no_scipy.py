@@ -56,7 +56,7 @@ def test_results_import_and_tables_without_scipy(tmp_path):
     code = '''
 import sys
 import bench.results.report, bench.results.leaderboard, bench.results.paired, bench.results.views
-import bench.results.stats, bench.results.compare_tables, bench.results.lr, bench.results.scaling
+import bench.results.curves, bench.results.compare_tables, bench.results.lr, bench.results.scaling
 from bench.results.records import Record
 from bench.results.leaderboard import to_markdown
 from bench.results.scaling import scaling_fits

@@ -13,8 +13,11 @@ from bench.errors import ConfigError
 from bench.results.records import Record
 from bench.results.leaderboard import comparison_rows, long_rows, pivots, to_csv, to_markdown
 from bench.results.paired import welch_t as welch_test
-from bench.results.stats import (POWER_LAW, SATURATING, fit_power_law, fit_saturating, parse_baseline, parse_curve,
-                                 pareto_front, scaling_fits, summarize, time_to_target)
+from bench.results.curves import parse_curve, time_to_target
+from bench.results.frontier import pareto_front
+from bench.results.grouping import parse_baseline
+from bench.results.scaling import POWER_LAW, SATURATING, fit_power_law, fit_saturating, scaling_fits
+from bench.results.summary import summarize
 
 
 def rec(act="swiglu", norm="pre", seed=0, loss=3.0, scale="micro", status="ok", n_params=1000, tokens=10_000,

@@ -38,7 +38,7 @@ def main(args) -> int:
     from ..errors import ConfigError
     from ..results.leaderboard import render_rich, resolve_at, to_csv, to_markdown, write_tables
     from ..results.records import load_records
-    from ..results.stats import load_curves
+    from ..results.curves import load_curves
 
     target = target_folder(args)
     records, problems = load_records(target)
