@@ -19,7 +19,7 @@ PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --p
   "${PLATFORMS[@]}" -d "$DIR" "${WHEELS[@]}"
 wheels=$(du -cb "$DIR"/*.whl | tail -1 | cut -f1)
 project=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
-mib() { echo "$(( ($1 + 2**20 - 1) / 2**20 ))"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 2^20 }'; }
 echo "${#WHEELS[@]} wheels (${WHEELS[*]}): $(mib "$wheels") MiB in $DIR; with the project's $(mib "$project") MiB:" \
      "$(mib $(( wheels + project ))) MiB to carry"
 if (( wheels + project >= 60 * 2**20 )); then
