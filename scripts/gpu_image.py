@@ -12,10 +12,11 @@ distribution at the version installed here (or, if it is not installed here, the
 tests with that one). The image's distributions bring their own needs.
 
 The rule, installed by the sitecustomize (which loads it from this file: it is written once), wraps every
-sys.meta_path finder so that no module whose top-level name only hidden distributions provide is found
-(an import fails, importlib.util.find_spec answers None) and importlib.metadata finds none of their
-metadata: as on a machine where they were never installed. An uncaught import error of such a module
-names its distribution and why it is missing. The standard library and the project stay importable.
+sys.meta_path finder so that no top-level module among the hidden distributions' files is found (an import
+fails, importlib.util.find_spec answers None; the same name elsewhere on the path, e.g. vendored inside an
+image package, still is) and importlib.metadata finds none of their metadata: as on a machine where they
+were never installed. An uncaught import error of such a module names its distribution and why it is
+missing. The standard library and the project stay importable.
 Nothing here imports beyond the standard library at module level: it runs at every interpreter start.
 """
 
@@ -81,7 +82,7 @@ def needed(image: set[str]) -> dict[str, str]:
             if name not in pins:
                 raise SystemExit(f"error: the device check needs {req.name}, which the GPU image lacks and which is "
                                  "neither installed here nor pinned in .ci/run: no version to carry") from None
-            out[name], requires = pins[name], []  # CI installs the pinned one (with its needs, all on the image)
+            out[name], requires = pins[name], []  # the one CI installs; its needs cannot be read here
         todo += requires
     return dict(sorted(out.items()))
 
