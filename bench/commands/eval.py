@@ -29,10 +29,12 @@ def add_parser(sub):
 
 def main(args) -> int:
     from ..console import err, out
-    from ..errors import ConfigError
+    from ..errors import ConfigError, need
     from ..results.eval import check_tasks, eval_matrix, task_manager
     from ..results.leaderboard import render_rich, write_tables
     from ..results.records import load_records
+
+    need("lm_eval", "bench eval")  # only looked for: lm-eval is imported after the offline settings
 
     tasks = [t.strip() for t in (args.tasks or "").split(",") if t.strip()]
     if not tasks:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_write_json
-from ..errors import ConfigError
+from ..errors import ConfigError, need
 from ..results.records import cell_dir
 from ..run.engine import cell as job
 from ..run.engine.claims import holder
@@ -102,6 +102,7 @@ def load_jobs(out: Path, matrix_name: str) -> dict[str, str]:
 def submit(matrix_name: str, cells, opts, command: list[str], resources: dict) -> tuple[list, Path]:
     """One array task per cell through submitit; returns (jobs, the task log folder). ``resources``:
     time, array_parallelism, signal_delay_s, and partition, gpus_per_cell, cpus_per_task, mem if set."""
+    need("submitit", "bench submit")
     if shutil.which("sbatch") is None:
         raise ConfigError("sbatch not found: `bench submit` needs a SLURM cluster (or run .ci/slurm-up.sh)")
     import submitit
