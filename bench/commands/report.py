@@ -37,7 +37,7 @@ def add_parser(sub):
 
 
 def main(args) -> int:
-    from ..results.leaderboard import resolve_at, resolve_baseline
+    from ..results.tables.leaderboard import resolve_at, resolve_baseline
     from ..results.report import write_report
 
     folder = target_folder(args)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .style import figure, png, rc
 from ..curves import tokens_per_step
-from ..grouping import group_records, run_order
+from ..stats.groups import group_records, run_order
+from . import figure, png, rc
 
 MAX_PANELS = 8  # per row of panels; the rest are named in the figure's note, not drawn
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)))
