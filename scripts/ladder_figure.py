@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     p.add_argument("--predict", type=float, default=None, metavar="N", help="draw the laws out to N parameters")
     args = p.parse_args(argv)
     from bench.atomic import atomic_write
-    from bench.results.figures.laws import fig_laws
+    from bench.results.figures.compare import fig_laws
     from bench.results.records import load_records
     from bench.results.stats.laws import fit_laws, ladder_records, law_points
 

@@ -22,7 +22,7 @@ from .curves import load_curves
 from .figures import compare as F
 from .figures.cells import (fig_expert_load, fig_frontier, fig_loss_curves, fig_outliers, fig_probe_dynamics,
                             fig_probe_structure, fig_routing_lines, outlier_records, outliers, precision_of)
-from .figures.laws import fig_laws
+from .figures.compare import fig_laws
 from .records import Record, load_records, write_text
 from .render import environment
 from .stats.costs import cost_note

@@ -1,7 +1,7 @@
 """Every figure of the report, drawn in one style (here: matplotlib's object API on the Agg renderer,
 no pyplot, no global state; figures returned as base64 PNG strings to embed in one self-contained
-page): ``cells`` (loss curves, the frontier, each cell's probes, outliers and routing), ``compare``
-(figures that set cells side by side) and ``laws`` (scaling laws with their bands)."""
+page): ``cells`` (loss curves, the frontier, each cell's probes, outliers and routing) and
+``compare`` (figures that set cells and groups side by side, the scaling laws among them)."""
 
 from __future__ import annotations
 

@@ -183,8 +183,8 @@ LR_COLUMNS = (
     Column("frontier_lr", get=lambda c: c.frontier, fmt=".3g"),
     Column("sensitivity", fmt=".4f"),
     Column("l0", get=lambda c: fmt(c.l0, ".4f") + (" (ln V)" if c.l0_basis == UNIFORM else "")),
-    _left("diverged_at", lambda c: ", ".join(f"{v:.3g}" for v in c.diverged) or None),
-    _left("failed_at", lambda c: ", ".join(f"{p.lr:.3g}" for p in c.failed) or None),
+    _left("diverged_at", lambda c: ", ".join(fmt(v, ".3g") for v in c.diverged) or None),
+    _left("failed_at", lambda c: ", ".join(fmt(p.lr, ".3g") for p in c.failed) or None),
     _left("note", _lr_note),
 )
 
@@ -209,7 +209,7 @@ def lr_notes(curves: list[LRCurve]) -> list[Warn]:
     failed = [(c, p) for c in curves for p in c.failed]
     if failed:
         lines.append(Warn(f"Failed: {len(failed)} grid point(s) with no seed that trained to an outcome ("
-                          + "; ".join(f"{c.group[0]} / {c.group[1]} at lr {p.lr:.3g}: {p.status_text()}"
+                          + "; ".join(f"{c.group[0]} / {c.group[1]} at lr {fmt(p.lr, '.3g')}: {p.status_text()}"
                                       for c, p in failed[:4]) + ("; ..." if len(failed) > 4 else "")
                           + "): left out of the best LR and the sensitivity; a rerun retries them."))
     return lines
@@ -252,8 +252,8 @@ FIT_COLUMNS = (
 
 def _predict_note(p) -> str:
     if p.beyond_limit:
-        return (f"extrapolated {p.factor:,.0f}x past the largest rung (over the {MAX_EXTRAPOLATION:.0f}x this harness "
-                "vouches for)")
+        return (f"extrapolated {fmt(p.factor, ',.0f')}x past the largest rung (over the "
+                f"{fmt(MAX_EXTRAPOLATION, '.0f')}x this harness vouches for)")
     return "extrapolated" if p.factor > 1 else ""
 
 
@@ -267,7 +267,7 @@ PREDICT_COLUMNS = (
 
 
 def _cross_note(c: Crossover) -> str:
-    return f"cross {c.crossings} times: {c.below_at_end} lower at {c.x_range[1]:.3g}" if c.crossings > 1 else ""
+    return f"cross {c.crossings} times: {c.below_at_end} lower at {fmt(c.x_range[1], IV)}" if c.crossings > 1 else ""
 
 
 CROSS_COLUMNS = (
@@ -275,7 +275,7 @@ CROSS_COLUMNS = (
     Column("crossover N", get=lambda c: c.x if c.x else "no crossover in range", fmt=IV),
     Column("interval", get=lambda c: c.interval, fmt=IV), _left("lower beyond", lambda c: c.below),
     Column("replicates crossing", get=lambda c: c.share, fmt=".0%"),
-    Column("range", get=lambda c: f"{c.x_range[0]:.3g}..{c.x_range[1]:.3g}"), _left("note", _cross_note),
+    Column("range", get=lambda c: f"{fmt(c.x_range[0], IV)}..{fmt(c.x_range[1], IV)}"), _left("note", _cross_note),
 )
 
 
@@ -285,7 +285,7 @@ def law_tables(laws: Laws) -> list[Table]:
     out = [Table(LAWS_TITLE, FIT_COLUMNS, laws.fits, LAWS_LEGEND,
                  [Warn(f"not fitted: {s}") for s in laws.skipped])]
     if laws.predict:
-        out.append(Table(f"Predicted at N = {laws.predict:.3g}", PREDICT_COLUMNS,
+        out.append(Table(f"Predicted at N = {fmt(laws.predict, IV)}", PREDICT_COLUMNS,
                          [(f, f.predict(laws.predict)) for f in laws.fits]))
     if laws.crossovers:
         out.append(Table("Crossovers", CROSS_COLUMNS, laws.crossovers))

@@ -1,5 +1,6 @@
-"""The scaling laws' figure (bench/results/figures/laws.py): it draws with or without intervals, marks
-every crossing, and scripts/ladder_figure.py writes it as a PNG or says in one line why not."""
+"""The scaling laws' figure (fig_laws in bench/results/figures/compare.py): it draws with or without
+intervals, marks every crossing, and scripts/ladder_figure.py writes it as a PNG or says in one line why
+not."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results.figures.laws import crossings, fig_laws
+from bench.results.figures.compare import crossings, fig_laws
 from bench.results.stats.laws import fit_laws, law_points
 
 from ..support import CROSS, RUNGS, ladder
