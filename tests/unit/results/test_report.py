@@ -241,3 +241,20 @@ def test_every_registered_probes_results_get_a_table():
     other = section.split("&lt;b&gt;probe&lt;/b&gt;")[1]
     assert "<td>40 values, 0 to 39</td>" in other and "<th>stats.mean</th>" in other and "<td>yes</td>" in other
     assert 'id="registered-probes"' not in render_html(recs[2:], "m")
+
+
+def test_the_report_and_the_ladder_table_give_one_law_for_the_same_records(tmp_path, capsys):
+    """One fitter: a matrix at two scales gets the same exponents and intervals on the report's page as from
+    `bench table --ladder` (they once came from two fitters, curve_fit's 95% SE and the seed bootstrap)."""
+    from bench import cli
+
+    folder, _ = write_matrix(tmp_path, with_probes=False)
+    assert cli.main(["table", str(folder), "--ladder", "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    rows = [r for ln in md.splitlines() if (r := ln.split(" | "))[1:2] in (["N"], ["C"])]  # the laws in N and C
+    assert len(rows) == 8 and [r[1] for r in rows] == ["N"] * 4 + ["C"] * 4
+    assert cli.main(["report", str(folder)]) == 0
+    laws = (folder / "report.html").read_text().split('id="scaling-laws"')[1].split("<h2")[0]
+    for r in rows:  # group, x, form, ..., alpha, alpha CI
+        alpha, interval = r[5], r[6]
+        assert interval.startswith("[") and f"<td>{alpha}</td><td>{interval}</td>" in laws, r
