@@ -23,7 +23,7 @@ Method (docs/scaling-laws.md states it for users):
   sqrt(n/(n-1)) for the lost degree of freedom) is resampled onto the fitted curve and the law refitted.
   Each replicate also scales its residuals by sqrt(dof / chi2_dof): with a few seeds the noise level
   itself is uncertain, and without this the 90% intervals covered the truth only ~85% of the time in
-  the synthetic validation (tests/test_laws.py), with it ~90%. Percentile intervals.
+  the synthetic validation (tests/unit/results/stats/test_laws.py), with it ~90%. Percentile intervals.
 - Predictions. The interval of the mean curve at x, and a prediction interval for one new seed there
   (the replicate's curve plus its own seed noise). Beyond the largest rung a prediction is an
   extrapolation; beyond MAX_EXTRAPOLATION times it, the table says so.

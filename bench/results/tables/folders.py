@@ -333,7 +333,7 @@ def print_rich(t: Tables, console) -> None:
         console.print(line, highlight=False, markup=False)
     for table in (t.groups, t.unmatched):
         if table:
-            render.rich(console, table, f"{t.title}: {table.title}")
+            render.rich(console, table, render.titled(t.title, table.title))
 
 
 RENDER = {"md": to_markdown, "csv": to_csv, "latex": to_latex}
