@@ -382,7 +382,8 @@ def test_loader_speed_is_compared_with_the_committed_gpu_record(packed, tmp_path
 
 
 def test_eval_domains_become_leaderboard_columns():
-    from bench.results.leaderboard import long_columns, long_rows, to_csv
+    from bench.results import render
+    from bench.results.tables.leaderboard import cell_columns, cells_table
 
     def rec(i, ppl):
         return {"id": f"c{i}", "scale": "nano", "activation": "swiglu", "norm": "pre", "seed": i, "status": "ok",
@@ -392,12 +393,14 @@ def test_eval_domains_become_leaderboard_columns():
     from bench.results.records import Record
 
     records = [Record.from_dict(rec(0, 5.0)), Record.from_dict(rec(1, 7.0))]
-    cols = long_columns(None, records)
-    assert cols[cols.index("ood_ppl") + 1: cols.index("ood_ppl") + 3] == ("books_ppl", "wiki_ppl")
-    assert [r["books_ppl"] for r in long_rows(records)] == [5.0, 7.0]
-    header, first, _ = to_csv(records).strip().splitlines()
+    cols = [c.name for c in cell_columns(records)]
+    assert cols[cols.index("ood_ppl") + 1: cols.index("ood_ppl") + 3] == ["books_ppl", "wiki_ppl"]
+    table = cells_table(records)
+    assert [r["books_ppl"] for r in table.values()] == [5.0, 7.0]
+    header, first, _ = render.csv(table).strip().splitlines()
     assert "books_ppl" in header.split(",") and "10.0" in first.split(",")
-    assert long_columns() == long_columns(None, [])  # records without eval domains: today's columns
+    plain = [Record.from_dict({**rec(0, 5.0), "data": {}})]
+    assert [c.name for c in cell_columns(plain)] == [c.name for c in cell_columns([])]  # no domains: no columns
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """`bench ladder`: a matrix's activations x schemes x seeds over a ladder of model sizes (bench/run/config/ladder.py),
 trained by the ordinary runner (claims, resume, --workers), then fitted as scaling laws with intervals,
-predictions and crossovers (bench/results/ladder.py)."""
+predictions and crossovers (bench/results/stats/laws.py)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def show_rungs(rungs, cells, console) -> None:
 def main(args) -> int:
     from ..atomic import atomic_write
     from ..console import err, out
-    from ..results.ladder import ladder_view, render_rich, to_markdown
+    from ..results.stats.laws import fit_laws
+    from ..results.tables.comparisons import law_tables, laws_markdown, print_laws
     from ..results.records import load_records
     from ..run.engine.cell import run_matrix
     from .run import finish_run
@@ -95,8 +96,9 @@ def main(args) -> int:
     else:
         code = finish_run(name, cells, run_matrix(name, cells, opts, out), opts)
     records, _ = load_records(opts.out / name)
-    view = ladder_view(records, args.predict)
-    render_rich(view, out if code == 0 else err)
-    if view.fits:  # the same tables beside the records, as `bench table DIR --ladder --format md` prints them
-        atomic_write(opts.out / name / "ladder.md", to_markdown(view))
+    laws = fit_laws(records, args.predict)
+    tables = law_tables(laws)
+    print_laws(tables, out if code == 0 else err, name)
+    if laws.fits:  # the same tables beside the records, as `bench table DIR --ladder --format md` prints them
+        atomic_write(opts.out / name / "ladder.md", laws_markdown(tables))
     return code

@@ -38,7 +38,7 @@ def add_parser(sub):
 
 def main(args) -> int:
     from ..errors import need
-    from ..results.leaderboard import resolve_at, resolve_baseline
+    from ..results.tables.leaderboard import resolve_at, resolve_baseline
     from ..results.report import write_report
 
     need("jinja2", "bench report")  # the page's template

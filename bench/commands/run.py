@@ -58,15 +58,20 @@ def main(args) -> int:
 def finish_run(matrix_name: str, cells, ran, opts) -> int:
     """The leaderboard of the whole matrix folder, and the exit status of this run's cells."""
     from ..console import err, out
-    from ..results.leaderboard import render_rich, write_tables
+    from ..results.curves import load_curves
     from ..results.records import load_records
+    from ..results.tables.leaderboard import build_leaderboard, print_rich, write_leaderboard
 
     folder = opts.out / matrix_name
     records, problems = load_records(folder)  # the whole matrix folder: a filtered run loses no rows
     ids = {c.id for c in cells}
-    render_rich([r for r in records if r.id in ids] or ran, out, matrix_name)
+    curves = load_curves(folder)
+    board = build_leaderboard(records, matrix_name, curves=curves)  # the tables and their statistics, once
+    shown = [r for r in records if r.id in ids] or ran  # the terminal shows this run's cells
+    print_rich(board if {r.id for r in shown} == {r.id for r in records}
+               else build_leaderboard(shown, matrix_name, curves=curves), out)
     report_problems(p for p in problems if p.path.parent.name not in ids)
-    for path in write_tables(folder, records, matrix_name, console=err):
+    for path in write_leaderboard(folder, board, console=err):
         out.print(f"wrote {path}")
     done = {r.id for r in ran}
     skipped = sorted(ids - done)

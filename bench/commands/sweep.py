@@ -28,9 +28,10 @@ def add_parser(sub):
 
 def main(args) -> int:
     from ..console import err, out
-    from ..results.compare_tables import grid_table, lr_table
-    from ..results.lr import GRID_COLUMNS, LR_COLUMNS, LR_LEGEND, lr_notes
+    from ..results import render
     from ..results.records import load_records
+    from ..results.stats.lr import lr_curves
+    from ..results.tables.comparisons import lr_tables
     from ..run.engine.cell import run_matrix
     from ..run.config.sweep import SUFFIX, parse_grid, sweep_cells
 
@@ -46,26 +47,11 @@ def main(args) -> int:
     records, problems = load_records(opts.out / name)  # the whole sweep folder: earlier grids count too
     report_problems(problems)
     ids = {c.id for c in cells}
-    rows, curves = lr_table([r for r in records if r.id in ids] or ran)
-    show(out, f"{name}: learning-rate robustness", LR_COLUMNS, rows)
-    out.print(LR_LEGEND, highlight=False, markup=False)
-    for line in lr_notes(curves):
-        out.print(line, style="yellow", highlight=False, markup=False)
-    show(out, f"{name}: every grid point", GRID_COLUMNS, grid_table(curves))
+    for table in lr_tables(lr_curves([r for r in records if r.id in ids] or ran)) or ():
+        render.rich(out, table, render.titled(name, table.title))
     out.print(f"`bench report {opts.out / name}` draws final loss against LR per cell.", highlight=False)
     bad = [r.id for r in ran if r.status not in ("ok", "diverged")]  # a diverged LR is a result here
     if bad:
         err.print(f"[red]{len(bad)} cell(s) failed:[/] {', '.join(bad)}")
     return 1 if bad else 0
 
-
-def show(console, title: str, columns, rows) -> None:
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "diverged_at", "failed_at", "note",
-                                                "trains", "status") else "right")
-    for row in rows:
-        t.add_row(*row)
-    console.print(t)
