@@ -46,10 +46,11 @@ def main(args) -> int:
                                       cells[0].config.train.accelerator if cells else "auto", out)
         return max(finish_run(name, cells, ran, opts), 1 if unfinished else 0)
     if not is_rank_zero():  # another rank of a DDP/FSDP cell: train along, write and print nothing
+        from dataclasses import replace
+
         from rich.console import Console
 
-        opts.quiet = True
-        run_matrix(name, cells, opts, Console(quiet=True))
+        run_matrix(name, cells, replace(opts, quiet=True), Console(quiet=True))
         return 0
     ran = run_matrix(name, cells, opts, out)
     return finish_run(name, cells, ran, opts)

@@ -19,6 +19,7 @@ Job ids are saved in OUT/<matrix>/.slurm/jobs.json for `bench status`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -54,7 +55,7 @@ class CellTask:
         load_entry_points()  # the plugins the launching command loaded (exported in the environment)
         load_env()
         matrix_name, cells, opts, _, _ = read_cells(Path(self.cells_file))
-        opts.quiet = True
+        opts = dataclasses.replace(opts, quiet=True)
         cells = [c for c in cells if c.id == self.cell_id]
         if not cells:
             raise RuntimeError(f"cell {self.cell_id} is not in {self.cells_file}")

@@ -51,9 +51,10 @@ for _msg in (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than t
     warnings.filterwarnings("ignore", message=_msg)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
-    """Non-semantic settings: they change where and how results are written, not what is measured."""
+    """Non-semantic settings: they change where and how results are written, not what is measured.
+    Frozen: a caller that needs another value derives new options (dataclasses.replace)."""
 
     out: Path = Path("results")
     force: bool = False
