@@ -88,11 +88,3 @@ def check(cfg: RunConfig) -> RunConfig:
     if needs_data(cfg.data):
         _check_data(_key(cfg.data), cfg.model.block_size)
     return cfg
-
-
-def validate_run(cfg: RunConfig) -> None:
-    """Every check of a resolved config: what the config shows, then what the data says."""
-    from .presets import validate
-
-    validate(cfg)
-    check(cfg)

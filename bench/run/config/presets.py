@@ -65,10 +65,6 @@ def apply(cfg: RunConfig, settings: dict, where: str = "") -> None:
             setattr(getattr(cfg, section) if section else cfg, name, parsed)
 
 
-def set_norm(cfg: RunConfig, name: str) -> None:
-    apply(cfg, {"norm": name})
-
-
 # ---- preset files ------------------------------------------------------------------------------
 
 def load_yaml(path) -> dict:
