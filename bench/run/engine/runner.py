@@ -29,7 +29,7 @@ from .callbacks import CellMetrics, Diverged, HeldOut
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, checkpoint_step, find_resume
 from .claims import STALE_AFTER
 from .curve_log import start_curve
-from .environment import ENV_ERRNOS, build_loggers, env_error, environment_record, make_trainer
+from .environment import ENV_ERRNOS, build_loggers, check_vocab, env_error, environment_record, make_trainer
 from ..config.device import root_device
 from ..config.matrix import Cell
 from .module import LMModule
@@ -325,8 +325,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     writer = is_rank_zero()  # other DDP/FSDP ranks train too, but write nothing
     if opts.force and writer:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+    check_vocab(cell.id, cfg, dm)  # before anything is written: a wrong id must not start
     resume = find_resume(ckpt_dir, warn)
-    cfg.model.vocab_size = dm.vocab_size
     record = new_record(cell, matrix_name, dm, opts)
     task = progress.add_task(f"  {cell.id}", total=cfg.train.max_steps, loss="-", tps="-",
                              phase="train") if progress else None
