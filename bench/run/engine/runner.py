@@ -34,10 +34,8 @@ from ..config.device import root_device
 from ..config.matrix import Cell
 from .module import LMModule
 from ..config.precision import describe as describe_precision
-from .probes.moe import MoEProbes
-from .probes.outliers import OutlierProbe
-from .probes.training import Probes
-from .probes.registry import registered_probes
+from ..config.probes import record_field
+from .probes.registry import build_probes
 from .progress import CellProgress, logs_progress
 from .ranks import is_rank_zero
 from .signals import RelayEarlySignal, StopRequest
@@ -135,10 +133,7 @@ class Parts:
     metrics: CellMetrics
     saver: PeriodicCheckpoint
     callbacks: list
-    probes: Probes | None = None
-    outliers: OutlierProbe | None = None
-    moe: MoEProbes | None = None
-    extra_probes: dict = field(default_factory=dict)
+    probes: dict[str, L.Callback] = field(default_factory=dict)  # every registered probe of the cell, by name
     trainer: L.Trainer | None = None
     progress: CellProgress | None = None
 
@@ -160,12 +155,8 @@ def build_parts(cell: Cell, dm, opts: RunOptions, ckpt_dir: Path, progress, task
         callbacks.append(shown)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = Parts(LMModule(cfg, getattr(dm, "val_names", None)), metrics, saver, callbacks, progress=shown)
-    parts.probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
-    parts.outliers = OutlierProbe.from_probes(parts.probes)  # same steps and batch as the probes
-    parts.moe = MoEProbes.from_config(cfg)  # None for a dense model
-    parts.extra_probes = registered_probes(cfg, dm)  # plugins' probes (bench.run.engine.probes.register_probe)
-    probing = [cb for cb in (parts.probes, parts.outliers, parts.moe) if cb is not None]
-    probing += list(parts.extra_probes.values())
+    parts.probes = build_probes(cfg, dm)  # the built-in probes and plugins' (none when train.probe_every == 0)
+    probing = list(parts.probes.values())
     if probing:
         if shown is not None:
             shown.probing = True
@@ -196,7 +187,8 @@ def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, res
         enable_model_summary=False, enable_checkpointing=False, default_root_dir=folder,
         plugins=[AtomicCheckpointIO()])
     trainer.fit(fit_module, datamodule=dm, ckpt_path=resume)
-    if resume is not None and parts.metrics.start_step is None:  # nothing was left to train
+    no_op = resume is not None and parts.metrics.start_step is None  # nothing was left to train: no train hooks ran
+    if no_op:
         settle_loop(trainer)
         parts.saver.replay_row(trainer)
     if resume is not None:
@@ -206,10 +198,11 @@ def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, res
     if module.validated_at != trainer.global_step:  # final metrics always come from the last step
         trainer.validate(module, datamodule=dm, verbose=False)
     pause_point("probes")
-    if parts.probes is not None and not parts.probes.final:  # train-end hooks skipped by a no-op fit
+    if no_op and parts.probes:  # the train-end hooks (end-of-training analyses) the no-op fit skipped
         if parts.progress is not None:
             parts.progress.set_phase(trainer, "probes")
-        parts.probes.on_train_end(trainer, module)
+        for probe in parts.probes.values():
+            probe.on_train_end(trainer, module)
     if not parts.metrics.result:
         parts.metrics.on_train_end(trainer, module)
     loss = module.last_train_loss
@@ -279,15 +272,12 @@ def outcome(e: Exception, parts: Parts | None, cell: Cell, folder: Path) -> tupl
 
 def finish_record(record: Record, parts: Parts | None, cfg, wall: float) -> None:
     """What the record says about any run, finished or not: probes so far, time, environment."""
-    if parts is not None:
-        if parts.probes is not None:  # also after a divergence: the history up to it
-            record.probes = parts.probes.result()
-        if parts.outliers is not None:
-            record.outliers = parts.outliers.result()
-        if parts.extra_probes:
-            record.extra_probes = {name: cb.result() for name, cb in parts.extra_probes.items()}
-        if parts.moe is not None:
-            record.moe = parts.moe.result()
+    for name, probe in (parts.probes if parts is not None else {}).items():  # also after a divergence: so far
+        where = record_field(name)  # a built-in's typed field, else extra_probes[name]
+        if where is not None:
+            setattr(record, where, probe.result())
+        else:
+            record.extra_probes = {**(record.extra_probes or {}), name: probe.result()}
     trainer = parts.trainer if parts is not None else None
     record.wall_seconds, record.ended = time.perf_counter() - wall, now()
     device = trainer.strategy.root_device if trainer is not None else root_device(cfg)
