@@ -65,6 +65,7 @@ class RunOptions:
     save_weights: bool = False  # keep every finished cell's weights (safetensors) under <cell>/weights
     progress_every: float | None = None  # seconds between progress lines when stderr is not a terminal (None: none)
     axis_order: dict = field(default_factory=dict)  # {axis: values in matrix order}, recorded with each cell
+    command: tuple[str, ...] = ()  # the launching command line each record keeps (empty: this process's argv)
 
 
 def now() -> str:
@@ -121,8 +122,8 @@ def new_record(cell: Cell, matrix_name: str, dm, opts: RunOptions) -> Record:
         data={"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
               "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl(),
               "eval": list(getattr(dm, "val_names", ["val", "ood"]))},
-        command=list(sys.argv), started=now(), plugins=provenance(cfg), axis_order=dict(opts.axis_order),
-        sharing=sharing())
+        command=list(opts.command or sys.argv), started=now(), plugins=provenance(cfg),
+        axis_order=dict(opts.axis_order), sharing=sharing())
 
 
 @dataclass
