@@ -1,4 +1,4 @@
-"""`bench submit` / `bench status` through a real single-node SLURM (.ci/slurm-up.sh starts one;
+"""`bench run --slurm` / `bench status` through a real single-node SLURM (.ci/slurm-up.sh starts one;
 .ci/run calls it). Skipped, with the reason, where sbatch/srun do not answer."""
 
 import csv
@@ -54,8 +54,8 @@ def wait_for(pred, sel, timeout=300, what=""):
 def test_submit_matrix_completes_and_table_shows_every_cell(tmp_path):
     sel = ["--scale", "nano", "--activation", "swiglu,gelu", "--norm", "pre", "--out", str(tmp_path),
            "--train.probe_every", "0", "--train.max_steps", "10", "--train.val_every", "10",
-           "--train.val_tokens", "4096"]
-    r = bench("submit", *sel, "--time", "10", "--cpus-per-task", "1")
+           "--train.val_tokens", "4096", "--train.accelerator", "cpu"]  # cpu: the tasks ask for no GPU
+    r = bench("run", *sel, "--slurm", "--time", "10", "--cpus-per-task", "1")
     assert "2 cell(s) to submit" in r.stdout
     jobs = json.loads((tmp_path / "default" / ".slurm" / "jobs.json").read_text())
     assert len(jobs) == 2
@@ -65,14 +65,14 @@ def test_submit_matrix_completes_and_table_shows_every_cell(tmp_path):
     rows = list(csv.DictReader(io.StringIO(table)))
     assert sorted(r["activation"] for r in rows if r.get("status") == "ok") == ["gelu", "swiglu"]
     # resubmitting finds nothing to do
-    assert "0 cell(s) to submit" in bench("submit", *sel).stdout
+    assert "0 cell(s) to submit" in bench("run", *sel, "--slurm").stdout
 
 
 def test_signalled_task_requeues_and_resumes_from_its_checkpoint(tmp_path):
     sel = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--out", str(tmp_path),
            "--train.probe_every", "0", "--train.max_steps", "80", "--train.val_every", "80",
-           "--train.val_tokens", "4096"]
-    bench("submit", *sel, "--time", "10", "--cpus-per-task", "1", "--ckpt-every", "10")
+           "--train.val_tokens", "4096", "--train.accelerator", "cpu"]
+    bench("run", *sel, "--slurm", "--time", "10", "--cpus-per-task", "1", "--ckpt-every", "10")
     (job,) = json.loads((tmp_path / "default" / ".slurm" / "jobs.json").read_text()).values()
     ckpts = list((tmp_path / "default").glob("*/checkpoints/latest.ckpt"))
     t0 = time.time()
