@@ -176,7 +176,7 @@ SLURM_DEFAULTS = {"partition": None, "cpus_per_task": None, "mem": None, "time":
 def add_launch_options(p) -> None:
     """Where the cells of a training command run: here, in local workers, or as SLURM tasks (the one
     launcher, bench.launch.launcher)."""
-    g = p.add_argument_group("where the cells run (default: one at a time, in this process)")
+    g = p.add_argument_group("where the cells run (one at a time in this process, unless --workers or --slurm)")
     g.add_argument("--workers", default="1", metavar="N|auto",
                    help="train N cells at once, each in its own process pinned to --devices-per-cell GPUs "
                         "(CPU: to its share of the cores); auto = one per visible GPU, or one per core on CPU")
@@ -190,9 +190,9 @@ def add_launch_options(p) -> None:
     g.add_argument("--dry-run", action="store_true", help="list the cells to train (or submit); train nothing")
     add_gpu_arg(g)
     s = p.add_argument_group("SLURM resources (with --slurm)")
-    s.add_argument("--partition", default=None, help="SLURM partition [default: the cluster's default]")
-    s.add_argument("--cpus-per-task", type=int, default=None, help="CPUs per task")
-    s.add_argument("--mem", default=None, help="memory per task, e.g. 64G")
+    s.add_argument("--partition", default=None, metavar="NAME", help="SLURM partition [default: the cluster's default]")
+    s.add_argument("--cpus-per-task", type=int, default=None, metavar="N", help="CPUs per task")
+    s.add_argument("--mem", default=None, metavar="SIZE", help="memory per task, e.g. 64G")
     s.add_argument("--time", type=int, default=60, metavar="MINUTES",
                    help="time limit per task; a task that reaches it is requeued and resumes")
     s.add_argument("--array-parallelism", type=int, default=256, metavar="M", help="at most M tasks at once")
