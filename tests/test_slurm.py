@@ -100,3 +100,17 @@ def test_signalled_task_requeues_and_resumes_from_its_checkpoint(tmp_path):
     assert rec.get("resumed_from_step", 0) > 0  # resumed, not retrained from step 0
     log = "".join(p.read_text() for p in (tmp_path / "default" / ".slurm").glob("*/*log.out"))
     assert "Requeued job" in log
+
+
+def test_a_sweep_submitted_with_wait_shows_its_tables_when_the_tasks_end(tmp_path):
+    """--slurm --wait: submit, wait for the tasks, then show what the command shows after a local run
+    (here the sweep's LR tables); a rerun submits nothing."""
+    sel = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--lr-grid", "1e-3,3e-3", "--out",
+           str(tmp_path), "--train.probe_every", "0", "--train.max_steps", "10", "--train.val_every", "10",
+           "--train.val_tokens", "4096", "--train.accelerator", "cpu", "--quiet"]
+    r = bench("sweep", *sel, "--slurm", "--wait", "--time", "10", "--cpus-per-task", "1")
+    assert "2 cell(s) to submit" in r.stdout and "learning-rate robustness" in r.stdout
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "default-lr").glob("*/record.json")]
+    assert sorted(x["config"]["train"]["lr"] for x in recs if x["status"] == "ok") == [1e-3, 3e-3]
+    again = bench("sweep", *sel, "--slurm", "--wait").stdout
+    assert "0 cell(s) to submit" in again and "learning-rate robustness" in again

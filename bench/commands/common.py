@@ -146,7 +146,8 @@ def add_run_options(p) -> None:
                         "config.json, tokenizer); load with models.load_weights or bench.results.weights.load_cell; "
                         "needed by `bench eval`")
     p.add_argument("--wait", action="store_true",
-                   help="wait for cells another run is training (claimed in their folder) instead of skipping them")
+                   help="wait for cells another run is training (claimed in their folder) instead of skipping them; "
+                        "with --slurm, wait for the submitted tasks and show the results as a local run does")
     p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
                    help="take over a cell whose claim's heartbeat is older than this (its holder died; on the "
                         "same host a dead pid is noticed at once)")

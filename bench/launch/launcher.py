@@ -1,6 +1,7 @@
 """The one launcher: where a command's cells run. `bench run`, `bench ladder` and `bench sweep` expand
 their cells, then hand them to ``launch``, which trains them in this process, in local worker
-processes (workers.py) or submits them to SLURM (slurm.py), and returns what the command shows.
+processes (workers.py) or submits them to SLURM (slurm.py; with --wait it then waits for the tasks),
+and returns what the command shows.
 
 Every way runs the same lifecycle on the same results tree (claim, train, record, release), so a
 cell finished by any launcher is not trained again by another, and the command's tables read the
@@ -11,12 +12,15 @@ the command builds its tables from them and from the results folder.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
+from ..errors import Interrupted
 from ..results.records import cell_dir
 from ..run.config.precision import check_device
 from ..run.engine.cell import axis_order, finished, now, record_of, run_matrix
@@ -105,15 +109,50 @@ def _submit(name: str, cells, opts: RunOptions, how: LaunchOptions, console: Con
     todo = pending(opts, name, cells)
     console.print(f"{name}: {len(todo)} cell(s) to submit, {len(cells) - len(todo)} done or running",
                   highlight=False)
-    if not todo or how.dry_run:
+    if how.dry_run:
         for c in todo:
             console.print(f"  {c.id}", highlight=False)
         return Launched(here=False)
+    if not todo:
+        return _follow(name, cells, todo, opts, console, "") if opts.wait else Launched(here=False)
     # 'auto' means a GPU where there is one: on a cluster, the GPUs the task asks for
     gpus = how.devices_per_cell if any(c.config.train.accelerator != "cpu" for c in todo) else 0
     jobs, log_dir, cells_file = submit(name, todo, opts, how.slurm, gpus, now() if opts.force else "")
     console.print(f"submitted array {jobs[0].job_id.split('_')[0]} ({len(jobs)} task(s), "
                   f"{f'{gpus} GPU(s)' if gpus else 'no GPU'} each); task logs in {log_dir}", highlight=False)
-    console.print(f"`bench status --cells {cells_file}` follows them; once they are done, this command without "
-                  "--slurm trains nothing and shows the results", highlight=False, soft_wrap=True)
-    return Launched(here=False)
+    follow = f"`bench status --cells {cells_file}` follows them"
+    if not opts.wait:
+        console.print(f"{follow}; once they are done, this command without --slurm trains nothing and shows the "
+                      "results (or add --wait)", highlight=False, soft_wrap=True)
+        return Launched(here=False)
+    return _follow(name, cells, todo, opts, console, follow)
+
+
+def _follow(name: str, cells, todo, opts: RunOptions, console: Console, follow: str, poll: float = 5.0,
+            grace: float = 60.0) -> Launched:
+    """--slurm --wait: wait until no submitted cell is queued, running or claimed (a task not yet in
+    the queue gets ``grace`` seconds to appear), then return the records as a local launch does."""
+    from rich.progress import Progress
+
+    from ..console import progress_columns
+    from .status import cell_states
+
+    start = time.monotonic()
+    try:
+        with Progress(*progress_columns(), console=console, disable=opts.quiet) as progress:
+            task = progress.add_task(f"[bold]{name}[/] SLURM tasks done", total=len(todo))
+            while True:
+                rows = cell_states(opts.out, name, todo)
+                progress.update(task, completed=sum(r["state"] in ("done", "failed") for r in rows))
+                if not any(r["state"] in ("queued", "running") or (r["state"] == "not started" and
+                                                                   time.monotonic() - start < grace) for r in rows):
+                    break
+                time.sleep(poll)
+    except KeyboardInterrupt:
+        raise Interrupted(signal.SIGINT, f"stopped waiting; the SLURM tasks go on ({follow})") from None
+    records = {c.id: record_of(cell_dir(opts.out, name, c.id)) for c in cells}
+    unfinished = tuple(c.id for c in todo if records[c.id] is None or records[c.id].status == "interrupted")
+    if unfinished:
+        console.print(f"[red]{len(unfinished)} cell(s) not finished[/] (see their task logs; the same command "
+                      f"resubmits them): {', '.join(unfinished)}", highlight=False)
+    return Launched(tuple(r for r in records.values() if r is not None), unfinished)
