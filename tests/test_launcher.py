@@ -193,3 +193,12 @@ def test_a_slurm_task_trains_its_cell_from_the_submitted_cells_file(tmp_path, mo
     capsys.readouterr()
     assert cli.main(argv) == 0
     assert "1 cell(s) to submit, 1 done or running" in capsys.readouterr().out
+
+
+def test_a_submission_sbatch_refuses_is_one_line_and_leaves_no_cells_file(tmp_path, monkeypatch, capsys, fake_slurm):
+    (fake_slurm / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: gpu' >&2\n"
+                                       "exit 1\n")
+    assert cli.main(argv_of("run", "--out", str(tmp_path), "--slurm", "--partition", "gpu")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == ["error: sbatch refused the array: sbatch: error: invalid partition specified: gpu"]
+    assert list((tmp_path / "default" / ".slurm").iterdir()) == []  # no cells file a status could be pointed at

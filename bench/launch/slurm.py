@@ -19,6 +19,8 @@ Job ids are saved in OUT/<name>/.slurm/jobs.json for `bench status`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -117,11 +119,15 @@ def submit(matrix_name: str, cells, opts, slurm: SlurmOptions, gpus: int,
     if gpus:  # one srun task per GPU: Lightning's SLURM environment sees its ranks
         params.update(gpus_per_node=gpus, ntasks_per_node=gpus)
     executor.update_parameters(**params)
+    before = set(slurm_dir.glob("*")) if slurm_dir.exists() else set()
     write_cells(cells_file, matrix_name, cells, opts, fresh_after)
     try:
-        with executor.batch():
+        with contextlib.redirect_stderr(io.StringIO()), executor.batch():  # submitit echoes sbatch's stderr
             jobs = [executor.submit(CellTask(str(cells_file), c.id)) for c in cells]
     except submitit.core.utils.FailedJobError as e:  # sbatch refused the array (a partition, a resource)
+        for path in set(slurm_dir.glob("*")) - before:  # this submission's cells file and task pickles
+            if path.is_file():
+                path.unlink(missing_ok=True)
         text = " ".join(str(e).split())
         raise ConfigError(f"sbatch refused the array: {text[-300:]}") from None
     saved = load_jobs(out, matrix_name)
