@@ -12,7 +12,7 @@ from .commands.common import HelpFormatter
 from .errors import ConfigError, Interrupted
 
 COMMANDS = ("list", "plan", "run", "table", "overhead", "sweep", "ladder", "cost", "report", "eval", "data", "check",
-            "submit", "status", "compare")
+            "status", "compare")
 PLUGIN_HELP = ("import MODULE (a dotted name or a .py path) first: it registers its own activations, schemes, norms "
                "or probes (repeatable; see docs/plugins.md). Installed packages' 'llm_arch_bench.plugins' entry "
                "points and $BENCH_PLUGINS are loaded too")
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     named = [a for i, a in enumerate(argv) if a in COMMANDS and (i == 0 or argv[i - 1] != "--plugin")]
     args = build_parser(named[0] if named else "").parse_args(argv)
-    args.argv = argv  # the command line a --workers child records
+    args.argv = argv  # the command line every record keeps, whichever process trains the cell
     from models import UnknownName
     from rich.markup import escape
 

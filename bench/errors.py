@@ -8,7 +8,7 @@ import sys
 # one command or setting and is imported only there, so a missing one fails that command, never a cell's
 # training (tests/test_optional_packages.py checks both, and that each extra holds its distribution).
 OPTIONAL = {
-    "submitit": ("submitit", "extras"),  # bench submit (SLURM)
+    "submitit": ("submitit", "extras"),  # --slurm (SLURM job arrays)
     "jinja2": ("jinja2", "extras"),  # bench report's page
     "matplotlib": ("matplotlib", "extras"),  # bench report's figures
     "lm_eval": ("lm-eval", "eval"),  # bench eval

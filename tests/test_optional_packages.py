@@ -98,7 +98,7 @@ def command(module: str, results: Path) -> tuple[list[str], str]:
     """A command that needs ``module`` (run on the trained cell's folder where it reads results), its line."""
     extras = "pip install 'llm-arch-bench[extras]'"
     return {
-        "submitit": (["submit", *NANO, "--out", "fresh"], f"error: bench submit needs submitit: {extras}"),
+        "submitit": (["run", *NANO, "--slurm", "--out", "fresh"], f"error: --slurm needs submitit: {extras}"),
         "lm_eval": (["eval", str(results), "--tasks", "local_arc_easy", "--include-path", str(ROOT / "configs/eval")],
                     "error: bench eval needs lm-eval: pip install 'llm-arch-bench[eval]'"),
         "jinja2": (["report", str(results)], f"error: bench report needs jinja2: {extras}"),
