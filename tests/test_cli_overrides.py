@@ -49,7 +49,7 @@ MOE = (["--scale", "nano-moe", "--activation", "swiglu", "--norm", "pre", "--mod
        ['nano-moe-swiglu-pre-ffnmoe-s0-41d524', 'nano-moe-swiglu-pre-ffndense-s0-d49bee'])
 # every shipped matrix: (cells, sha256 of its ids joined by spaces, first id), recorded the same way
 MATRICES = {
-    # default: ids moved once, on purpose, when the matrix halved train.val_tokens (README, Quick start)
+    # default: ids moved once, on purpose, when the matrix halved train.val_tokens (docs/changes.md)
     'default': (8, '64d1cdc769a1a254', 'micro-swiglu-pre-s0-c68ffd'),
     'zoo': (231, '06cf365be41a5d01', 'micro-relu-pre-s0-3cff1c'),
     'moe': (12, '54f03eb44885ebaa', 'micro-moe-swiglu-pre-ffnmoe-s0-850edd'),
