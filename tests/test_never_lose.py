@@ -163,7 +163,7 @@ def test_rerun_over_a_truncated_checkpoint_trains_the_cell(tmp_path, straight):
 
 def test_full_disk_during_training_is_one_line_and_keeps_the_original_error(tmp_path, monkeypatch, tiny_dm):
     from bench.errors import ConfigError
-    from bench.run import checkpoints, runner
+    from bench.run.engine import checkpoints, runner
     from test_training import nano_cell
 
     def full(*a, **k):
@@ -206,7 +206,8 @@ def test_claim_is_exclusive_refreshed_and_taken_over_when_its_holder_died(tmp_pa
     taken.release()
     with acquire(tmp_path, stale_after=3 * 3600, beat=3600) as old:  # another host's claim goes stale by its heartbeat
         data = json.loads(old.path.read_text())
-        old.path.write_text(json.dumps({**data, "host": "elsewhere", "heartbeat": time.time() - 200}))
+        old.path.write_text(json.dumps({**data, "host": "elsewhere"}))
+        os.utime(old.path, (time.time() - 200, time.time() - 200))  # the heartbeat is the file's mtime
         assert acquire(tmp_path, stale_after=3600) is None
         new = acquire(tmp_path, stale_after=100, log=messages.append)
         assert new is not None and not old.refresh() and old.lost

@@ -23,7 +23,7 @@ from ...errors import Interrupted
 from ...faults import pause_point
 from ...results.records import DONE, Record, cell_dir, read_record
 from .claims import acquire, check_stale_after, holder, wait_for
-from .environment import DataCache, check_out, preflight
+from .environment import ENV_ERRNOS, DataCache, check_out, env_error, preflight
 from ..config.matrix import Cell
 from .ranks import RankDecisions
 from .runner import RunOptions, train_cell
@@ -98,16 +98,22 @@ class CellRun:
         return rec
 
     def _claim(self, folder: Path, cell):
-        claim = acquire(folder, stale_after=self.opts.stale_after, log=self.say)
-        if claim is not None or not getattr(self.opts, "wait", False):
-            if claim is None:
-                held = holder(folder)
-                self.say(f"skipped {cell.id}: being trained by {held.describe() if held else 'another run'} "
-                         "(bench run --wait waits for it)")
-            return claim
-        held = holder(folder)
-        self.say(f"waiting for {cell.id}: being trained by {held.describe() if held else 'another run'}")
-        return wait_for(folder, stale_after=self.opts.stale_after, poll=2.0, log=self.say)
+        try:
+            claim = acquire(folder, stale_after=self.opts.stale_after, log=self.say)
+            if claim is not None or not getattr(self.opts, "wait", False):
+                if claim is None:
+                    held = holder(folder)
+                    self.say(f"skipped {cell.id}: being trained by {held.describe() if held else 'another run'} "
+                             "(bench run --wait waits for it)")
+                return claim
+            held = holder(folder)
+            self.say(f"waiting for {cell.id}: being trained by {held.describe() if held else 'another run'}")
+            # a signal ends the wait at once, with no claim taken (the caller sees stop.signum)
+            return wait_for(folder, stale_after=self.opts.stale_after, poll=2.0, log=self.say, stop=self.stop)
+        except OSError as e:
+            if e.errno in ENV_ERRNOS:
+                raise env_error(e, f"{cell.id}: cannot claim {folder}") from None
+            raise
 
     def run(self, cell) -> Record | None:
         """Claim, train, record, release; None when another live process holds the cell, or this

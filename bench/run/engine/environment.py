@@ -17,11 +17,12 @@ from ..config.matrix import Cell
 from ..config.precision import lightning_precision
 
 
-def build_loggers(names, folder: Path):
+def build_loggers(names, folder: Path, held=None):
+    """The cell's Lightning loggers; ``held`` (the claim's check) guards every write of the curve."""
     loggers = []
     for name in names:
         if name == "csv":
-            loggers.append(CurveLogger(folder))  # -> folder/metrics.csv, continued across resumes
+            loggers.append(CurveLogger(folder, held))  # -> folder/metrics.csv, continued across resumes
         elif name == "tensorboard":
             from lightning.pytorch.loggers import TensorBoardLogger
             loggers.append(TensorBoardLogger(folder, name="tb", version=""))
