@@ -111,13 +111,12 @@ def add_name(p) -> None:
 
 
 def run_name(args, matrix) -> str:
-    """The results folder name: --name, else the matrix's name; one path component."""
+    """The results folder name: --name, else the matrix's name (checked when the matrix was loaded);
+    one path component inside --out."""
+    from ..run.config.matrix import folder_name
+
     name = getattr(args, "name", None)
-    if name is None:
-        return matrix.name
-    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
-        raise ConfigError(f"--name takes a folder name (no '/', not '.' or '..'), got {name!r}")
-    return name
+    return matrix.name if name is None else folder_name(name, "--name")
 
 
 def add_progress_every(p) -> None:
@@ -181,6 +180,9 @@ def target_folder(args) -> Path:
 
     if args.target and Path(args.target).is_dir():
         return Path(args.target)
+    if args.target and Path(args.target).is_file() and Path(args.target).suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"{args.target} is a file, not a results folder: name a results folder, or a matrix (a name "
+                          "in configs/matrix/ or a .yaml file)")
     if args.target and "/" not in args.target and (Path(args.results_root) / args.target).is_dir():
         return Path(args.results_root) / args.target
     return Path(args.results_root) / load_matrix(args.target).name

@@ -17,7 +17,7 @@ import yaml
 
 from models import SCHEMES, TransformerConfig, check_choice
 
-from ...errors import ConfigError
+from ...errors import ConfigError, short
 from .schema import SECTIONS, DataConfig, RunConfig, TrainConfig
 from .fields import fields, typed
 from ...resources import configs_dir
@@ -42,7 +42,7 @@ def split_norm(name) -> dict:
     """'pre', 'pre+gpas', ... -> {model.scheme, model.gpas}."""
     scheme, _, suffix = str(name).partition("+")
     if suffix not in ("", "gpas"):
-        raise ConfigError(f"bad norm scheme {name!r}: the only suffix is '+gpas' (e.g. 'pre+gpas')")
+        raise ConfigError(f"bad norm scheme {short(name)}: the only suffix is '+gpas' (e.g. 'pre+gpas')")
     return {"model.scheme": check_choice("norm scheme", scheme, norm_names()), "model.gpas": suffix == "gpas"}
 
 
@@ -71,23 +71,74 @@ def set_norm(cfg: RunConfig, name: str) -> None:
 
 # ---- preset files ------------------------------------------------------------------------------
 
+MAX_YAML_BYTES = 1 << 20  # a matrix or config file is a screenful; more is a mistake or an attack
+MAX_YAML_VALUES = 20_000  # values once aliases are expanded: a matrix of 10^4 axis values is already absurd
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that counts a document's values with every alias expanded, on the composed node
+    graph before anything is built, and refuses more than MAX_YAML_VALUES: a 'billion laughs' (aliases
+    of aliases) fails at once instead of filling memory."""
+
+    def construct_document(self, node):
+        _expanded(node)
+        return super().construct_document(node)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _expanded(root) -> int:
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _TooLarge("an alias refers to itself")
+        active.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            n = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            n = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            n = 1
+        active.discard(key)
+        if n > MAX_YAML_VALUES:
+            raise _TooLarge(f"its aliases expand to more than {MAX_YAML_VALUES:,} values")
+        sizes[key] = n
+        return n
+
+    return size(root)
+
+
 def load_yaml(path) -> dict:
-    """A YAML file's content, cached until the file changes; one line for a missing, non-UTF-8 or
-    malformed file."""
+    """A YAML file's content, cached until the file changes; one line for a missing, non-UTF-8,
+    malformed or oversized file (bounded in bytes and in values with aliases expanded)."""
     from pathlib import Path
 
     try:
-        stamp = Path(path).stat().st_mtime_ns
+        st = Path(path).stat()
     except OSError:
         raise ConfigError(f"file not found: {path}") from None
-    return _load_yaml(Path(path), stamp)
+    if st.st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path} is {st.st_size:,} bytes, more than the {MAX_YAML_BYTES:,} a matrix or config "
+                          "file may hold")
+    return _load_yaml(Path(path), st.st_mtime_ns)
 
 
 @cache
 def _load_yaml(path, stamp: int) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f) or {}
+            return yaml.load(f, Loader=_BoundedLoader) or {}  # noqa: S506 - a SafeLoader
+    except _TooLarge as e:
+        raise ConfigError(f"{path}: {e}; refused (write the values out, or use fewer aliases)") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     except yaml.YAMLError as e:
@@ -156,7 +207,7 @@ def _preset_parts(scale: str, recipe: str, scales_id: int, recipes_id: int) -> d
     _put(parts, {"scale": scale, "recipe": recipe})
     for kind, name, table in (("scale", scale, scales()), ("recipe", recipe, recipes())):
         for key, value in flatten(table[name]).items():
-            _put(parts, setting(key, value, f"{kind} {name!r}"))
+            _put(parts, setting(key, value, f"{kind} {short(name)}"))
     return parts
 
 
@@ -228,5 +279,5 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"data.bpe_vocab_size must be at least 257 (the 256 bytes + merges), got {d.bpe_vocab_size}")
     for name in d.eval:
         if name in EVAL_RESERVED or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"data.eval name {name!r} must be letters, digits, '_' or '-' and not one of "
+            raise ConfigError(f"data.eval name {short(name)} must be letters, digits, '_' or '-' and not one of "
                               f"{', '.join(EVAL_RESERVED)}")
