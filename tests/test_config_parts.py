@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.run import data_checks as checks, matrix as matrix_mod, presets
+from bench.run.config import data_checks as checks, matrix as matrix_mod, presets
 from bench.errors import ConfigError
 from bench.run.config.schema import DataConfig
 from bench.run.config.presets import resolve

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, short
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -84,7 +84,7 @@ def cells_from(args: argparse.Namespace):
     only = {k: v for k, v in only.items() if v}
     if "seed" in only:
         if not all(s.lstrip("-").isdigit() for s in only["seed"]):
-            raise ConfigError(f"--seed takes comma-separated integers, got {args.seed!r}")
+            raise ConfigError(f"--seed takes comma-separated integers, got {short(args.seed)}")
         only["seed"] = [int(s) for s in only["seed"]]
     overrides = overrides_from(args)
     if "," in str(overrides.get("model.ffn") or ""):  # --model.ffn moe,dense: an axis, not one value
@@ -151,8 +151,10 @@ def add_run_options(p) -> None:
 
 def run_options(args):
     """RunOptions from the run options; --out resolved against the caller's working directory."""
+    from ..run.engine.claims import check_stale_after
     from ..run.engine.runner import RunOptions
 
+    check_stale_after(getattr(args, "stale_after", 300.0))  # here, once: not in every --workers child
     out = Path(args.out).expanduser().absolute()
     existing = next(p for p in (out, *out.parents) if p.exists())
     if not existing.is_dir():

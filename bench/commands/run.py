@@ -57,17 +57,23 @@ def main(args) -> int:
 
 def finish_run(matrix_name: str, cells, ran, opts) -> int:
     """The leaderboard of the whole matrix folder, and the exit status of this run's cells."""
+    from ..atomic import remove_old_temps
     from ..console import err, out
     from ..results.leaderboard import render_rich, write_tables
     from ..results.records import load_records
 
     folder = opts.out / matrix_name
+    remove_old_temps(folder)  # left by a table or report write that was killed
     records, problems = load_records(folder)  # the whole matrix folder: a filtered run loses no rows
     ids = {c.id for c in cells}
     render_rich([r for r in records if r.id in ids] or ran, out, matrix_name)
     report_problems(p for p in problems if p.path.parent.name not in ids)
-    for path in write_tables(folder, records, matrix_name, console=err):
-        out.print(f"wrote {path}")
+    try:
+        for path in write_tables(folder, records, matrix_name, console=err):
+            out.print(f"wrote {path}")
+    except OSError as e:  # the records are safe; only the leaderboard files are not written
+        err.print(f"[yellow]warning:[/] could not write the leaderboard in {folder}: {e.strerror or e}; "
+                  "`bench table` writes it later", highlight=False, soft_wrap=True)
     done = {r.id for r in ran}
     skipped = sorted(ids - done)
     if skipped:

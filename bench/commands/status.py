@@ -18,6 +18,14 @@ def add_parser(sub):
     add_out(p, "results folder")
     add_name(p)
     p.add_argument("--json", action="store_true", help='print {"cells": [{"id", "state", "slurm_job", ...}]}')
+    p.add_argument("--clean", action="store_true",
+                   help="first remove what killed runs left: stale claims and temp files of every cell no live run "
+                        "holds, the checkpoints of finished cells, the matrix folder's temp files older than an hour "
+                        "and --workers launch folders untouched for a week")
+    p.add_argument("--keep-checkpoints", action="store_true", help="with --clean: keep finished cells' checkpoints")
+    p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
+                   help="with --clean: a claim whose holder cannot be checked from here (another host or pid "
+                        "namespace) is stale after this long without a heartbeat")
     add_overrides(p)  # the same overrides as the run: they are part of each cell's id
     return p
 
@@ -30,6 +38,11 @@ def main(args) -> int:
 
     matrix, cells = cells_from(args)
     name = run_name(args, matrix)
+    if args.clean:
+        from ..launch.status import clean
+
+        for line in clean(Path(args.out), name, cells, args.stale_after, args.keep_checkpoints):
+            out.print(line, highlight=False)
     rows = cell_states(Path(args.out), name, cells)
     if args.json:
         print(json.dumps({"matrix": name, "cells": rows}, indent=2))

@@ -69,5 +69,9 @@ def main(args) -> int:
         print(to_csv(records, args.target_loss, curves), end="")
     else:
         render_rich(records, out, title, args.baseline, args.target_loss, curves, at)
-    write_tables(target, records, title, args.baseline, args.target_loss, console=err, at=at)
+    try:
+        write_tables(target, records, title, args.baseline, args.target_loss, console=err, at=at)
+    except OSError as e:  # a read-only or full results folder: the table above stands, unsaved
+        err.print(f"[yellow]warning:[/] could not save leaderboard.md / leaderboard.csv in {target}: "
+                  f"{e.strerror or e}; the table above is not saved", highlight=False, soft_wrap=True)
     return 0

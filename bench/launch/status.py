@@ -15,8 +15,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..results.records import cell_dir
-from ..run.engine.claims import holder
+from ..atomic import remove_old_temps
+from ..results.records import DONE, cell_dir
+from ..run.engine.cell import tidy
+from ..run.engine.claims import check_stale_after, holder
 from .slurm import load_jobs
 
 
@@ -81,3 +83,24 @@ def cell_states(out: Path, matrix_name: str, cells) -> list[dict]:
         rows.append({"id": c.id, "state": state, "record": rec, "slurm_job": job_id, "slurm_state": slurm or None,
                      "holder": claim.describe() if claim is not None else None})
     return rows
+
+
+def clean(out: Path, matrix_name: str, cells, stale_after: float, keep_checkpoints: bool) -> list[str]:
+    """`bench status --clean`: what killed runs left, removed; one line per thing removed."""
+    from .workers import prune_launches
+
+    check_stale_after(stale_after)
+    lines = []
+    for c in cells:
+        folder = cell_dir(out, matrix_name, c.id)
+        cleaned = tidy(folder, stale_after, keep_checkpoints, done=raw_status(folder) in DONE)
+        if cleaned:
+            lines.append(f"{c.id}: removed {cleaned}")
+    matrix_folder = Path(out) / matrix_name
+    temps = remove_old_temps(matrix_folder) if matrix_folder.is_dir() else []
+    if temps:
+        lines.append(f"{matrix_name}: removed {len(temps)} temp file(s) left by killed writers")
+    pruned = prune_launches(matrix_folder / ".workers")
+    if pruned:
+        lines.append(f"{matrix_name}: removed {len(pruned)} --workers launch folder(s) untouched for a week")
+    return lines

@@ -93,9 +93,12 @@ def long_rows(records: list[Record], target: float | None = None, curves: dict |
         if target is not None:
             curve = (curves or {}).get(r.id)
             ttt = time_to_target(r, curve, target)
+            readable = bool(curve) and "val/loss" in curve  # a garbled metrics.csv reads, but not as a curve
             row.update(tokens_to_target=ttt.tokens, seconds_to_target=ttt.seconds,
                        seconds_estimated=ttt.seconds_estimated, steps_to_target=ttt.step,
-                       target_reached=ttt.reached if curve else None)
+                       target_reached=ttt.reached if readable else None,
+                       curve_unreadable=not readable and r.path is not None
+                       and (r.path.parent / "metrics.csv").exists())
         rows.append(row)
     rows.sort(key=lambda x: (x["status"] != "ok", x["val_ppl"] if x["val_ppl"] is not None else math.inf))
     for i, row in enumerate(rows, 1):  # an unfinished cell (failed, interrupted, oom, diverged) has no rank
@@ -263,7 +266,9 @@ def fmt_cell(row: dict, col: str) -> str:
     estimated time with '~'."""
     if col in TARGET_COLUMNS:
         if row.get("target_reached") is None:
-            return "no curve" if row.get("status") == "ok" else "-"
+            if row.get("status") != "ok":
+                return "-"
+            return "curve unreadable" if row.get("curve_unreadable") else "no curve"
         if not row["target_reached"]:
             return "not reached"
         if col == "seconds_to_target" and row["seconds_to_target"] is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from ...errors import ConfigError, short, short_text
+from .yaml_files import load_yaml
 
 CONFIG_HELP = ("a YAML or JSON file of overrides by section (e.g. {train: {lr: 0.002}, model: {activation: gelu}}); "
                "applied where it stands among the --section.field options: later wins")
@@ -130,8 +131,6 @@ def typed(path: str, value):
 def config_file(path: str) -> dict:
     """The overrides in a --config file, by dotted path; one line for a bad file or value."""
     from argparse import ArgumentError
-
-    from .presets import load_yaml
 
     load_yaml(path)  # bounded: a 'billion laughs' or an oversized file is one line before jsonargparse reads it
     try:

@@ -33,7 +33,8 @@ from ...resources import configs_dir
 from .data_checks import check
 from .schema import RunConfig
 from .fields import all_fields
-from .presets import load_yaml, norm_names, resolve, scales
+from .presets import norm_names, resolve, scales
+from .yaml_files import load_yaml
 
 MATRIX_DIR = configs_dir() / "matrix"
 MATRIX_KEYS = ("name", "description", "fixed", "axes", "exclude", "plugins")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import typing
 from functools import cache, lru_cache
 
-import yaml
 
 from models import SCHEMES, TransformerConfig, check_choice
 
@@ -22,10 +21,12 @@ from .schema import SECTIONS, DataConfig, RunConfig, TrainConfig
 from .fields import fields, typed
 from ...resources import configs_dir
 from .precision import FP8
+from .yaml_files import load_yaml
 
 ALIASES = {"activation": "model.activation"}
 PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "transformer-engine") + FP8
-EVAL_RESERVED = ("train", "val", "ood")  # datamodules' split names (a test holds them equal)
+EVAL_RESERVED = ("train", "val", "ood")
+MAX_SEED = 2**32 - 1  # datamodules' split names (a test holds them equal)
 
 
 def norm_names() -> list[str]:
@@ -70,84 +71,6 @@ def set_norm(cfg: RunConfig, name: str) -> None:
 
 
 # ---- preset files ------------------------------------------------------------------------------
-
-MAX_YAML_BYTES = 1 << 20  # a matrix or config file is a screenful; more is a mistake or an attack
-MAX_YAML_VALUES = 20_000  # values once aliases are expanded: a matrix of 10^4 axis values is already absurd
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that counts a document's values with every alias expanded, on the composed node
-    graph before anything is built, and refuses more than MAX_YAML_VALUES: a 'billion laughs' (aliases
-    of aliases) fails at once instead of filling memory."""
-
-    def construct_document(self, node):
-        _expanded(node)
-        return super().construct_document(node)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _expanded(root) -> int:
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
-
-    def size(node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in active:
-            raise _TooLarge("an alias refers to itself")
-        active.add(key)
-        if isinstance(node, yaml.SequenceNode):
-            n = 1 + sum(size(child) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            n = 1 + sum(size(k) + size(v) for k, v in node.value)
-        else:
-            n = 1
-        active.discard(key)
-        if n > MAX_YAML_VALUES:
-            raise _TooLarge(f"its aliases expand to more than {MAX_YAML_VALUES:,} values")
-        sizes[key] = n
-        return n
-
-    return size(root)
-
-
-def load_yaml(path) -> dict:
-    """A YAML file's content, cached until the file changes; one line for a missing, non-UTF-8,
-    malformed or oversized file (bounded in bytes and in values with aliases expanded)."""
-    from pathlib import Path
-
-    try:
-        st = Path(path).stat()
-    except OSError:
-        raise ConfigError(f"file not found: {path}") from None
-    if st.st_size > MAX_YAML_BYTES:
-        raise ConfigError(f"{path} is {st.st_size:,} bytes, more than the {MAX_YAML_BYTES:,} a matrix or config "
-                          "file may hold")
-    return _load_yaml(Path(path), st.st_mtime_ns)
-
-
-@cache
-def _load_yaml(path, stamp: int) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=_BoundedLoader) or {}  # noqa: S506 - a SafeLoader
-    except _TooLarge as e:
-        raise ConfigError(f"{path}: {e}; refused (write the values out, or use fewer aliases)") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to read") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"malformed YAML at {where}: {getattr(e, 'problem', e)}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-
 
 def _presets(name: str) -> dict[str, dict]:
     path = configs_dir() / f"{name}.yaml"
@@ -256,6 +179,8 @@ def pure_vocab_size(parts: dict[str, dict]) -> int:
 def validate(cfg: RunConfig) -> None:
     """The settings a run cannot start with that the config alone shows, each as one clear line."""
     t, d = cfg.train, cfg.data
+    if not 0 <= cfg.seed <= MAX_SEED:  # what the random generators take (numpy, Lightning's seed_everything)
+        raise ConfigError(f"seed must lie in [0, {MAX_SEED}], got {cfg.seed}")
     check_choice("optimizer", t.optimizer, ["adamw", "adam"])
     check_choice("precision", t.precision, PRECISIONS)
     for name, choices in (("compile", ["auto", "true", "false", "regional", "whole"]),

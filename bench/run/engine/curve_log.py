@@ -74,7 +74,11 @@ def truncate_after(path: Path, step: int) -> None:
     if not path.exists():
         return
     rows, _ = read_rows(path)
-    kept = [r for r in rows if _step(r) < step]
+    kept, seen = [], set()
+    for r in sorted((r for r in rows if _step(r) < step), key=_step):  # stable: a step's rows keep their order
+        if _signature(r) not in seen:  # rows planted out of order or twice go: each step once, in order
+            seen.add(_signature(r))
+            kept.append(r)
     atomic_write(path, _render(kept, columns(kept), True) if kept else "")
 
 
