@@ -2,7 +2,7 @@
 claims) and, for cells submitted with `bench submit`, the scheduler (squeue; sacct when the cluster
 keeps accounting).
 
-States: done (ok/diverged record), failed (failed/oom record), running (a live claim, or a
+States: done (a usable ok/diverged record), failed (failed/oom record), running (a live claim, or a
 running SLURM task), queued (a pending SLURM task), interrupted (a record left 'running' or
 'interrupted' with no live holder: resumable), stale claim (its holder is dead: taken over by the
 next run), not started.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..atomic import remove_old_temps
 from ..results.records import DONE, cell_dir
-from ..run.engine.cell import tidy
+from ..run.engine.cell import record_of, tidy
 from ..run.engine.claims import check_stale_after, holder
 from .slurm import load_jobs
 
@@ -64,7 +64,7 @@ def cell_states(out: Path, matrix_name: str, cells) -> list[dict]:
         rec, claim = raw_status(folder), holder(folder)
         job_id = jobs.get(c.id)
         slurm = sched.get(job_id, "") if job_id else ""
-        if rec in ("ok", "diverged"):
+        if rec in DONE and record_of(folder) is not None:  # a record that cannot be used is trained again
             state = "done"
         elif claim is not None and not claim.is_stale():
             state = "running"
@@ -93,7 +93,7 @@ def clean(out: Path, matrix_name: str, cells, stale_after: float, keep_checkpoin
     lines = []
     for c in cells:
         folder = cell_dir(out, matrix_name, c.id)
-        cleaned = tidy(folder, stale_after, keep_checkpoints, done=raw_status(folder) in DONE)
+        cleaned = tidy(folder, stale_after, keep_checkpoints, done=getattr(record_of(folder), "status", None) in DONE)
         if cleaned:
             lines.append(f"{c.id}: removed {cleaned}")
     matrix_folder = Path(out) / matrix_name
