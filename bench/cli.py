@@ -12,7 +12,7 @@ from .commands.common import HelpFormatter
 from .errors import ConfigError, Interrupted
 
 COMMANDS = ("list", "plan", "run", "table", "overhead", "sweep", "ladder", "cost", "report", "eval", "data", "check",
-            "submit", "status", "compare")
+            "status", "compare")
 PLUGIN_HELP = ("import MODULE (a dotted name or a .py path) first: it registers its own activations, schemes, norms "
                "or probes (repeatable; see docs/plugins.md). Installed packages' 'llm_arch_bench.plugins' entry "
                "points and $BENCH_PLUGINS are loaded too")
@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     named = [a for i, a in enumerate(argv) if a in COMMANDS and (i == 0 or argv[i - 1] != "--plugin")]
     args = build_parser(named[0] if named else "").parse_args(argv)
-    args.argv = argv  # the command line a --workers child records
+    args.argv = argv  # the command line every record keeps, whichever process trains the cell
     from models import UnknownName
+    from rich.markup import escape
 
     from .console import err
     from .plugins import export_env, load_entry_points, load_env, load_plugins
@@ -57,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's exit
         return code
-    except (ConfigError, UnknownName) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    except (ConfigError, UnknownName) as e:  # escaped: "pip install 'llm-arch-bench[extras]'" is no markup
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     except Interrupted as e:  # the cell was saved and recorded as `interrupted`
-        err.print(f"[bold yellow]stopped:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold yellow]stopped:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return e.exit_code
     except BrokenPipeError:  # `bench plan --json | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

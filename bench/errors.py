@@ -1,4 +1,19 @@
-"""The errors every bench command turns into one line: ConfigError (exit 2), Interrupted (128 + signal)."""
+"""The errors every bench command turns into one line: ConfigError (exit 2), Interrupted (128 + signal); and
+``need``, the one line for an optional package a command needs and this environment lacks."""
+
+import importlib.util
+import sys
+
+# Optional packages: top-level module -> (distribution, the pyproject.toml extra that installs it). Each serves
+# one command or setting and is imported only there, so a missing one fails that command, never a cell's
+# training (tests/test_optional_packages.py checks both, and that each extra holds its distribution).
+OPTIONAL = {
+    "submitit": ("submitit", "extras"),  # --slurm (SLURM job arrays)
+    "jinja2": ("jinja2", "extras"),  # bench report's page
+    "matplotlib": ("matplotlib", "extras"),  # bench report's figures
+    "lm_eval": ("lm-eval", "eval"),  # bench eval
+    "torchao": ("torchao", "gpu"),  # train.precision fp8*
+}
 
 
 class ConfigError(ValueError):
@@ -33,3 +48,16 @@ def short_text(text: str, limit: int = 300) -> str:
     """A message from elsewhere (a library's error) cut to one short line."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def install_hint(module: str, what: str) -> str:
+    """'<what> needs <distribution>: pip install ...' for an optional package (a key of OPTIONAL)."""
+    dist, extra = OPTIONAL[module]
+    return f"{what} needs {dist}: pip install 'llm-arch-bench[{extra}]'"
+
+
+def need(module: str, what: str) -> None:
+    """A ConfigError (one line, exit 2) naming the extra to install when optional ``module`` is not installed.
+    Imports nothing: the caller imports it where it uses it (lm-eval must see its settings first)."""
+    if module not in sys.modules and importlib.util.find_spec(module) is None:
+        raise ConfigError(install_hint(module, what))

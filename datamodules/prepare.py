@@ -46,7 +46,6 @@ from .corpus import SPLIT_SEED, CorpusError
 from .tokenizers import ByteTokenizer, Tokenizer, load_tokenizer
 
 FORMAT = "llm-arch-bench/prepared/v1"
-TEXT_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 COMPRESSION = (".gz", ".xz", ".zst")
 ENCODE_BATCH = 256  # documents per tokenizer call
 COUNTS = ("documents", "tokens", "rows", "val_documents", "val_tokens", "val_rows", "bytes")

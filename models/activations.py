@@ -148,16 +148,6 @@ def polyrelu(x, weight, bias):
     return out
 
 
-def rms_normalize(u: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """u / sqrt(mean(u^2) + eps) over the last dim: no centering, no gain (PolyCom code)."""
-    return u * torch.rsqrt(u.square().mean(-1, keepdim=True) + eps)
-
-
-def l2_normalize(u: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """u / sqrt(sum(u^2) + eps): the PolyCom paper's text form, sqrt(h) times smaller."""
-    return u * torch.rsqrt(u.square().sum(-1, keepdim=True) + eps)
-
-
 def polynorm(x, weight, bias, form: str = "rms", eps: float = 1e-6):
     """sum_p c_p x^p + bias with c_p = weight[r-p] / sqrt(mean(x^2p) + eps), in fp32, returned in x's dtype.
 

@@ -23,7 +23,7 @@ def one(how: str, scale: str, layers: int, batch: int) -> dict:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from bench.run import compiling
+    from bench.run.engine import compiling
     from bench.run.config.presets import resolve
     from bench.run.engine.module import LMModule
 

@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Download, on a CPU machine with pip, exactly the wheels the bare GPU image (Python 3.12, torch,
-# lightning, numpy, rich, tokenizers, safetensors; no network) lacks for scripts/device-check.sh:
-# litdata and its import-time needs boto3 and requests with theirs, and torchao. No scipy: the
-# check does not need it. Into .whl/ (git-ignored), at most about 40 MiB; one version of each.
-#   scripts/device-wheels.sh [DIR]        (TORCHAO_VERSION overrides torchao's pin)
+# Download, on a CPU machine with pip, exactly the wheels scripts/device-check.sh needs on the bare GPU image
+# (no network there): what the harness needs minus what the image holds (scripts/gpu-image-packages.txt),
+# each at the version installed in this environment (scripts/gpu_image.py derives the list). Into .whl/
+# (git-ignored), one version of each; fails when the project and the wheels together reach 60 MiB.
+#   scripts/device-wheels.sh [DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${1:-.whl}"
-mkdir -p "$DIR"
 PY="${PYTHON:-python3}"
+[ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python  # the tested environment's versions
+mapfile -t WHEELS < <("$PY" scripts/gpu_image.py wheels)
+(( ${#WHEELS[@]} )) || { echo "error: scripts/gpu_image.py named no wheel" >&2; exit 1; }
+mkdir -p "$DIR"
+rm -f "$DIR"/*.whl  # two versions of one package stop the whole install there
 PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
            --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
-WHEELS=(
-  "litdata==0.2.76"                     # the pinned version (install.sh)
-  "boto3==1.44.8" "botocore==1.44.8" "s3transfer==0.19.3" "jmespath==1.1.0" "python-dateutil==2.9.0.post0"
-  "six==1.17.0"                         # boto3 and its own needs
-  "requests==2.34.2" "urllib3==2.8.0" "idna==3.20" "certifi==2026.10.19.post1" "charset-normalizer==3.5.3"
-  "torchao==${TORCHAO_VERSION:-0.18.0}"
-)
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${PLATFORMS[@]}" -d "$DIR" "${WHEELS[@]}"
-size=$(du -sm "$DIR" | cut -f1)
-echo "$(ls "$DIR"/*.whl | wc -l) wheels, ${size} MiB in $DIR"
-if (( size > 40 )); then echo "error: $DIR holds ${size} MiB, over the 40 MiB the device call can carry" >&2; exit 1; fi
+wheels=$(du -cb "$DIR"/*.whl | tail -1 | cut -f1)
+project=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 2^20 }'; }
+echo "${#WHEELS[@]} wheels (${WHEELS[*]}): $(mib "$wheels") MiB in $DIR; with the project's $(mib "$project") MiB:" \
+     "$(mib $(( wheels + project ))) MiB to carry"
+if (( wheels + project >= 60 * 2**20 )); then
+  echo "error: the project and $DIR reach 60 MiB, too near the 64 MiB a device call carries" >&2; exit 1
+fi

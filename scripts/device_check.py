@@ -7,7 +7,7 @@ the results folder) as soon as it has something: `probe`, `overhead`, `cost`, `s
     python scripts/device_check.py summary OUT
 
 --dry-run: nano scale, tiny step counts, CPU allowed (CI runs it so the script cannot rot).
-Imports nothing of bench.results' statistics (scipy is not on the GPU image).
+A part exits 1 when any of its rows failed (each failure printed as one line); its file keeps the rest.
 """
 
 from __future__ import annotations
@@ -110,7 +110,25 @@ def fast_vs_reference(dev, d_model: int, hidden: int, tokens: int) -> dict:
         try:
             out[name] = compare(ref, fast, a, u)
         except Exception as e:  # noqa: BLE001 - one failing kernel must not hide the others
-            out[name] = {"error": f"{type(e).__name__}: {e}"}
+            out[name] = {"error": failure(e)}
+    return out
+
+
+def failure(e: Exception) -> str:
+    """One line for a row's result, printed too (device-check.sh reports a failed part's last such line)."""
+    line = " ".join(f"{type(e).__name__}: {e}".split())
+    print(line, file=sys.stderr)
+    return line
+
+
+def peaks(dev: torch.device, name: str) -> dict:
+    """The MFU peak of each precision the check reports, chosen by the device name it prints."""
+    from bench.run.engine.system import available_flops
+
+    out = {}
+    for precision in ("bf16-true", "bf16-mixed", "fp8"):
+        peak, basis = available_flops(dev, precision, name=name)
+        out[f"mfu_peak_{precision}"] = {"flops": peak, "basis": basis}
     return out
 
 
@@ -130,16 +148,15 @@ def compare(ref, fast, a, u) -> dict:
             "reference_bf16_ms": 1e3 * timed(step(ref), 5), "fast_bf16_ms": 1e3 * timed(step(fast), 5)}
 
 
-def probe(out: Path, args) -> None:
+def probe(out: Path, args) -> int:
     from bench.run.config.presets import resolve
-    from bench.run.engine.system import available_flops, cpu_matmul_peak, cuda_matmul_peak, device_name
+    from bench.run.engine.system import cpu_matmul_peak, cuda_matmul_peak, device_name
 
     dev = device()
     res = {"versions": versions(), "device": device_name(dev), "torch_threads": torch.get_num_threads()}
+    print(f"device: {res['device']}")
     atomic_write_json(out / "probe.json", res)  # something survives even a crash below
-    for precision in ("bf16-true", "bf16-mixed", "fp8"):
-        peak, basis = available_flops(dev, precision)
-        res[f"mfu_peak_{precision}"] = {"flops": peak, "basis": basis}
+    res.update(peaks(dev, res["device"]))
     if dev.type == "cuda":
         res["capability"] = list(torch.cuda.get_device_capability(dev))
         res["measured_bf16_matmul_flops"] = cuda_matmul_peak(dev, torch.bfloat16, n=1024 if args.dry_run else 8192)
@@ -152,9 +169,10 @@ def probe(out: Path, args) -> None:
     tokens = 256 if args.dry_run else BATCH * m.block_size // 4
     res["fast_vs_reference"] = fast_vs_reference(dev, m.d_model, m.intermediate_size or m.ref_intermediate_size, tokens)
     atomic_write_json(out / "probe.json", res)
+    return sum("error" in r for r in res["fast_vs_reference"].values())
 
 
-def overhead(out: Path, args) -> None:
+def overhead(out: Path, args) -> int:
     from bench.run.config.presets import resolve
     from bench.run.config.matrix import Cell, cell_id
     from bench.run.tools.overhead import measure
@@ -165,6 +183,7 @@ def overhead(out: Path, args) -> None:
     res = {"scale": args.scale, "steps": args.steps, "settings": settings, "compile": cfg.train.compile}
     res.update(measure(Cell(cell_id(cfg, {}), cfg, ()), repeats=1))
     atomic_write_json(out / "overhead.json", res)
+    return 0
 
 
 def overrides(args) -> dict:
@@ -173,7 +192,7 @@ def overrides(args) -> dict:
     return {"recipe": "gpas", "train.batch_size": BATCH}
 
 
-def cost(out: Path, args) -> None:
+def cost(out: Path, args) -> int:
     """Row after row, the file rewritten after each: a timeout loses only the row it interrupts."""
     from bench.run.tools.cost import add_ratios, measure_row
 
@@ -187,13 +206,14 @@ def cost(out: Path, args) -> None:
                 rows.append(measure_row(settings, args.steps, args.warmup))
             except Exception as e:  # noqa: BLE001 - an OOM or a kernel failure is a row's result
                 rows.append({"scale": args.scale, "activation": act, "kernels": kernels,
-                             "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]})
+                             "error": failure(e), "traceback": traceback.format_exc()[-2000:]})
             done = [r for r in rows if "error" not in r]
             add_ratios(done)
             atomic_write_json(path, {"scale": args.scale, "steps": args.steps, "warmup": args.warmup, "rows": rows})
+    return sum("error" in r for r in rows)
 
 
-def summary(out: Path, args) -> None:
+def summary(out: Path, args) -> int:
     """One table of everything that finished, printed and written as summary.md."""
     def load(name):
         p = out / name
@@ -234,6 +254,7 @@ def summary(out: Path, args) -> None:
     text = "\n".join(lines) + "\n"
     atomic_write(out / "summary.md", text)
     print(text)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -252,8 +273,8 @@ def main(argv=None) -> int:
         args.scale = "nano"
         torch.set_num_threads(min(2, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
-    {"probe": probe, "overhead": overhead, "cost": cost, "summary": summary}[args.part](args.out, args)
-    return 0
+    failed = {"probe": probe, "overhead": overhead, "cost": cost, "summary": summary}[args.part](args.out, args)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

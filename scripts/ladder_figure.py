@@ -19,12 +19,12 @@ def main(argv=None) -> int:
     p.add_argument("--predict", type=float, default=None, metavar="N", help="draw the laws out to N parameters")
     args = p.parse_args(argv)
     from bench.atomic import atomic_write
-    from bench.results.figures.ladder import fig_ladder, ladder_records
-    from bench.results.ladder import ladder_points, ladder_view
+    from bench.results.figures.compare import fig_laws
     from bench.results.records import load_records
+    from bench.results.stats.laws import fit_laws, ladder_records, law_points
 
     records = ladder_records(load_records(args.folder)[0])
-    b64 = fig_ladder(ladder_view(records, args.predict), ladder_points(records)) if records else None
+    b64 = fig_laws(fit_laws(records, args.predict), law_points(records)) if records else None
     if not b64:
         print(f"error: no fitted ladder in {args.folder} (records tagged with a rung size N, 2+ sizes per group)",
               file=sys.stderr)

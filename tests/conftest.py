@@ -33,6 +33,7 @@ def restore_registries(monkeypatch):
     test in the same process."""
     from bench import plugins
     from bench.run.config.probes import PROBES
+    from bench.run.engine.probes import registry  # noqa: F401 - the built-in probes, registered at import, stay
     from models import ACTIVATIONS, GPAS_EXTENSIONS, NORMS, SCHEMES
 
     regs = (ACTIVATIONS, SCHEMES, NORMS, PROBES)

@@ -99,17 +99,22 @@ RUN_CASES = {
     "out is a file, workers": (["--out", "{file}", "--workers", "2"], ["is a file, not a folder"]),
     "name with a slash": (["--out", "{dir}", "--name", "a/b"], ["--name takes a folder name"]),
     "name dot dot": (["--out", "{dir}", "--name", ".."], ["--name takes a folder name"]),
+    "workers not a count": (["--out", "{dir}", "--workers", "two"], ["--workers takes a positive integer or 'auto'"]),
+    "workers zero": (["--out", "{dir}", "--workers", "0"], ["--workers takes a positive integer or 'auto'"]),
+    "no device per cell": (["--out", "{dir}", "--devices-per-cell", "0"], ["--devices-per-cell must be at least 1"]),
+    "slurm and workers": (["--out", "{dir}", "--slurm", "--workers", "2"], ["choose one"]),
+    "a SLURM resource without --slurm": (["--out", "{dir}", "--time", "5"], ["--time is a SLURM resource",
+                                                                             "add --slurm"]),
 }
 
 
 @pytest.mark.parametrize("name", RUN_CASES)
-@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("command", ["run", "sweep", "ladder"])
 def test_bad_run_option_is_one_clear_line(name, command, capsys, tmp_path):
+    """Every command that trains takes the same run and launch options, checked alike."""
     argv, needles = RUN_CASES[name]
     (tmp_path / "file").write_text("x")
     argv = [a.format(file=tmp_path / "file", dir=tmp_path / "out") for a in argv]
-    if command == "sweep" and "--workers" in argv:
-        pytest.skip("sweep has no --workers")
     code, err = run_cli(capsys, command, "--scale", "nano", "--activation", "swiglu", "--norm", "pre", *argv)
     assert code == 2
     assert_one_line(err, *needles)

@@ -19,8 +19,10 @@ import models.activations
 import models.gpas
 import models.schemes
 from bench.commands import check as check_command
-from bench.run import check
-from bench.run.tools.check.cells import BASELINE
+from bench.run.tools.check.cells import (BASELINE, DEFAULT_STEPS, MEASURED, UNTRAINED, all_cells, cell_name, moe_cells,
+                                         settings)
+from bench.run.tools.check.compare import compare_cell, tolerance
+from bench.run.tools.check.train import load_data, run_cells
 from bench.errors import ConfigError
 from bench.run.config.presets import norm_names
 from models import ACTIVATIONS, SCHEMES, UnknownName
@@ -53,11 +55,11 @@ def test_committed_baseline_covers_every_registry_cell():
     expected = [f"{a}/{n}" for a in ACTIVATIONS for n in norm_names()]
     assert len(expected) == len(ACTIVATIONS) * len(SCHEMES) * 2
     assert "swiglu/post+gpas" in expected  # the extension is checked too
-    assert [check.cell_name(a, n) for a, n in check.all_cells()] == expected
+    assert [cell_name(a, n) for a, n in all_cells()] == expected
     moe = [f"{a}/{n}@moe" for a in ("swiglu", "polynorm", "powlu") for n in ("pre", "pre+gpas")]
-    assert [check.cell_name(*c) for c in check.moe_cells()] == moe
+    assert [cell_name(*c) for c in moe_cells()] == moe
     assert list(base["cells"]) == expected + moe
-    assert base["settings"] == check.settings(base["settings"]["steps"])
+    assert base["settings"] == settings(base["settings"]["steps"])
     for name, cell in base["cells"].items():
         assert cell["params"]["built"] == cell["params"]["total"], name
         assert set(cell["loss"]) >= {"init", "perturbed", "final", "val"}, name
@@ -72,10 +74,10 @@ def test_committed_baseline_passes(capsys):
 
 def test_single_process_run_matches_workers():
     """Cells run on one thread each: in-process and forked workers give the same numbers, bit for bit."""
-    data = check.load_data(check.DEFAULT_STEPS)
+    data = load_data(DEFAULT_STEPS)
     cells = [("swiglu", "pre+gpas"), ("polynorm", "deepnorm")]
-    one = check.run_cells(cells, check.DEFAULT_STEPS, data, jobs=1, show_progress=False)
-    two = check.run_cells(cells, check.DEFAULT_STEPS, data, jobs=2, show_progress=False)
+    one = run_cells(cells, DEFAULT_STEPS, data, jobs=1, show_progress=False)
+    two = run_cells(cells, DEFAULT_STEPS, data, jobs=2, show_progress=False)
     assert one == two
 
 
@@ -133,7 +135,7 @@ def test_new_activation_is_reported_until_update(capsys, monkeypatch, tmp_path):
     baseline = tmp_path / "check.json"
     shutil.copy(BASELINE, baseline)
     monkeypatch.setitem(ACTIVATIONS, "relu_copy", models.activations.ReLU)  # a new registry entry
-    assert ("relu_copy", "pre+gpas") in check.all_cells()
+    assert ("relu_copy", "pre+gpas") in all_cells()
 
     code, out = bench_check(capsys, "--baseline", str(baseline), "--activation", "relu_copy", "--norm", "pre")
     assert code == 1
@@ -219,14 +221,14 @@ def test_moe_cells_pass_and_catch_a_routing_bug(capsys, monkeypatch):
 
 
 def test_untrained_mode_gives_the_trained_runs_untrained_numbers_bitwise():
-    data = check.load_data(check.DEFAULT_STEPS)
+    data = load_data(DEFAULT_STEPS)
     cells = [("swiglu", "pre+gpas"), ("rrelu", "lns+gpas"), ("polynorm", "pre", "moe")]
-    full = check.run_cells(cells, check.DEFAULT_STEPS, data, jobs=1, show_progress=False)
-    fast = check.run_cells(cells, check.DEFAULT_STEPS, data, jobs=1, show_progress=False, untrained=True)
+    full = run_cells(cells, DEFAULT_STEPS, data, jobs=1, show_progress=False)
+    fast = run_cells(cells, DEFAULT_STEPS, data, jobs=1, show_progress=False, untrained=True)
     for name in full:
         assert fast[name]["params"] == full[name]["params"]
-        for section in check.MEASURED:
-            assert fast[name][section] == {k: full[name][section][k] for k in check.UNTRAINED}, name
+        for section in MEASURED:
+            assert fast[name][section] == {k: full[name][section][k] for k in UNTRAINED}, name
 
 
 def test_untrained_mode_checks_the_whole_matrix_in_seconds(capsys):
@@ -244,13 +246,13 @@ def test_the_baselines_own_tolerance_per_quantity_is_used():
     base = json.loads(BASELINE.read_text())
     assert "method" in base["tolerance"] and base["tolerance"]["method"]["environments"][0] == "this machine"
     tol = {"loss": {"step8": {"abs": 0.0, "rel": 1e-3}}}
-    assert check.tolerance("loss", "step8", 4.0, tol) == pytest.approx(4e-3)
-    assert check.tolerance("loss", "step4", 4.0, tol) == pytest.approx(2e-4 + 5e-5 * 4)  # the default of its kind
+    assert tolerance("loss", "step8", 4.0, tol) == pytest.approx(4e-3)
+    assert tolerance("loss", "step4", 4.0, tol) == pytest.approx(2e-4 + 5e-5 * 4)  # the default of its kind
     now = {"params": base["cells"]["relu/pre"]["params"], "loss": {"step8": 4.0 + 3.9e-3}, "grad_norm": {}}
     ref = {"params": now["params"], "loss": {"step8": 4.0}, "grad_norm": {}}
-    assert check.compare_cell("x", now, ref, tol).status == "ok"
+    assert compare_cell("x", now, ref, tol).status == "ok"
     now["loss"]["step8"] = 4.0 + 4.1e-3
-    assert check.compare_cell("x", now, ref, tol).status == "regression"
+    assert compare_cell("x", now, ref, tol).status == "regression"
 
 
 def test_untrained_tolerances_stay_tight():
@@ -258,7 +260,7 @@ def test_untrained_tolerances_stay_tight():
     a rounding step's tolerance; the init numbers stay far below the trained ones (rrelu's random slopes
     differ between CPU kernel sets, which widens them: docs/check.md)."""
     tol = json.loads(BASELINE.read_text())["tolerance"]
-    for section in check.MEASURED:
+    for section in MEASURED:
         assert tol[section]["perturbed"]["rel"] <= 2e-4 and tol[section]["perturbed"]["abs"] <= 2e-5, section
         assert tol[section]["init"]["rel"] <= 2e-3 and tol[section]["init"]["abs"] <= 2e-5, section
 

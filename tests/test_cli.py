@@ -408,11 +408,14 @@ def test_run_name_names_the_results_folder(tmp_path, capsys):
         assert "--name takes a folder name" in flat(err) and "Traceback" not in err
 
 
-def test_list_imports_no_lightning():
-    """`bench list` needs the registries (models/ imports torch at module level) but nothing more."""
+def test_list_imports_the_registries_and_no_data_or_tables():
+    """`bench list` needs the registries (models/ imports torch; the probes are Lightning callbacks,
+    registered where they are defined) but no data stack and no results tables."""
+    mods = ("datamodules", "litdata", "bench.results.tables.leaderboard", "jinja2")
     code = ("import sys; from bench import cli; rc = cli.main(['list', '--json']); "
-            "print(rc, 'lightning' in sys.modules, 'scipy' in sys.modules, file=sys.stderr)")
+            f"print(rc, *(m in sys.modules for m in {mods!r}), file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"})
-    assert r.stderr.split() == ["0", "False", "False"], r.stderr
-    assert "activations" in json.loads(r.stdout)
+    assert r.stderr.split() == ["0", "False", "False", "False", "False"], r.stderr
+    regs = json.loads(r.stdout)
+    assert "activations" in regs and list(regs["probes"]) == ["training", "outliers", "moe"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from bench.run import compiling
+from bench.run.engine import compiling
 from bench.run.config.presets import resolve
 from bench.run.engine.module import LMModule
 

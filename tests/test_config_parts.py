@@ -52,8 +52,8 @@ def tokenizer_files(tmp_path) -> dict[str, Path]:
 
 @pytest.mark.parametrize("kind", ["tokenizer.json", "tiktoken"])
 def test_a_tokenizer_file_decides_the_vocabulary_before_the_id_is_hashed(tmp_path, kind):
-    """The runner gives the model the data module's vocabulary; the cell id, hashed during expansion,
-    must already cover it, so the id's hash and the record's config_hash agree."""
+    """The cell id, hashed during expansion, already covers the vocabulary the data module will give,
+    so the id's hash and the record's config_hash agree (the runner only checks it)."""
     from datamodules import build_tokenizer
 
     path = tokenizer_files(tmp_path)[kind]
@@ -62,8 +62,25 @@ def test_a_tokenizer_file_decides_the_vocabulary_before_the_id_is_hashed(tmp_pat
         cfg = cell.config
         vocab = build_tokenizer(cfg.data, [], tmp_path).vocab_size  # what the data module will say
         assert vocab not in (256, 32000) and cfg.model.vocab_size == vocab
-        cfg.model.vocab_size = vocab  # what the runner does before it records config_hash
         assert cell.id.endswith("-" + cfg.config_hash()[:6])
+
+
+@pytest.mark.parametrize("data_vocab", [255, 257, 32000])
+def test_a_data_module_with_another_vocabulary_fails_in_one_line_before_anything_is_written(tmp_path, data_vocab):
+    """The config's vocabulary is the only decision: a data module that disagrees (the tokenizer
+    changed after the ids were hashed) stops the cell, never trains it under a wrong id."""
+    from bench.run.engine.runner import RunOptions, train_cell
+    from tiny_data import TinyDataModule
+
+    (cell,) = expand(Matrix("t", "", {"scale": "nano", "train.max_steps": 2}, {}, []))
+    dm = TinyDataModule()
+    dm.vocab_size = data_vocab
+    with pytest.raises(ConfigError) as e:
+        train_cell(cell, "t", dm, RunOptions(out=tmp_path, quiet=True))
+    text = str(e.value)
+    assert len(text.splitlines()) == 1 and cell.id in text and str(data_vocab) in text and "256" in text
+    assert cell.config.model.vocab_size == 256 and cell.id.endswith(cell.config.config_hash()[:6])
+    assert not (tmp_path / "t").exists()  # no record, no curve, no checkpoint
 
 
 def test_a_tokenizer_file_is_read_once_per_process(tmp_path, monkeypatch):

@@ -235,7 +235,7 @@ def test_a_child_rebuilt_from_the_cells_file_has_the_parents_cells(tmp_path):
     axis from --model.ffn, a swept LR included)."""
     from bench.commands.common import cells_from
     from bench.commands.run import add_parser
-    from bench.launch.workers import write_cells
+    from bench.launch.child import write_cells
     from bench.run.engine.runner import RunOptions
     from bench.run.config.sweep import sweep_cells
     import argparse
@@ -247,16 +247,15 @@ def test_a_child_rebuilt_from_the_cells_file_has_the_parents_cells(tmp_path):
     _, cells = cells_from(args)
     cells += sweep_cells(cells[:2], [1e-3, 3e-3])
     path = tmp_path / "cells.json"
-    write_cells(path, "m", cells, RunOptions(out=Path("rel")), ["run", "--scale", "nano,micro"])
-    code = ("import json, sys; from bench.launch.workers import read_cells; "
-            "name, cells, opts, command, _ = read_cells(sys.argv[1]); "
-            "print(json.dumps([name, str(opts.out), command, "
-            "[[c.id, c.axes, c.config.config_hash(), c.config.train.betas] for c in cells]]))")
+    write_cells(path, "m", cells, RunOptions(out=Path("rel"), command=("bench", "run", "--scale", "nano,micro")))
+    code = ("import json, sys; from bench.launch.child import read_cells; h = read_cells(sys.argv[1]); "
+            "print(json.dumps([h.matrix, str(h.opts.out), h.opts.command, "
+            "[[c.id, c.axes, c.config.config_hash(), c.config.train.betas] for c in h.cells]]))")
     r = subprocess.run([sys.executable, "-c", code, str(path)], cwd=tmp_path, capture_output=True, text=True,
                        env={**ENV, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     name, out, command, got = json.loads(r.stdout)
-    assert name == "m" and out == str(Path("rel").absolute()) and command == ["run", "--scale", "nano,micro"]
+    assert name == "m" and out == str(Path("rel").absolute()) and command == ["bench", "run", "--scale", "nano,micro"]
     want = [[c.id, [list(a) for a in c.axes], c.config.config_hash(), list(c.config.train.betas)] for c in cells]
     assert len(got) == len(cells) == 2 * 2 * 2 * 2 * 2 + 4 and got == want
     assert {c.config.train.betas for c in cells} == {(0.8, 0.9)}
@@ -304,51 +303,19 @@ def test_workers_with_a_relative_out_outside_the_repository(tmp_path):
     assert not (ROOT / "rel").exists()
 
 
-def test_a_slurm_task_trains_its_cell_from_the_cells_file(tmp_path):
-    """What an array task runs, without a cluster: `CellTask(cells file, id)()` in a fresh process
-    started elsewhere trains that cell (and only it) into the submitter's results tree."""
-    from bench.commands.common import cells_from
-    from bench.commands.run import add_parser
-    from bench.launch.workers import write_cells
-    from bench.run.engine.runner import RunOptions
-    import argparse
-
-    args = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args(SEL)
-    _, cells = cells_from(args)
-    path = tmp_path / "cells.json"
-    write_cells(path, "default", cells, RunOptions(out=tmp_path / "out", ckpt_every=0, quiet=True), ["submit"])
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    code = ("import sys; from bench.launch.slurm import CellTask; "
-            "print(CellTask(sys.argv[1], sys.argv[2], cwd=sys.argv[3])())")
-    r = subprocess.run([sys.executable, "-c", code, str(path), cells[1].id, str(elsewhere)], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600, env={**ENV, "PYTHONPATH": str(ROOT)})
-    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-2000:]
-    (rec,) = (tmp_path / "out" / "default").glob("*/record.json")
-    assert rec.parent.name == cells[1].id and json.loads(rec.read_text())["config_hash"] == \
-        cells[1].config.config_hash()
-
-
-def test_submit_dry_run_lists_the_unfinished_cells(tmp_path):
-    r = bench_cli("submit", *SEL, "--out", str(tmp_path), "--dry-run")
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    ids = [c["id"] for c in json.loads(bench_cli("plan", *SEL, "--json").stdout)["cells"]]
-    assert "2 cell(s) to submit" in r.stdout and all(i in r.stdout for i in ids)
-
-
 def test_a_child_loads_the_matrix_plugins_the_parent_loaded(tmp_path):
     """A matrix's own plugins (a .py path relative to the YAML) reach the children through the cells
     file: rebuilt in a fresh process started elsewhere, with no BENCH_PLUGINS, the plugin cells keep
     their ids and hashes (the hash covers the plugin's source)."""
     path = tmp_path / "cells.json"
     parent = ("import json, sys; from bench.commands.common import cells_from; from bench.commands.run import "
-              "add_parser; import argparse; from bench.launch.workers import write_cells; "
+              "add_parser; import argparse; from bench.launch.child import write_cells; "
               "from bench.run.engine.runner import RunOptions; "
               "a = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args([sys.argv[1]]); "
-              "m, cells = cells_from(a); write_cells(sys.argv[2], m.name, cells, RunOptions(), ['run']); "
+              "m, cells = cells_from(a); write_cells(sys.argv[2], m.name, cells, RunOptions()); "
               "print(json.dumps([[c.id, c.config.config_hash()] for c in cells]))")
-    child = ("import json, sys; from bench.launch.workers import read_cells; _, cells, *_ = read_cells(sys.argv[1]); "
-             "print(json.dumps([[c.id, c.config.config_hash()] for c in cells]))")
+    child = ("import json, sys; from bench.launch.child import read_cells; h = read_cells(sys.argv[1]); "
+             "print(json.dumps([[c.id, c.config.config_hash()] for c in h.cells]))")
     env = {k: v for k, v in ENV.items() if k != "BENCH_PLUGINS"}
     env["PYTHONPATH"] = str(ROOT)
     a = subprocess.run([sys.executable, "-c", parent, str(ROOT / "examples" / "plugin" / "matrix.yaml"), str(path)],

@@ -1,5 +1,6 @@
 """`bench ladder` end to end on CPU, as a user runs it: the rungs it plans, a tiny ladder trained, rerun
-(nothing retrained), through --workers, and its laws read back with `bench table --ladder`."""
+(nothing retrained), and its laws read back with `bench table --ladder` (through --workers and --slurm:
+tests/test_launcher.py, with `run` and `sweep`)."""
 
 from __future__ import annotations
 
@@ -51,11 +52,3 @@ def test_a_tiny_ladder_trains_resumes_and_fits(tmp_path):
     table = bench("table", "res/default-ladder", "--ladder", "--predict", "1e5", "--format", "md", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "## Scaling laws" in table.stdout and "Predicted at N = 1e+05" in table.stdout
-
-
-@pytest.mark.slow
-def test_a_ladder_trains_through_workers(tmp_path):
-    r = bench("ladder", *TINY, "--seed", "0", "--workers", "2", "--out", "res", cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    recs = records(tmp_path / "res" / "default-ladder")
-    assert len(recs) == 2 and all(x["status"] == "ok" for x in recs)

@@ -88,7 +88,7 @@ def test_keep_checkpoints_keeps_them_and_a_live_holder_is_left_alone(tmp_path, c
 def test_a_killed_table_writes_temp_files_go_by_age(tmp_path, capsys):
     """A kill inside `bench table` or `bench report` leaves .leaderboard.md.*.tmp; the next run or
     status --clean removes those older than an hour (a live writer's lives for milliseconds)."""
-    from test_report import write_matrix
+    from unit.results.support import write_matrix
 
     from bench.atomic import TEMP_AGE, remove_old_temps
 

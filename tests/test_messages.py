@@ -35,7 +35,7 @@ def mount_tmpfs(path: Path, opts: str) -> None:
 @pytest.mark.parametrize("state", ["read-only", "full"])
 def test_table_and_report_on_a_read_only_or_full_results_folder_say_so_in_one_line(tmp_path, capsys, state):
     """They printed the table, then a traceback (OSError on the temp file)."""
-    from test_report import write_matrix
+    from unit.results.support import write_matrix
 
     disk = tmp_path / "disk"
     mount_tmpfs(disk, "size=2m")
@@ -126,7 +126,7 @@ def test_the_summary_never_prints_a_throughput_that_was_not_measured():
 
 
 def test_a_garbled_curve_reads_as_unreadable_not_as_not_reached(tmp_path, capsys):
-    from test_report import write_matrix
+    from unit.results.support import write_matrix
 
     folder, _ = write_matrix(tmp_path, with_probes=False, scales=("nano",), seeds=(0,))
     cells = sorted(p.parent for p in folder.glob("*/record.json"))

@@ -319,7 +319,7 @@ def test_full_disk_is_one_line_and_the_cell_resumes_once_space_is_freed(tmp_path
 # ---- 7: damaged results are reported, never dropped or crashed on --------------------------------
 
 def test_damaged_records_are_reported_and_the_leaderboard_keeps_its_rows(tmp_path):
-    from test_report import write_matrix
+    from unit.results.support import write_matrix
 
     folder, _ = write_matrix(tmp_path, with_probes=False, scales=("nano",), seeds=(0,))
     assert bench("table", str(folder)).returncode == 0

@@ -90,7 +90,7 @@ def test_the_pairs_compile_once_and_every_later_run_reuses_the_graphs(monkeypatc
     import torch
 
     import bench.run.tools.overhead as overhead
-    from bench.run import compiling
+    from bench.run.engine import compiling
     from bench.run.config.presets import resolve
     from bench.run.config.matrix import Cell, cell_id
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.run import system
+from bench.run.engine import system
 
 CUDA = torch.device("cuda")
 

@@ -9,8 +9,9 @@ import torch
 
 from bench.cli import main
 from bench.errors import ConfigError
-from bench.results.leaderboard import long_rows, pivots, to_markdown
-from bench.results.precision_report import fig_outliers, precision_html, summary_rows
+from bench.results.figures.cells import fig_outliers
+from bench.results.report import precision_section
+from bench.results.tables.leaderboard import build_leaderboard, to_markdown
 from bench.results.records import Record
 from bench.results.weights import has_weights, load_cell
 from bench.run.config.presets import resolve
@@ -122,14 +123,15 @@ def test_precision_axis_trains_32_true_and_bf16_true_on_cpu(tmp_path, tiny_dm):
         assert has_weights(tmp_path / "p" / cell.id) and rec["weights"] == "weights"
         records.append(Record.from_dict(json.loads((tmp_path / "p" / cell.id / "record.json").read_text())))
     # the leaderboard: a precision column, and each precision its own pivot row
-    rows = long_rows(records)
-    assert sorted(r["precision"] for r in rows) == ["32-true", "bf16-true"]
-    (p,) = pivots(records).values()
-    assert len(p["rows"]) == 2 and all("bf16-true" in lab or "32-true" in lab for lab in p["rows"])
-    assert "| precision |" in to_markdown(records, "p")
+    board = build_leaderboard(records, "p")
+    assert sorted(v["precision"] for v in board.cells.values()) == ["32-true", "bf16-true"]
+    (p,) = board.pivots
+    assert len(p.rows) == 2 and all("bf16-true" in lab or "32-true" in lab for lab in p.rows)
+    assert "| precision |" in to_markdown(board)
     # the report section: one summary row per cell, a figure
-    assert [r["precision"] for r in summary_rows(records)] == ["32-true", "bf16-true"]
-    assert fig_outliers(records) and "Outliers under precision" in "".join(precision_html(records))
+    section = precision_section(records)
+    assert section.title == "Outliers under precision" and fig_outliers(records)
+    assert [v["precision"] for v in section.blocks[-1].values()] == ["32-true", "bf16-true"]
     # the bf16 cell's weights reload as float32 and still load into a Transformer
     model, tok, meta = load_cell(tmp_path / "p" / records[1].id)
     assert meta["harness"]["run_config"]["train"]["precision"] == "bf16-true"

@@ -383,7 +383,8 @@ def test_loader_speed_is_compared_with_the_committed_gpu_record(packed, tmp_path
 
 
 def test_eval_domains_become_leaderboard_columns():
-    from bench.results.leaderboard import long_columns, long_rows, to_csv
+    from bench.results import render
+    from bench.results.tables.leaderboard import cell_columns, cells_table
 
     def rec(i, ppl):
         return {"id": f"c{i}", "scale": "nano", "activation": "swiglu", "norm": "pre", "seed": i, "status": "ok",
@@ -393,12 +394,14 @@ def test_eval_domains_become_leaderboard_columns():
     from bench.results.records import Record
 
     records = [Record.from_dict(rec(0, 5.0)), Record.from_dict(rec(1, 7.0))]
-    cols = long_columns(None, records)
-    assert cols[cols.index("ood_ppl") + 1: cols.index("ood_ppl") + 3] == ("books_ppl", "wiki_ppl")
-    assert [r["books_ppl"] for r in long_rows(records)] == [5.0, 7.0]
-    header, first, _ = to_csv(records).strip().splitlines()
+    cols = [c.name for c in cell_columns(records)]
+    assert cols[cols.index("ood_ppl") + 1: cols.index("ood_ppl") + 3] == ["books_ppl", "wiki_ppl"]
+    table = cells_table(records)
+    assert [r["books_ppl"] for r in table.values()] == [5.0, 7.0]
+    header, first, _ = render.csv(table).strip().splitlines()
     assert "books_ppl" in header.split(",") and "10.0" in first.split(",")
-    assert long_columns() == long_columns(None, [])  # records without eval domains: today's columns
+    plain = [Record.from_dict({**rec(0, 5.0), "data": {}})]
+    assert [c.name for c in cell_columns(plain)] == [c.name for c in cell_columns([])]  # no domains: no columns
 
 
 @pytest.mark.slow
@@ -564,21 +567,31 @@ def test_a_signal_stops_prepare_saying_rerun_with_no_meta_and_no_orphan(tmp_path
 
 
 def test_a_second_prepare_into_one_folder_waits_for_the_first(tmp_path):
-    """The second once died with a traceback while the first was writing."""
+    """The second once died with a traceback while the first was writing. The first is this test holding
+    the folder's prepare lock (as a running prepare does), so the second surely starts while it is held,
+    however slowly it starts on a loaded machine."""
+    from filelock import FileLock
+
+    from datamodules.prepare import LOCK
+
     src = big_source(tmp_path / "src", files=4)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "bench.cli", "data", "prepare", str(src), "--out", str(out), "--val-fraction",
-           "0.05", "--files-per-part", "1"]
-    first = subprocess.Popen([*cmd, "--quiet"], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
-    deadline = time.time() + 300
-    while not (out / ".work" / "plan.json").exists():
-        assert first.poll() is None and time.time() < deadline, first.stderr.read()
-        time.sleep(0.02)
-    second = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
-    assert first.wait(timeout=600) == 0, first.stderr.read()
-    assert second.returncode == 0 and "Traceback" not in second.stderr, second.stderr[-3000:]
-    assert "waiting for it" in second.stdout + second.stderr
+    out.mkdir()
+    first = FileLock(str(out / LOCK))
+    first.acquire()
+    try:
+        second = subprocess.Popen([sys.executable, "-m", "bench.cli", "data", "prepare", str(src), "--out", str(out),
+                                   "--val-fraction", "0.05", "--files-per-part", "1"], cwd=ROOT, env=ENV,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        said = ""
+        while "waiting for it" not in said and (line := second.stdout.readline()):
+            said += line
+        assert "waiting for it" in said and second.poll() is None, said
+        assert not (out / "meta.json").exists()  # it waits: nothing written while the first holds the folder
+    finally:
+        first.release()
+    rest, _ = second.communicate(timeout=600)
+    assert second.returncode == 0 and "Traceback" not in rest, rest[-3000:]
     assert json.loads((out / "meta.json").read_text())["splits"]["train"]["documents"] > 0
     assert sorted(p.name for p in out.iterdir()) == ["counts.npy", "meta.json", "train", "val"]
 

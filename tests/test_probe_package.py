@@ -8,6 +8,8 @@ import importlib
 import types
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "bench" / "run" / "engine" / "probes"
 # the documented order: a module may import only modules before it
 ORDER = ("measures", "forward", "analyses", "training", "moe", "outliers", "registry")
@@ -65,3 +67,90 @@ def test_the_package_is_no_facade_and_plugins_reach_the_registry():
     names = [n for n, v in vars(probes).items() if not n.startswith("_") and not isinstance(v, types.ModuleType)]
     assert not names, f"names live in their modules, not the package: {names}"
     assert register_probe is not None and PROBES is not None
+
+
+# ---- the registry: the harness's own probes registered like plugins' -----------------------------------
+
+def test_the_built_in_probes_are_registered_each_with_its_record_field(tiny_dm):
+    from bench.run.config.presets import resolve
+    from bench.run.config.probes import PROBES, record_field
+    from bench.run.engine.probes.moe import MoEProbes
+    from bench.run.engine.probes.outliers import OutlierProbe
+    from bench.run.engine.probes.registry import build_probes
+    from bench.run.engine.probes.training import Probes
+
+    assert {n: (PROBES[n], record_field(n)) for n in ("training", "outliers", "moe")} == {
+        "training": (Probes, "probes"), "outliers": (OutlierProbe, "outliers"), "moe": (MoEProbes, "moe")}
+    dense = build_probes(resolve({"scale": "nano", "train.probe_every": 5}), tiny_dm)
+    assert {n: type(cb) for n, cb in dense.items()} == {"training": Probes, "outliers": OutlierProbe}
+    assert dense["outliers"].every == dense["training"].every == 5
+    assert dense["outliers"].x.equal(dense["training"].x)  # one probe batch: both sample the same rows
+    moe = build_probes(resolve({"scale": "nano-moe", "train.probe_every": 5}), tiny_dm)
+    assert set(moe) == {"training", "outliers", "moe"}
+    assert build_probes(resolve({"scale": "nano-moe", "train.probe_every": 0}), tiny_dm) == {}
+
+
+def test_a_new_probe_is_one_registration_and_its_result_reaches_the_record(tiny_dm, tmp_path):
+    """One register_probe call: the runner builds it beside the built-ins, holds it out of the clock,
+    and stores its result (extra_probes[name]) while the built-ins still fill their typed fields."""
+    import lightning as L
+
+    from bench import register_probe
+    from bench.run.config.matrix import Matrix, expand
+    from bench.run.engine.runner import RunOptions, train_cell
+
+    class Steps(L.Callback):
+        """counts optimizer steps"""
+
+        def __init__(self):
+            self.seen = 0
+
+        @classmethod
+        def from_config(cls, cfg, dm):
+            return cls()
+
+        def on_train_batch_end(self, *args):
+            self.seen += 1
+
+        def result(self):
+            return {"seen": self.seen}
+
+    register_probe("steps_seen", Steps)
+    (cell,) = expand(Matrix("t", "", {"scale": "nano", "train.max_steps": 3, "train.probe_every": 2,
+                                      "train.val_every": 3, "train.warmup_steps": 1}, {}, []))
+    rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
+    assert rec.status == "ok", rec.error
+    assert rec.extra_probes == {"steps_seen": {"seen": 3}}
+    assert rec.probes["steps"] == [0, 2] and rec.outliers["steps"] == [0, 2] and rec.moe is None
+
+
+def test_a_plugin_cannot_take_a_built_in_probe_name_or_a_record_field(tmp_path, monkeypatch):
+    import importlib
+    import textwrap
+
+    from bench import register_probe
+    from bench.run.config.probes import register_probe as register_with_field
+    from models import RegistrationError
+
+    (tmp_path / "clash_probe.py").write_text(textwrap.dedent('''
+        import lightning as L
+
+
+        class Mine(L.Callback):
+            """a plugin's probe"""
+
+            @classmethod
+            def from_config(cls, cfg, dm):
+                return None
+
+            def result(self):
+                return {}
+        '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mine = importlib.import_module("clash_probe").Mine
+    with pytest.raises(RegistrationError, match="'outliers' is already registered") as taken:
+        register_probe("outliers", mine)
+    with pytest.raises(RegistrationError, match=r"stored under extra_probes\['mine'\]") as field:
+        register_with_field("mine", mine, field="outliers")
+    for e in (taken, field):
+        assert len(str(e.value).splitlines()) == 1

@@ -110,9 +110,9 @@ SUBSTITUTE = {
     "bench overhead --scale nano --steps 400 --repeats 4 --train.compile true": (
         ["bench overhead --scale nano --steps 3 --repeats 1 --train.compile false --train.throughput_warmup 1 --json"],
         "1 pair of 3 steps, eager"),
-    "bench submit zoo --scale gpas-71m --partition gpu --gpus-per-cell 1 --time 240 --array-parallelism 16 "
+    "bench run zoo --scale gpas-71m --slurm --partition gpu --time 240 --array-parallelism 16 "
     "--train.accelerator gpu --gpu a100-80gb": (
-        ["bench submit zoo --scale gpas-71m --partition gpu --gpus-per-cell 1 --time 240 --array-parallelism 16 "
+        ["bench run zoo --scale gpas-71m --slurm --partition gpu --time 240 --array-parallelism 16 "
          "--train.accelerator gpu --gpu a100-80gb --dry-run"], "no SLURM here: --dry-run lists the cells"),
 }
 

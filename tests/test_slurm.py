@@ -1,4 +1,4 @@
-"""`bench submit` / `bench status` through a real single-node SLURM (.ci/slurm-up.sh starts one;
+"""`bench run --slurm` / `bench status` through a real single-node SLURM (.ci/slurm-up.sh starts one;
 .ci/run calls it). Skipped, with the reason, where sbatch/srun do not answer."""
 
 import csv
@@ -54,8 +54,8 @@ def wait_for(pred, sel, timeout=300, what=""):
 def test_submit_matrix_completes_and_table_shows_every_cell(tmp_path):
     sel = ["--scale", "nano", "--activation", "swiglu,gelu", "--norm", "pre", "--out", str(tmp_path),
            "--train.probe_every", "0", "--train.max_steps", "10", "--train.val_every", "10",
-           "--train.val_tokens", "4096"]
-    r = bench("submit", *sel, "--time", "10", "--cpus-per-task", "1")
+           "--train.val_tokens", "4096", "--train.accelerator", "cpu"]  # cpu: the tasks ask for no GPU
+    r = bench("run", *sel, "--slurm", "--time", "10", "--cpus-per-task", "1")
     assert "2 cell(s) to submit" in r.stdout
     jobs = json.loads((tmp_path / "default" / ".slurm" / "jobs.json").read_text())
     assert len(jobs) == 2
@@ -65,14 +65,14 @@ def test_submit_matrix_completes_and_table_shows_every_cell(tmp_path):
     rows = list(csv.DictReader(io.StringIO(table)))
     assert sorted(r["activation"] for r in rows if r.get("status") == "ok") == ["gelu", "swiglu"]
     # resubmitting finds nothing to do
-    assert "0 cell(s) to submit" in bench("submit", *sel).stdout
+    assert "0 cell(s) to submit" in bench("run", *sel, "--slurm").stdout
 
 
 def test_signalled_task_requeues_and_resumes_from_its_checkpoint(tmp_path):
     sel = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--out", str(tmp_path),
            "--train.probe_every", "0", "--train.max_steps", "80", "--train.val_every", "80",
-           "--train.val_tokens", "4096"]
-    bench("submit", *sel, "--time", "10", "--cpus-per-task", "1", "--ckpt-every", "10")
+           "--train.val_tokens", "4096", "--train.accelerator", "cpu"]
+    bench("run", *sel, "--slurm", "--time", "10", "--cpus-per-task", "1", "--ckpt-every", "10")
     (job,) = json.loads((tmp_path / "default" / ".slurm" / "jobs.json").read_text()).values()
     ckpts = list((tmp_path / "default").glob("*/checkpoints/latest.ckpt"))
     t0 = time.time()
@@ -100,3 +100,17 @@ def test_signalled_task_requeues_and_resumes_from_its_checkpoint(tmp_path):
     assert rec.get("resumed_from_step", 0) > 0  # resumed, not retrained from step 0
     log = "".join(p.read_text() for p in (tmp_path / "default" / ".slurm").glob("*/*log.out"))
     assert "Requeued job" in log
+
+
+def test_a_sweep_submitted_with_wait_shows_its_tables_when_the_tasks_end(tmp_path):
+    """--slurm --wait: submit, wait for the tasks, then show what the command shows after a local run
+    (here the sweep's LR tables); a rerun submits nothing."""
+    sel = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--lr-grid", "1e-3,3e-3", "--out",
+           str(tmp_path), "--train.probe_every", "0", "--train.max_steps", "10", "--train.val_every", "10",
+           "--train.val_tokens", "4096", "--train.accelerator", "cpu", "--quiet"]
+    r = bench("sweep", *sel, "--slurm", "--wait", "--time", "10", "--cpus-per-task", "1")
+    assert "2 cell(s) to submit" in r.stdout and "learning-rate robustness" in r.stdout
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "default-lr").glob("*/record.json")]
+    assert sorted(x["config"]["train"]["lr"] for x in recs if x["status"] == "ok") == [1e-3, 3e-3]
+    again = bench("sweep", *sel, "--slurm", "--wait").stdout
+    assert "0 cell(s) to submit" in again and "learning-rate robustness" in again

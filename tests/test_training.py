@@ -8,7 +8,6 @@ import torch
 
 from bench.run.engine.callbacks import flops_per_batch, steady_state
 from bench.run.config.presets import resolve
-from bench.results.leaderboard import long_rows, pivots, to_csv, to_markdown
 from bench.results.records import Record
 from bench.run.config.matrix import Cell, cell_id
 from bench.run.engine.module import LMModule, cosine_with_warmup, lm_loss, param_groups
@@ -154,27 +153,6 @@ def _record(act, norm, seed, ppl, status="ok"):
             "data": {"unigram_ppl": 30.0, "tokenizer_fingerprint": "abcdef123"}})
 
 
-def test_leaderboard_pivot_mean_std_and_order():
-    recs = [_record("swiglu", "pre", 0, 10.0), _record("swiglu", "pre", 1, 12.0),
-            _record("gelu", "pre", 0, 9.0), _record("gelu", "pre+gpas", 0, None, status="diverged")]
-    p = pivots(recs)["micro"]
-    assert p["rows"] == ["swiglu", "gelu"] and p["cols"] == ["pre", "pre+gpas"]
-    s = p["cells"][("swiglu", "pre")]
-    assert (s.mean, s.n) == (11.0, 2) and s.std == pytest.approx(math.sqrt(2))
-    assert s.half_width == pytest.approx(12.706204736174698 * math.sqrt(2) / math.sqrt(2))  # t(0.975, 1 dof)
-    assert p["cells"][("gelu", "pre")].half_width is None  # one seed: no interval
-    assert ("gelu", "pre+gpas") not in p["cells"]
-    assert p["baseline"] == ("swiglu", "pre")  # first row x first column
-    rows = long_rows(recs)
-    assert [r["val_ppl"] for r in rows] == [9.0, 10.0, 12.0, None] and rows[-1]["status"] == "diverged"
-    md = to_markdown(recs, "m")
-    assert "| swiglu | 11.000 ± 12.706 (n=2) (base) | - |" in md
-    assert "| gelu | 9.000 (n=1) | - |" in md  # n=1: no interval, and no test possible -> no mark
-    assert "No significance test was possible here" in md and "Welch's t-test" in md
-    assert "unigram PPL" in md and "30.000" in md
-    assert to_csv(recs).splitlines()[1].startswith("1,gelu-pre-0")
-
-
 def test_bf16_true_validation_is_accumulated_in_full_precision(tmp_path, tiny_dm):
     """Under bf16-true Lightning casts the module (metric states included) and logs in bf16:
     the record's losses must not be rounded to bf16."""
@@ -191,14 +169,3 @@ def test_final_validation_runs_at_the_last_step_with_accumulation(tmp_path, tiny
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True))
     assert rec.status == "ok" and rec.metrics.steps == 8
     assert rec.metrics.val_ppl > 1 and rec.metrics.tokens == 8 * 2 * 8 * 64
-
-
-def test_pivot_pools_only_seed_repeats():
-    a, b, c = _record("swiglu", "pre", 0, 10.0), _record("swiglu", "pre", 1, 12.0), _record("swiglu", "pre", 0, 5.0)
-    for r, compiled, seed in ((a, False, 0), (b, False, 1), (c, True, 0)):
-        r.config = {"seed": seed, "train": {"compile": compiled}, "data": {"tokenizer": "bytes"}}
-    c.id = "compiled"
-    p = pivots([a, b, c])["micro"]
-    assert p["cells"][("swiglu [train.compile=False]", "pre")].n == 2
-    assert p["cells"][("swiglu [train.compile=True]", "pre")].mean == 5.0
-    assert p["cells"][("swiglu [train.compile=True]", "pre")].n == 1

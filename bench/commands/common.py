@@ -1,6 +1,7 @@
-"""What several commands share: the matrix filters and --section.field overrides, the run options of
-`run` and `sweep`, the one way `table`, `report` and `eval` name a results target, and the help
-formatter. Nothing here imports torch at module level: `bench --help` stays fast."""
+"""What several commands share: the matrix filters and --section.field overrides, the run and launch
+options of every command that trains cells (`run`, `ladder`, `sweep`) and the leaderboard they end
+with, the one way `table`, `report` and `eval` name a results target, and the help formatter.
+Nothing here imports torch at module level: `bench --help` stays fast."""
 
 from __future__ import annotations
 
@@ -127,7 +128,8 @@ def add_progress_every(p) -> None:
 
 
 def add_run_options(p) -> None:
-    """The options of every command that trains cells (`run`, `sweep`)."""
+    """The options of every command that trains cells (`run`, `ladder`, `sweep`): how results are
+    written. Where the cells run is add_launch_options'."""
     add_out(p)
     add_name(p)
     p.add_argument("--force", action="store_true", help="retrain cells that already have a finished record")
@@ -143,7 +145,8 @@ def add_run_options(p) -> None:
                         "config.json, tokenizer); load with models.load_weights or bench.results.weights.load_cell; "
                         "needed by `bench eval`")
     p.add_argument("--wait", action="store_true",
-                   help="wait for cells another run is training (claimed in their folder) instead of skipping them")
+                   help="wait for cells another run is training (claimed in their folder) instead of skipping them; "
+                        "with --slurm, wait for the submitted tasks and show the results as a local run does")
     p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
                    help="take over a cell whose claim's heartbeat is older than this (its holder died; on the "
                         "same host a dead pid is noticed at once)")
@@ -164,7 +167,96 @@ def run_options(args):
                       keep_checkpoints=getattr(args, "keep_checkpoints", False), wait=getattr(args, "wait", False),
                       stale_after=getattr(args, "stale_after", 300.0),
                       save_weights=getattr(args, "save_weights", False),
-                      progress_every=None if args.quiet else getattr(args, "progress_every", 30.0))
+                      progress_every=None if args.quiet else getattr(args, "progress_every", 30.0),
+                      command=("bench", *args.argv) if getattr(args, "argv", None) is not None else ())
+
+
+SLURM_DEFAULTS = {"partition": None, "cpus_per_task": None, "mem": None, "time": 60, "array_parallelism": 256,
+                  "signal_delay": 90}
+
+
+def add_launch_options(p) -> None:
+    """Where the cells of a training command run: here, in local workers, or as SLURM tasks (the one
+    launcher, bench.launch.launcher)."""
+    g = p.add_argument_group("where the cells run (one at a time in this process, unless --workers or --slurm)")
+    g.add_argument("--workers", default="1", metavar="N|auto",
+                   help="train N cells at once, each in its own process pinned to --devices-per-cell GPUs "
+                        "(CPU: to its share of the cores); auto = one per visible GPU, or one per core on CPU")
+    g.add_argument("--devices-per-cell", type=int, default=1, metavar="K",
+                   help="devices each cell trains on; K > 1 sets --train.devices K (a DDP/FSDP cell). A worker "
+                        "is pinned to K GPUs; a SLURM task asks for K GPUs unless --train.accelerator is cpu")
+    g.add_argument("--slurm", action="store_true",
+                   help="submit the unfinished cells to SLURM as one job array (submitit; one task per cell, "
+                        "requeued and resumed on a time limit or preemption) instead of training them here; "
+                        "--out must be on a filesystem the nodes share")
+    g.add_argument("--dry-run", action="store_true", help="list the cells to train (or submit); train nothing")
+    add_gpu_arg(g)
+    s = p.add_argument_group("SLURM resources (with --slurm)")
+    s.add_argument("--partition", default=None, metavar="NAME", help="SLURM partition [default: the cluster's default]")
+    s.add_argument("--cpus-per-task", type=int, default=None, metavar="N", help="CPUs per task")
+    s.add_argument("--mem", default=None, metavar="SIZE", help="memory per task, e.g. 64G")
+    s.add_argument("--time", type=int, default=60, metavar="MINUTES",
+                   help="time limit per task; a task that reaches it is requeued and resumes")
+    s.add_argument("--array-parallelism", type=int, default=256, metavar="M", help="at most M tasks at once")
+    s.add_argument("--signal-delay", type=int, default=90, metavar="S",
+                   help="seconds before the time limit at which a task checkpoints and requeues")
+
+
+def launch_options(args):
+    """LaunchOptions from the launch options, checked in one line each before any cell is made; a
+    --devices-per-cell K > 1 becomes --train.devices K, part of every cell's config (and id)."""
+    from ..launch.launcher import LaunchOptions
+    from ..launch.slurm import SlurmOptions
+
+    workers = str(args.workers)
+    if workers != "auto" and not (workers.isdigit() and int(workers) >= 1):
+        raise ConfigError(f"--workers takes a positive integer or 'auto', got {args.workers!r}")
+    if args.devices_per_cell < 1:
+        raise ConfigError(f"--devices-per-cell must be at least 1, got {args.devices_per_cell}")
+    slurm_set = [k for k, v in SLURM_DEFAULTS.items() if getattr(args, k) != v]
+    if args.slurm and workers != "1":
+        raise ConfigError("--slurm and --workers: choose one (--workers trains here, --slurm submits to SLURM)")
+    if slurm_set and not args.slurm:
+        raise ConfigError(f"--{slurm_set[0].replace('_', '-')} is a SLURM resource: add --slurm, or drop it")
+    if args.devices_per_cell > 1:
+        set_override(args, "train.devices", str(args.devices_per_cell))
+    slurm = SlurmOptions(**{k: getattr(args, k) for k in SLURM_DEFAULTS}) if args.slurm else None
+    return LaunchOptions(workers=workers, devices_per_cell=args.devices_per_cell, slurm=slurm, gpu=args.gpu,
+                         dry_run=args.dry_run)
+
+
+def finish_run(matrix_name: str, cells, ran, opts) -> int:
+    """The leaderboard of the whole matrix folder, and the exit status of this run's cells."""
+    from ..atomic import remove_old_temps
+    from ..console import err, out
+    from ..results.curves import load_curves
+    from ..results.records import load_records
+    from ..results.tables.leaderboard import build_leaderboard, print_rich, write_leaderboard
+
+    folder = opts.out / matrix_name
+    remove_old_temps(folder)  # left by a table or report write that was killed
+    records, problems = load_records(folder)  # the whole matrix folder: a filtered run loses no rows
+    ids = {c.id for c in cells}
+    curves = load_curves(folder)
+    board = build_leaderboard(records, matrix_name, curves=curves)  # the tables and their statistics, once
+    shown = [r for r in records if r.id in ids] or ran  # the terminal shows this run's cells
+    print_rich(board if {r.id for r in shown} == {r.id for r in records}
+               else build_leaderboard(shown, matrix_name, curves=curves), out)
+    report_problems(p for p in problems if p.path.parent.name not in ids)
+    try:
+        for path in write_leaderboard(folder, board, console=err):
+            out.print(f"wrote {path}")
+    except OSError as e:  # the records are safe; only the leaderboard files are not written
+        err.print(f"[yellow]warning:[/] could not write the leaderboard in {folder}: {e.strerror or e}; "
+                  "`bench table` writes it later", highlight=False, soft_wrap=True)
+    done = {r.id for r in ran}
+    skipped = sorted(ids - done)
+    if skipped:
+        err.print(f"[yellow]{len(skipped)} cell(s) left to the run training them:[/] {', '.join(skipped)}")
+    bad = [r.id for r in ran if r.status != "ok"]
+    if bad:
+        err.print(f"[red]{len(bad)} cell(s) did not finish ok:[/] {', '.join(bad)}")
+    return 1 if bad else 0
 
 
 def add_target(p, results_flag: str = "--out") -> None:

@@ -1,5 +1,5 @@
 """`bench compare A B`: two result folders side by side, cells matched by identity; the comparison is
-bench.results.compare_folders'."""
+bench.results.tables.folders'."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def side(label: str, target: str, results_root: str):
     from models import UnknownName
 
     from ..errors import ConfigError
-    from ..results.compare_folders import Side
+    from ..results.tables.folders import Side
     from ..results.records import load_records
 
     try:
@@ -60,7 +60,7 @@ def side(label: str, target: str, results_root: str):
 def main(args) -> int:
     from ..console import err, out
     from ..errors import ConfigError
-    from ..results.compare_folders import RENDER, compare_sides, render_rich
+    from ..results.tables.folders import RENDER, compare_sides, comparison_tables, print_rich
 
     a, b = side("A", args.a, args.results_root), side("B", args.b, args.results_root)
     if Path(a.folder).resolve() == Path(b.folder).resolve():
@@ -69,8 +69,9 @@ def main(args) -> int:
     if not comparison.groups:
         err.print("[yellow]warning:[/] no cell of A matches a cell of B; the unmatched cells say why",
                   highlight=False)
+    tables = comparison_tables(comparison)
     if args.format == "rich":
-        render_rich(comparison, out)
+        print_rich(tables, out)
     else:
-        print(RENDER[args.format](comparison), end="")
+        print(RENDER[args.format](tables), end="")
     return 0

@@ -29,10 +29,12 @@ def add_parser(sub):
 
 def main(args) -> int:
     from ..console import err, out
-    from ..errors import ConfigError
+    from ..errors import ConfigError, need
     from ..results.eval import check_tasks, eval_matrix, task_manager
-    from ..results.leaderboard import render_rich, write_tables
     from ..results.records import load_records
+    from ..results.tables.leaderboard import folder_leaderboard, print_rich, write_leaderboard
+
+    need("lm_eval", "bench eval")  # only looked for: lm-eval is imported after the offline settings
 
     tasks = [t.strip() for t in (args.tasks or "").split(",") if t.strip()]
     if not tasks:
@@ -48,7 +50,8 @@ def main(args) -> int:
     if no_weights:
         err.print(f"[yellow]{len(no_weights)} ok cell(s) have no saved weights (rerun them with "
                   f"`bench run --save-weights --force`):[/] {', '.join(no_weights)}")
-    render_rich(records, out, target.name)
-    for path in write_tables(target, records, target.name, console=err):
+    board = folder_leaderboard(target, records, target.name)
+    print_rich(board, out)
+    for path in write_leaderboard(target, board, console=err):
         out.print(f"wrote {path}")
     return 0

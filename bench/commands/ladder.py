@@ -1,10 +1,11 @@
 """`bench ladder`: a matrix's activations x schemes x seeds over a ladder of model sizes (bench/run/config/ladder.py),
-trained by the ordinary runner (claims, resume, --workers), then fitted as scaling laws with intervals,
-predictions and crossovers (bench/results/ladder.py)."""
+trained by the ordinary runner (claims, resume, --workers, --slurm), then fitted as scaling laws with intervals,
+predictions and crossovers (bench/results/stats/laws.py)."""
 
 from __future__ import annotations
 
-from .common import add_filters, add_overrides, add_run_options, cells_from, run_name, run_options
+from .common import add_filters, add_launch_options, add_overrides, add_run_options, cells_from, finish_run, \
+    launch_options, run_name, run_options
 
 HELP = "a scale ladder: train the matrix at log-spaced sizes, fit scaling laws, predict, find crossovers"
 
@@ -21,9 +22,8 @@ def add_parser(sub):
     p.add_argument("--head-dim", type=int, default=32, help="attention head size of every rung (d_model is a multiple)")
     p.add_argument("--predict", type=float, default=None, metavar="N",
                    help="also predict each group's loss at N non-embedding parameters, with an interval")
-    p.add_argument("--dry-run", action="store_true", help="show the rungs and cells, train nothing")
     add_run_options(p)
-    p.add_argument("--workers", default="1", metavar="N|auto", help="train N cells at once (as bench run)")
+    add_launch_options(p)  # --dry-run: the rungs and the cells, nothing trained
     add_overrides(p)
     return p
 
@@ -69,12 +69,13 @@ def show_rungs(rungs, cells, console) -> None:
 def main(args) -> int:
     from ..atomic import atomic_write
     from ..console import err, out
-    from ..results.ladder import ladder_view, render_rich, to_markdown
+    from ..launch.launcher import launch
+    from ..results.stats.laws import fit_laws
+    from ..results.tables.comparisons import law_tables, laws_markdown, print_laws
     from ..results.records import load_records
-    from ..run.engine.cell import run_matrix
-    from .run import finish_run
 
     opts = run_options(args)
+    how = launch_options(args)
     matrix, rungs, cells = ladder_cells(args)
     args.name = args.name or f"{matrix.name}-ladder"
     name = run_name(args, matrix)
@@ -82,21 +83,14 @@ def main(args) -> int:
     if len(rungs) < args.rungs:
         err.print(f"[yellow]warning:[/] {args.rungs - len(rungs)} rung(s) rounded to the same shape as another and "
                   f"were dropped: widen --params or lower --head-dim/--aspect", highlight=False)
-    if args.dry_run:
-        for c in cells:
-            out.print(f"  {c.id}", highlight=False)
+    launched = launch(name, cells, opts, how)
+    if not launched.here:
         return 0
-    if args.workers != "1":
-        from ..launch.workers import run_workers, strip_worker_args
-
-        ran, unfinished = run_workers(name, cells, opts, strip_worker_args(args.argv), args.workers, 1,
-                                      cells[0].config.train.accelerator, out)
-        code = max(finish_run(name, cells, ran, opts), 1 if unfinished else 0)
-    else:
-        code = finish_run(name, cells, run_matrix(name, cells, opts, out), opts)
+    code = max(finish_run(name, cells, launched.records, opts), launched.code)
     records, _ = load_records(opts.out / name)
-    view = ladder_view(records, args.predict)
-    render_rich(view, out if code == 0 else err)
-    if view.fits:  # the same tables beside the records, as `bench table DIR --ladder --format md` prints them
-        atomic_write(opts.out / name / "ladder.md", to_markdown(view))
+    laws = fit_laws(records, args.predict)
+    tables = law_tables(laws)
+    print_laws(tables, out if code == 0 else err, name)
+    if laws.fits:  # the same tables beside the records, as `bench table DIR --ladder --format md` prints them
+        atomic_write(opts.out / name / "ladder.md", laws_markdown(tables))
     return code

@@ -1,11 +1,11 @@
-"""`bench list`: the registries (activations, schemes, norm layers, GPAS options, scales, recipes,
-matrices)."""
+"""`bench list`: the registries (activations, schemes, norm layers, probes, GPAS options, scales,
+recipes, matrices)."""
 
 from __future__ import annotations
 
 import json
 
-HELP = "the registries: activations, schemes, scales, recipes, matrices"
+HELP = "the registries: activations, schemes, norm layers, probes, scales, recipes, matrices"
 
 
 def add_parser(sub):
@@ -23,6 +23,9 @@ def _doc(registry, name: str) -> str:
 def registries() -> dict[str, dict[str, str]]:
     from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEMES
 
+    from ..run.config.probes import PROBES, record_field
+    from ..run.engine.probes import registry  # noqa: F401 - registers the built-in probes
+
     from ..run.config.presets import recipes, scales
     from ..run.config.matrix import MATRIX_DIR, load_matrix
 
@@ -30,6 +33,7 @@ def registries() -> dict[str, dict[str, str]]:
         "activations": {n: ("gated: " if c.gated else "") + _doc(ACTIVATIONS, n) for n, c in ACTIVATIONS.items()},
         "schemes": {n: _doc(SCHEMES, n) for n in SCHEMES},
         "norm_layers": {n: _doc(NORMS, n) for n in NORMS},
+        "probes": {n: f"{_doc(PROBES, n)} (record: {record_field(n) or f'extra_probes.{n}'})" for n in PROBES},
         "gpas_gate_acts": dict(GATE_ACTS),
         "gpas_positions": dict(POSITIONS),
         "scales": {n: s.get("description", "") for n, s in scales().items()},

@@ -24,7 +24,7 @@ def plan_rows(cells, gpu: str | None = None) -> list[dict]:
     from models import count_params
 
     from ..launch.memory import GPUS, MAX_TRACES, estimate, formula_estimate, shape_key
-    from ..results.validation_cost import planned_eval_share
+    from ..results.stats.costs import planned_eval_share
 
     rows = []
     # tracing a training step costs seconds per distinct shape (a minute at 1B): only when a GPU is asked
@@ -96,7 +96,7 @@ def main(args) -> int:
 
 def validation_line(rows: list[dict]) -> str:
     """The planned validation share of the cells' compute, a warning above WARN_SHARE."""
-    from ..results.validation_cost import ADVICE, WARN_SHARE
+    from ..results.stats.costs import ADVICE, WARN_SHARE
 
     shares = [r["eval_share_planned"] for r in rows]
     lo, hi = min(shares), max(shares)

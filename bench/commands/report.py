@@ -37,9 +37,12 @@ def add_parser(sub):
 
 
 def main(args) -> int:
-    from ..errors import ConfigError
-    from ..results.leaderboard import resolve_at, resolve_baseline
+    from ..errors import ConfigError, need
+    from ..results.tables.leaderboard import resolve_at, resolve_baseline
     from ..results.report import write_report
+
+    need("jinja2", "bench report")  # the page's template
+    need("matplotlib", "bench report")  # its figures
 
     folder = target_folder(args)
     resolve_baseline(args.baseline)  # malformed values fail before any work

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from ..errors import ConfigError
 from .common import add_filters, add_name, add_out, add_overrides, cells_from, run_name
 
 HELP = "queued / running / done / failed cells of a matrix (records, claims, SLURM)"
@@ -17,6 +18,9 @@ def add_parser(sub):
     add_filters(p)
     add_out(p, "results folder")
     add_name(p)
+    p.add_argument("--cells", default=None, metavar="FILE",
+                   help="the cells of one launch, from the cells file it wrote (--slurm prints its path): a "
+                        "ladder's or sweep's cells, which a matrix and overrides alone do not name")
     p.add_argument("--json", action="store_true", help='print {"cells": [{"id", "state", "slurm_job", ...}]}')
     p.add_argument("--clean", action="store_true",
                    help="first remove what killed runs left: stale claims and temp files of every cell no live run "
@@ -36,14 +40,24 @@ def main(args) -> int:
     from ..console import out
     from ..launch.status import cell_states
 
-    matrix, cells = cells_from(args)
-    name = run_name(args, matrix)
+    if args.cells:
+        from ..launch.child import read_cells
+
+        try:
+            handoff = read_cells(Path(args.cells))
+        except (OSError, ValueError, KeyError) as e:
+            raise ConfigError(f"--cells {args.cells}: not a cells file a launch wrote ({type(e).__name__}: {e})") \
+                from None
+        name, cells, results = handoff.matrix, handoff.cells, handoff.opts.out
+    else:
+        matrix, cells = cells_from(args)
+        name, results = run_name(args, matrix), Path(args.out)
     if args.clean:
         from ..launch.status import clean
 
-        for line in clean(Path(args.out), name, cells, args.stale_after, args.keep_checkpoints):
+        for line in clean(results, name, cells, args.stale_after, args.keep_checkpoints):
             out.print(line, highlight=False)
-    rows = cell_states(Path(args.out), name, cells)
+    rows = cell_states(results, name, cells)
     if args.json:
         print(json.dumps({"matrix": name, "cells": rows}, indent=2))
         return 0

@@ -1,9 +1,10 @@
-"""`bench sweep`: a matrix crossed with a learning-rate grid, trained by the ordinary runner; the
-grid and its cells are bench.run.config.sweep's."""
+"""`bench sweep`: a matrix crossed with a learning-rate grid, trained by the ordinary runner (here,
+--workers or --slurm); the grid and its cells are bench.run.config.sweep's."""
 
 from __future__ import annotations
 
-from .common import add_filters, add_overrides, add_run_options, cells_from, report_problems, run_name, run_options
+from .common import add_filters, add_launch_options, add_overrides, add_run_options, cells_from, launch_options, \
+    report_problems, run_name, run_options
 
 HELP = "train a matrix over a learning-rate grid: best LR, stability frontier, LR sensitivity"
 
@@ -22,19 +23,22 @@ def add_parser(sub):
     p.add_argument("--lr-decades", type=float, default=2.0,
                    help="decades the default grid spans, centred on each cell's own train.lr")
     add_run_options(p)
+    add_launch_options(p)
     add_overrides(p)
     return p
 
 
 def main(args) -> int:
     from ..console import err, out
-    from ..results.compare_tables import grid_table, lr_table
-    from ..results.lr import GRID_COLUMNS, LR_COLUMNS, LR_LEGEND, lr_notes
+    from ..launch.launcher import launch
+    from ..results import render
     from ..results.records import load_records
-    from ..run.engine.cell import run_matrix
+    from ..results.stats.lr import lr_curves
+    from ..results.tables.comparisons import lr_tables
     from ..run.config.sweep import SUFFIX, parse_grid, sweep_cells
 
     opts = run_options(args)
+    how = launch_options(args)
     matrix, cells = cells_from(args)
     grid = parse_grid(args.lr_grid) if args.lr_grid else None
     cells = sweep_cells(cells, grid, args.lr_points, args.lr_decades)
@@ -42,30 +46,18 @@ def main(args) -> int:
     lrs = sorted({c.config.train.lr for c in cells})
     out.print(f"{name}: {len(cells)} cells = {len(cells) // max(1, len(lrs))} x {len(lrs)} learning rates "
               f"({', '.join(f'{v:.3g}' for v in lrs)})", highlight=False)
-    ran = run_matrix(name, cells, opts, out)
+    launched = launch(name, cells, opts, how)
+    if not launched.here:
+        return 0
+    ran = list(launched.records)
     records, problems = load_records(opts.out / name)  # the whole sweep folder: earlier grids count too
     report_problems(problems)
     ids = {c.id for c in cells}
-    rows, curves = lr_table([r for r in records if r.id in ids] or ran)
-    show(out, f"{name}: learning-rate robustness", LR_COLUMNS, rows)
-    out.print(LR_LEGEND, highlight=False, markup=False)
-    for line in lr_notes(curves):
-        out.print(line, style="yellow", highlight=False, markup=False)
-    show(out, f"{name}: every grid point", GRID_COLUMNS, grid_table(curves))
+    for table in lr_tables(lr_curves([r for r in records if r.id in ids] or ran)) or ():
+        render.rich(out, table, render.titled(name, table.title))
     out.print(f"`bench report {opts.out / name}` draws final loss against LR per cell.", highlight=False)
     bad = [r.id for r in ran if r.status not in ("ok", "diverged")]  # a diverged LR is a result here
     if bad:
         err.print(f"[red]{len(bad)} cell(s) failed:[/] {', '.join(bad)}")
-    return 1 if bad else 0
+    return max(1 if bad else 0, launched.code)
 
-
-def show(console, title: str, columns, rows) -> None:
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, justify="left" if c in ("scale", "activation", "norm", "diverged_at", "failed_at", "note",
-                                                "trains", "status") else "right")
-    for row in rows:
-        t.add_row(*row)
-    console.print(t)

@@ -36,9 +36,8 @@ def add_parser(sub):
 def main(args) -> int:
     from ..console import err, out
     from ..errors import ConfigError
-    from ..results.leaderboard import render_rich, resolve_at, to_csv, to_markdown, write_tables
     from ..results.records import load_records
-    from ..results.stats import load_curves
+    from ..results.tables import leaderboard as lb
 
     target = target_folder(args)
     records, problems = load_records(target)
@@ -49,28 +48,23 @@ def main(args) -> int:
     if args.ladder:
         if args.format == "latex":
             raise ConfigError("--ladder prints rich or md, not latex; use --format md")
-        from ..results.ladder import ladder_view, render_rich as render_ladder, to_markdown as ladder_markdown
+        from ..results.tables.comparisons import law_tables, laws_markdown, print_laws
+        from ..results.stats.laws import fit_laws
 
-        view = ladder_view(records, args.predict)
+        tables = law_tables(fit_laws(records, args.predict))
         if args.format == "md":
-            print(ladder_markdown(view), end="")
+            print(laws_markdown(tables), end="")
         else:
-            render_ladder(view, out)
+            print_laws(tables, out, title)
         return 0
-    at = resolve_at(args.at)  # a malformed --at fails before any output
-    curves = load_curves(target)  # the equal steps / compute / time views read the validation curves
-    if args.format == "md":
-        print(to_markdown(records, title, args.baseline, args.target_loss, curves, at), end="")
-    elif args.format == "latex":
-        from ..results.latex import to_latex
-
-        print(to_latex(records, title, args.baseline, args.target_loss, curves, at), end="")
-    elif args.format == "csv":
-        print(to_csv(records, args.target_loss, curves), end="")
+    # the tables, built once (a malformed --baseline or --at fails before any output), then each format
+    board = lb.folder_leaderboard(target, records, title, args.baseline, args.target_loss, args.at)
+    if args.format == "rich":
+        lb.print_rich(board, out)
     else:
-        render_rich(records, out, title, args.baseline, args.target_loss, curves, at)
+        print({"md": lb.to_markdown, "latex": lb.to_latex, "csv": lb.to_csv}[args.format](board), end="")
     try:
-        write_tables(target, records, title, args.baseline, args.target_loss, console=err, at=at)
+        lb.write_leaderboard(target, board, console=err)
     except OSError as e:  # a read-only or full results folder: the table above stands, unsaved
         err.print(f"[yellow]warning:[/] could not save leaderboard.md / leaderboard.csv in {target}: "
                   f"{e.strerror or e}; the table above is not saved", highlight=False, soft_wrap=True)

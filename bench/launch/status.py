@@ -1,5 +1,5 @@
 """`bench status MATRIX`: where every cell of a matrix stands, from the results tree (records,
-claims) and, for cells submitted with `bench submit`, the scheduler (squeue; sacct when the cluster
+claims) and, for cells submitted with `--slurm`, the scheduler (squeue; sacct when the cluster
 keeps accounting).
 
 States: done (a usable ok/diverged record), failed (failed/oom record), running (a live claim, or a

@@ -1,16 +1,15 @@
-"""`bench run --workers N|auto`: several cells at once on one machine.
+"""`--workers N|auto`: several cells at once on one machine.
 
-The parent writes the cells (id, axes, resolved config) and the run options to one JSON file and
-starts N children, each this module run on that file (so each holds the very cells the parent
-listed, plugins loaded from the environment), pinned to its own GPUs (CUDA_VISIBLE_DEVICES,
-``--devices-per-cell`` each) or, on
-CPU, to its share of the cores (OMP_NUM_THREADS and torch threads). Each child walks the matrix and
-trains every cell it can claim (run.cell.run_cells): the claims keep two children off one cell, and a
-killed child loses only its own cell, whose claim goes stale and whose checkpoint resumes on the
-next run. Each child writes a small status file and a log in its parent's own folder
-(OUT/<matrix>/.workers/<time>-<pid>/w<i>.json, w<i>.log: two launches never share one); the parent
-shows one display of every worker and the matrix, from those files and the records, then
-prints the leaderboard.
+The parent writes the cells file (child.py: ids, axes, resolved configs, run options, plugins) and
+starts N children, each this module run on that file alone (child.run_child rebuilds the very
+cells the parent listed), pinned to its own GPUs (CUDA_VISIBLE_DEVICES, ``--devices-per-cell``
+each) or, on CPU, to its share of the cores (OMP_NUM_THREADS and torch threads). Each child walks
+the cells and trains every one it can claim (bench.run.engine.cell.run_cells): the claims keep two
+children off one cell, and a killed child loses only its own cell, whose claim goes stale and whose
+checkpoint resumes on the next run. Each child writes a small status file and a log in its parent's
+own folder (OUT/<name>/.workers/<time>-<pid>/w<i>.json, w<i>.log: two launches never share one);
+the parent shows one display of every worker and the cells, from those files and the records, and
+returns the records for the command to show.
 """
 
 from __future__ import annotations
@@ -28,14 +27,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from ..atomic import atomic_write_json
 from ..console import progress_columns
 from ..errors import ConfigError, Interrupted
 from ..results.records import DONE, cell_dir
 from ..run.engine.claims import holder
-from ..run.engine.cell import now, record_of, run_cells
+from ..run.engine.cell import now, record_of
 from ..run.engine.progress import logs_progress, progress_line
 from ..run.engine.ranks import is_rank_zero
+from .child import run_child, write_cells
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,56 +101,15 @@ class StatusFile:
         self.write()
 
 
-def write_cells(path: Path, matrix_name: str, cells, opts, command: list[str], fresh_after: str = "") -> None:
-    """The cells (id, axes, resolved config) and run options a child or SLURM task trains from."""
-    from ..plugins import LOADED
-
-    options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
-    options["out"], options["loggers"] = str(Path(opts.out).absolute()), list(opts.loggers)
-    # every plugin loaded here (a matrix's own included), by file when it was loaded from one
-    plugins = [[p.file if p.file and Path(p.file).stem == p.module else p.module, p.how] for p in LOADED.values()]
-    atomic_write_json(path, {"matrix": matrix_name, "command": list(command), "fresh_after": fresh_after,
-                             "plugins": plugins, "options": options, "cells": [c.to_dict() for c in cells]})
-
-
-def read_cells(path: Path):
-    """(matrix name, cells, RunOptions, command, fresh_after) from ``write_cells``'s file; a cell whose
-    config no longer hashes to its id (a plugin changed since) is one error, not a silent new cell."""
-    from ..plugins import load_plugin
-    from ..run.config.matrix import Cell
-    from ..run.engine.runner import RunOptions
-
-    data = json.loads(Path(path).read_text())
-    for spec, how in data.get("plugins", []):  # before the cells: their parts must be registered
-        load_plugin(spec, how)
-    cells = [Cell.from_dict(c) for c in data["cells"]]
-    for c in cells:
-        if not c.id.endswith(c.config.config_hash()[:6]):
-            raise ConfigError(f"cell {c.id} no longer hashes to its id here (a plugin or config changed since "
-                              "the launch); rerun the launching command")
-    o = dict(data["options"])
-    opts = RunOptions(**{**o, "out": Path(o["out"]), "loggers": tuple(o["loggers"])})
-    return data["matrix"], cells, opts, data["command"], data.get("fresh_after") or None
-
-
 def child_main(argv: list[str]) -> int:
-    """One worker: ``argv`` is the cells file, then the launching command line (which each record
-    keeps, and which Lightning re-runs for the other ranks of a multi-device cell)."""
-    from ..plugins import load_entry_points, load_env
-
-    load_entry_points()  # the plugins the launching command loaded (exported in the environment)
-    load_env()
-    matrix_name, cells, opts, _, fresh_after = read_cells(Path(argv[0]))
+    """One worker: ``argv`` is the cells file alone (Lightning starts the other ranks of a
+    multi-device cell with the same argv: they rebuild the same cells and follow rank 0)."""
     index = int(os.environ["BENCH_WORKER"])
     threads = os.environ.get("OMP_NUM_THREADS")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
     device = f"cuda:{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") \
         else f"cpu x{threads or '?'}"
     if not is_rank_zero():  # another rank of this worker's multi-device cell: train along, report nothing
-        run_cells(matrix_name, cells, opts, None, fresh_after)
+        run_child(Path(argv[0]))
         return 0
     status = StatusFile(Path(os.environ["BENCH_WORKER_STATUS"]), index, device)
 
@@ -159,8 +117,7 @@ def child_main(argv: list[str]) -> int:
         status.state["trained"] += 1
         print(f"w{index} {rec.status} {rec.id}", flush=True)
 
-    done = run_cells(matrix_name, cells, opts, status, fresh_after, log=lambda m: print(m, flush=True),
-                     on_record=on_record)
+    _, done = run_child(Path(argv[0]), progress=status, log=lambda m: print(m, flush=True), on_record=on_record)
     status.state.update(state="finished", cell=None)
     status.write()
     return 143 if any(r.status == "interrupted" for r in done) else 0
@@ -208,20 +165,9 @@ def held_elsewhere(folder: Path) -> bool:
     return claim is not None and not claim.is_stale()
 
 
-def strip_worker_args(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in ("--workers", "--devices-per-cell"):
-            skip = True
-        elif not a.startswith(("--workers=", "--devices-per-cell=")):
-            out.append(a)
-    return out
-
-
-def start_workers(plan: list[dict], run_dir: Path, argv: list[str]) -> list:
-    """One child per entry of ``plan``: (process, its log file, its status file path)."""
+def start_workers(plan: list[dict], run_dir: Path, cells_file: Path) -> list:
+    """One child per entry of ``plan``, each given the cells file: (process, its log file, its status
+    file path)."""
     procs = []
     for i, extra in enumerate(plan):
         status = run_dir / f"w{i}.json"
@@ -229,15 +175,15 @@ def start_workers(plan: list[dict], run_dir: Path, argv: list[str]) -> list:
                "PYTHONPATH": os.pathsep.join(
                    [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
         log = open(run_dir / f"w{i}.log", "w")
-        procs.append((subprocess.Popen([sys.executable, "-m", "bench.launch.workers", *argv],
+        procs.append((subprocess.Popen([sys.executable, "-m", "bench.launch.workers", str(cells_file)],
                                        env=env, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True),  # a terminal's Ctrl-C reaches the parent only
                       log, status))
     return procs
 
 
-def run_workers(matrix_name: str, cells, opts, command: list[str], workers: str, per_cell: int, accelerator: str,
-                console: Console) -> tuple[list[dict], list[str]]:
+def run_workers(matrix_name: str, cells, opts, workers: str, per_cell: int, accelerator: str,
+                console: Console) -> tuple[list, list[str]]:
     """Start the workers, show one display until they all exit; return every finished record and
     the ids of the cells left unfinished (a killed worker's cell; not one another run is training)."""
     opts = dataclasses.replace(opts, out=Path(opts.out).absolute())  # children may start anywhere
@@ -245,15 +191,13 @@ def run_workers(matrix_name: str, cells, opts, command: list[str], workers: str,
                                                       None) not in DONE]
     plan = plan_workers(workers, per_cell, accelerator, max(1, len(todo)))
     run_dir = launch_dir(opts.out / matrix_name / ".workers")
-    if per_cell > 1:
-        command = command + ["--train.devices", str(per_cell)]
     cells_file = run_dir / "cells.json"
-    write_cells(cells_file, matrix_name, cells, opts, command, now() if opts.force else "")
+    write_cells(cells_file, matrix_name, cells, opts, now() if opts.force else "")
     where = ", ".join(e.get("CUDA_VISIBLE_DEVICES") and "GPU " + e["CUDA_VISIBLE_DEVICES"]
                       or e["OMP_NUM_THREADS"] + " thread(s)" for e in plan)
     console.print(f"{matrix_name}: {len(todo)} cell(s) to train with {len(plan)} worker(s) ({where}); "
                   f"logs in {run_dir}")
-    procs = start_workers(plan, run_dir, [str(cells_file), *command])
+    procs = start_workers(plan, run_dir, cells_file)
     stopped: list[int] = []
 
     def forward(signum, frame):  # stop every worker at a step boundary; each records its cell 'interrupted'
@@ -317,4 +261,8 @@ def _display(columns, procs, cells, matrix_name, opts, console) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1:]))
+    try:
+        sys.exit(child_main(sys.argv[1:]))
+    except ConfigError as e:  # e.g. a cell that no longer hashes to its id: one line in the worker's log
+        print(f"error: {e}", flush=True)
+        sys.exit(2)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ..atomic import atomic_write
 
-RESULTS = Path("results")
 STATUSES = ("ok", "diverged", "oom", "failed", "interrupted")  # a record with another status is incomplete
 DONE = ("ok", "diverged")  # not trained again on a rerun; failed, oom and interrupted cells are retried
 

@@ -1,5 +1,6 @@
-"""The report's own figures: loss curves, the cost / quality frontier, per-cell probes and the
-scaling fits (the figures comparing cells are in ``figures.compare``); one style (``figures.style``)."""
+"""The report's figures of cells: loss curves, the cost / quality frontier, each cell's probes, the
+outliers under precision (PowLU's claim: bounded activations survive low precision) and the routing of
+mixture-of-experts cells. The figures comparing cells are in ``figures.compare``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import math
 import numpy as np
 
 from ..curves import tokens_per_step
-from ..frontier import frontier_points, pareto_front
-from ..grouping import run_order
 from ..records import Record
-from .style import figure as _figure, png as _png, rc as _rc
+from ..stats.costs import frontier_points, pareto_front
+from ..stats.groups import run_order
+from . import figure as _figure, png as _png, rc as _rc
 
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)))
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -222,26 +223,119 @@ def fig_probe_structure(probes: dict) -> str | None:
         return _png(fig)
 
 
-def fig_scaling(fits) -> str | None:
-    """Final validation loss against N and against C (log-log) with the fitted curves."""
-    if not fits:
+# ---- outliers under precision (record['outliers'], bench/run/engine/probes/outliers.py) ------------------
+
+SITE_TITLES = {"ffn_hidden": "FFN hidden activation (input of down)", "resid": "residual stream",
+               "ffn_out": "FFN output"}
+
+
+def outliers(r: Record) -> dict:
+    """record['outliers'] (bench/run/engine/probes/outliers.py): a typed field, or an older record's extra key."""
+    o = r.outliers if getattr(r, "outliers", None) is not None else r.extra.get("outliers")
+    return o if isinstance(o, dict) else {}
+
+
+def outlier_records(records: list[Record]) -> list[Record]:
+    return [r for r in records if outliers(r).get("steps")]
+
+
+def precision_of(r: Record) -> str:
+    return r.precision or (r.config.get("train") or {}).get("precision", "?")
+
+
+def fig_outliers(records: list[Record]) -> str | None:
+    """Base64 PNG, or None when no record has outlier samples."""
+    recs = outlier_records(records)
+    if not recs:
         return None
-    groups = list(dict.fromkeys(f.group for f in fits))
+    import matplotlib
+    from matplotlib.ticker import MaxNLocator
+
+    acts = list(dict.fromkeys(r.activation for r in recs))
+    precs = list(dict.fromkeys(precision_of(r) for r in recs))
+    colors = matplotlib.colormaps["tab10"]
+    sites = [s for s in ("ffn_hidden", "resid") if any(s in outliers(r)["sites"] for r in recs)]
     with _rc():
-        fig = _figure(9.0, 3.3)
-        axes = fig.subplots(1, 2)
-        for ax, xname, label in ((axes[0], "N", "non-embedding parameters N"),
-                                 (axes[1], "C", "training compute C = 6 N D (FLOPs)")):
-            for f in (f for f in fits if f.x == xname):
-                c = f"C{groups.index(f.group) % 10}"
-                ax.scatter(f.xs, f.ys, color=c, s=14)
-                grid = np.geomspace(min(f.xs), max(f.xs), 50)
-                ax.plot(grid, f.predict(grid), color=c, lw=1,
-                        label=f"{f.group[0]} / {f.group[1]}: alpha={f.alpha:.3f}")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            _plain_log(ax.yaxis)
-            ax.set_xlabel(label)
-            ax.set_ylabel("final validation loss")
-            ax.legend(frameon=False, fontsize=6)
+        fig = _figure(10.5, 2.9 * len(sites))
+        axes = fig.subplots(len(sites), 3, squeeze=False)
+        for i, site in enumerate(sites):
+            for r in recs:
+                stats = outliers(r)["sites"].get(site)
+                if not stats:
+                    continue
+                style = {"color": colors(acts.index(r.activation) % 10),
+                         "linestyle": LINESTYLES[precs.index(precision_of(r)) % len(LINESTYLES)],
+                         "label": f"{r.activation} {r.norm} {precision_of(r)}"}
+                layers = list(range(1, len(stats["max_abs"][-1]) + 1))
+                axes[i, 0].plot(layers, stats["max_abs"][-1], marker="o", ms=3, **style)
+                axes[i, 1].plot(layers, stats["e4m3_under"][-1], marker="o", ms=3, **style)
+                axes[i, 2].plot(outliers(r)["steps"], [max(v) for v in stats["max_abs"]], **style)
+            title = SITE_TITLES[site]
+            axes[i, 0].set(title=f"{title}\nmax |a| (last sample)", xlabel="layer", yscale="log")
+            axes[i, 1].set(title="fraction below e4m3 min normal after scaling", xlabel="layer")
+            axes[i, 2].set(title="amax over training (max over layers)", xlabel="step", yscale="log")
+            for j in (0, 2):  # e4m3's max finite value
+                axes[i, j].axhline(448.0, color="grey", lw=0.6)
+            for j in (0, 1):
+                axes[i, j].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[0, 2].legend(loc="best")
+        return _png(fig)
+
+
+# ---- mixture of experts: routing (record['moe']) ---------------------------------------------------
+
+def fig_expert_load(moe: dict) -> str | None:
+    """One heatmap per layer: expert (rows) x sampled step (columns), the fraction of routing assignments
+    each expert received; 1/E is a perfectly balanced router (the colour scale is centred there)."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    load = np.asarray(moe.get("load") or [], dtype=float)  # (samples, layers, experts)
+    steps = moe.get("steps") or []
+    if load.ndim != 3 or not load.size:
+        return None
+    n_samples, n_layers, n_experts = load.shape
+    cols = min(4, n_layers)
+    rows = math.ceil(n_layers / cols)
+    uniform = 1.0 / n_experts
+    norm = TwoSlopeNorm(vcenter=uniform, vmin=0.0, vmax=max(float(load.max()), 2 * uniform))
+    with _rc():
+        fig = _figure(2.8 * cols + 1.0, rows * max(2.0, 0.12 * n_experts + 1.0))
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        im = None
+        for layer, ax in enumerate(axes):
+            if layer >= n_layers:
+                ax.set_visible(False)
+                continue
+            im = ax.imshow(load[:, layer, :].T, aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest")
+            ax.grid(False)  # a grid over a heatmap hides cells
+            ticks = list(range(0, n_samples, max(1, n_samples // 4)))
+            ax.set_xticks(ticks, [str(steps[i]) for i in ticks] if len(steps) == n_samples else ticks)
+            ax.set(title=f"layer {layer + 1}", xlabel="step", ylabel="expert")
+        fig.colorbar(im, ax=list(axes[:n_layers]), shrink=0.8, label=f"load (uniform 1/{n_experts})")
+        return _png(fig)
+
+
+def fig_routing_lines(moe: dict) -> str | None:
+    """Per-layer lines over training: load max/mean, router entropy, dropped fraction (if any drop)."""
+    from matplotlib import colormaps
+
+    steps = np.asarray(moe.get("steps") or [], dtype=float)
+    keys = [("load_max_over_mean", "expert load max / mean"), ("router_entropy", "router entropy (nats)")]
+    if moe.get("capacity_factor") is not None:
+        keys.append(("dropped_fraction", "dropped assignments"))
+    panels = [(k, t, np.asarray(moe[k], dtype=float)) for k, t in keys if moe.get(k)]
+    panels = [(k, t, a) for k, t, a in panels if a.ndim == 2 and len(a) == len(steps)]
+    if not panels or not steps.size:
+        return None
+    cmap = colormaps["viridis"]
+    with _rc():
+        fig = _figure(3.0 * len(panels), 2.4)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (key, title, a) in zip(axes, panels):
+            n = a.shape[1]
+            for j in range(n):
+                ax.plot(steps, a[:, j], color=cmap(j / max(1, n - 1)), lw=1,
+                        label=f"layer {j + 1}" if j in (0, n - 1) else None)
+            ax.set(title=title, xlabel="step")
+            ax.legend(frameon=False)
         return _png(fig)

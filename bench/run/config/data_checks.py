@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ...errors import ConfigError
+from .presets import config_vocab_size
 from .schema import DataConfig, RunConfig
 from .identity import _shallow
 
@@ -31,11 +32,10 @@ def _key(data: DataConfig) -> str:
 
 def decide_vocab_size(data: DataConfig, configured: int) -> int:
     """The tokenizer decides the vocabulary: bytes 256, a BPE its configured size, a tokenizer file
-    its own size (read here), 'dataset' the size in the prepared corpus's meta.json."""
-    if data.tokenizer == "bytes":
-        return 256
-    if data.tokenizer == "bpe":
-        return data.bpe_vocab_size
+    its own size (read here), 'dataset' the size in the prepared corpus's meta.json. The only
+    decision: the engine checks that the data module agrees and never sets it."""
+    if data.tokenizer in CONFIG_TOKENIZERS:
+        return config_vocab_size(data.tokenizer, data.bpe_vocab_size, configured)
     if data.tokenizer == "dataset":
         return _dataset_vocab(_key(data)) or configured
     path = Path(data.tokenizer).expanduser()
@@ -88,11 +88,3 @@ def check(cfg: RunConfig) -> RunConfig:
     if needs_data(cfg.data):
         _check_data(_key(cfg.data), cfg.model.block_size)
     return cfg
-
-
-def validate_run(cfg: RunConfig) -> None:
-    """Every check of a resolved config: what the config shows, then what the data says."""
-    from .presets import validate
-
-    validate(cfg)
-    check(cfg)

@@ -10,7 +10,7 @@ Eligible: the Linear layers inside the blocks whose in and out features are mult
 fp8 GEMM needs that); the LM head stays in high precision, as in torchtitan.
 
 fp8 needs CUDA with compute capability >= 8.9 (Ada, Hopper, Blackwell) and torchao (the ``gpu``
-extra: ``pip install '.[gpu]'``); anywhere else a run fails before training with one line.
+extra); anywhere else a run fails before training with one line.
 torchao is imported only when an fp8 cell trains (bench/run/engine/fp8.py).
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ...errors import ConfigError
+from ...errors import ConfigError, install_hint
 from .device import cuda_accelerator
 
 FP8_RECIPES = ("tensorwise", "rowwise", "rowwise_with_gw_hp")  # torchao's Float8LinearRecipeName values
@@ -62,7 +62,7 @@ def fp8_device_problem(accelerator: str = "auto") -> str | None:
     try:
         import torchao.float8  # noqa: F401
     except ImportError:
-        return "fp8 training needs torchao: pip install '.[gpu]' (or pip install torchao)"
+        return install_hint("torchao", "fp8 training")
     return None
 
 

@@ -66,10 +66,6 @@ def apply(cfg: RunConfig, settings: dict, where: str = "") -> None:
             setattr(getattr(cfg, section) if section else cfg, name, parsed)
 
 
-def set_norm(cfg: RunConfig, name: str) -> None:
-    apply(cfg, {"norm": name})
-
-
 # ---- preset files ------------------------------------------------------------------------------
 
 def _presets(name: str) -> dict[str, dict]:
@@ -159,21 +155,21 @@ def resolve(settings: dict, overrides: dict | None = None) -> RunConfig:
     for key, value in merged.items():
         if key not in ("scale", "recipe"):
             _put(parts, setting(key, value))
-    parts["model"]["vocab_size"] = pure_vocab_size(parts)
+    parts["model"]["vocab_size"] = config_vocab_size(parts["data"]["tokenizer"], parts["data"]["bpe_vocab_size"],
+                                                     parts["model"]["vocab_size"])
     cfg = build(parts)
     validate(cfg)
     return cfg
 
 
-def pure_vocab_size(parts: dict[str, dict]) -> int:
-    """The vocabulary the config alone decides: bytes 256, a BPE its size; a tokenizer file or a
-    prepared dataset's tokenizer is read by bench.run.config.data_checks."""
-    tokenizer = parts["data"]["tokenizer"]
+def config_vocab_size(tokenizer: str, bpe_vocab_size: int, configured: int) -> int:
+    """The vocabulary the config alone decides: bytes 256, a BPE its size; else ``configured`` until a
+    tokenizer file or a prepared dataset's tokenizer is read (bench.run.config.data_checks)."""
     if tokenizer == "bytes":
         return 256
     if tokenizer == "bpe":
-        return parts["data"]["bpe_vocab_size"]
-    return parts["model"]["vocab_size"]
+        return bpe_vocab_size
+    return configured
 
 
 def validate(cfg: RunConfig) -> None:

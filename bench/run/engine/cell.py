@@ -8,6 +8,7 @@ exit path. Other ranks of a multi-device cell follow rank 0's decision without c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import signal
@@ -188,7 +189,7 @@ def run_cells(matrix_name: str, cells, opts, progress=None, fresh_after: str | N
               on_record=None) -> list[Record]:
     """Every cell not finished and not claimed by a live holder, in order; returns what it trained.
     A cell stopped by a signal stops the walk (it resumes on the next run)."""
-    opts.axis_order = getattr(opts, "axis_order", None) or axis_order(cells)
+    opts = dataclasses.replace(opts, axis_order=opts.axis_order or axis_order(cells))
     life = CellRun(matrix_name, cells, opts, progress=progress, warn=log, fresh_after=fresh_after)
     done = []
     for cell in cells:
@@ -229,7 +230,7 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
     warn = lambda msg: console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
     check_out(opts.out)
     preflight(cells)
-    opts.axis_order = opts.axis_order or axis_order(cells)
+    opts = dataclasses.replace(opts, axis_order=opts.axis_order or axis_order(cells))
     records, todo = [], []
     for cell in cells:
         rec, why = done_record(opts, matrix_name, cell)

@@ -22,8 +22,6 @@ import contextlib
 import torch
 from torch import nn
 
-MODES = ("auto", "true", "false", "regional", "whole")
-
 # The backend every compile of the harness uses; tests swap in "eager" (dynamo's tracing and
 # caching, no code generation) to count graphs cheaply.
 BACKEND = "inductor"

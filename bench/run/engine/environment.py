@@ -69,6 +69,15 @@ class DataCache:
         return self._dms[key]
 
 
+def check_vocab(name: str, cfg, dm) -> None:
+    """The config decided the vocabulary before the cell's id was hashed (bench.run.config.data_checks);
+    a data module that disagrees would train the cell under an id hashed from another vocabulary."""
+    if dm.vocab_size != cfg.model.vocab_size:
+        raise ConfigError(f"{name}: the data gives a vocabulary of {dm.vocab_size} but the config decided "
+                          f"{cfg.model.vocab_size} (its id was hashed with it); the tokenizer changed since the "
+                          "cells were made: run the command again")
+
+
 ENV_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only filesystem",
               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
               errno.ENOTDIR: "not a folder", errno.EEXIST: "a file is in the way"}

@@ -14,8 +14,6 @@ import lightning as L
 
 from .callbacks import CellMetrics
 
-PHASES = ("train", "validate", "probes", "checkpoint")
-
 
 def logs_progress(every: float | None, stream=None) -> bool:
     """Lines, not a live display: an interval is set (None: none) and stderr is a file or a pipe."""

@@ -29,15 +29,13 @@ from .callbacks import CellMetrics, Diverged, HeldOut
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, checkpoint_step, find_resume
 from .claims import STALE_AFTER, ClaimLost
 from .curve_log import start_curve
-from .environment import ENV_ERRNOS, build_loggers, env_error, environment_record, make_trainer
+from .environment import ENV_ERRNOS, build_loggers, check_vocab, env_error, environment_record, make_trainer
 from ..config.device import root_device
 from ..config.matrix import Cell
 from .module import LMModule
 from ..config.precision import describe as describe_precision
-from .probes.moe import MoEProbes
-from .probes.outliers import OutlierProbe
-from .probes.training import Probes
-from .probes.registry import registered_probes
+from ..config.probes import record_field
+from .probes.registry import build_probes
 from .progress import CellProgress, logs_progress
 from .ranks import is_rank_zero
 from .signals import RelayEarlySignal, StopRequest
@@ -51,9 +49,10 @@ for _msg in (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than t
     warnings.filterwarnings("ignore", message=_msg)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
-    """Non-semantic settings: they change where and how results are written, not what is measured."""
+    """Non-semantic settings: they change where and how results are written, not what is measured.
+    Frozen: a caller that needs another value derives new options (dataclasses.replace)."""
 
     out: Path = Path("results")
     force: bool = False
@@ -66,6 +65,7 @@ class RunOptions:
     save_weights: bool = False  # keep every finished cell's weights (safetensors) under <cell>/weights
     progress_every: float | None = None  # seconds between progress lines when stderr is not a terminal (None: none)
     axis_order: dict = field(default_factory=dict)  # {axis: values in matrix order}, recorded with each cell
+    command: tuple[str, ...] = ()  # the launching command line each record keeps (empty: this process's argv)
 
 
 def now() -> str:
@@ -125,8 +125,8 @@ def new_record(cell: Cell, matrix_name: str, dm, opts: RunOptions) -> Record:
         data={"corpus_fingerprint": dm.corpus_fingerprint, "tokenizer_fingerprint": dm.tokenizer_fingerprint,
               "vocab_size": dm.vocab_size, "unigram_ppl": dm.unigram_ppl(),
               "eval": list(getattr(dm, "val_names", ["val", "ood"]))},
-        command=list(sys.argv), started=now(), plugins=provenance(cfg), axis_order=dict(opts.axis_order),
-        sharing=sharing())
+        command=list(opts.command or sys.argv), started=now(), plugins=provenance(cfg),
+        axis_order=dict(opts.axis_order), sharing=sharing())
 
 
 @dataclass
@@ -137,10 +137,7 @@ class Parts:
     metrics: CellMetrics
     saver: PeriodicCheckpoint
     callbacks: list
-    probes: Probes | None = None
-    outliers: OutlierProbe | None = None
-    moe: MoEProbes | None = None
-    extra_probes: dict = field(default_factory=dict)
+    probes: dict[str, L.Callback] = field(default_factory=dict)  # every registered probe of the cell, by name
     trainer: L.Trainer | None = None
     progress: CellProgress | None = None
     claim: object | None = None  # the cell's Claim (None: trained without one, as tests do)
@@ -164,12 +161,8 @@ def build_parts(cell: Cell, dm, opts: RunOptions, ckpt_dir: Path, progress, task
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = Parts(LMModule(cfg, getattr(dm, "val_names", None)), metrics, saver, callbacks, progress=shown,
                   claim=claim)
-    parts.probes = Probes.from_config(cfg, dm)  # None when train.probe_every == 0
-    parts.outliers = OutlierProbe.from_probes(parts.probes)  # same steps and batch as the probes
-    parts.moe = MoEProbes.from_config(cfg)  # None for a dense model
-    parts.extra_probes = registered_probes(cfg, dm)  # plugins' probes (bench.run.engine.probes.register_probe)
-    probing = [cb for cb in (parts.probes, parts.outliers, parts.moe) if cb is not None]
-    probing += list(parts.extra_probes.values())
+    parts.probes = build_probes(cfg, dm)  # the built-in probes and plugins' (none when train.probe_every == 0)
+    probing = list(parts.probes.values())
     if probing:
         if shown is not None:
             shown.probing = True
@@ -201,7 +194,8 @@ def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, res
         enable_checkpointing=False, default_root_dir=folder,
         plugins=[AtomicCheckpointIO(lambda: ensure_held(parts.claim, "checkpoint save"))])
     trainer.fit(fit_module, datamodule=dm, ckpt_path=resume)
-    if resume is not None and parts.metrics.start_step is None:  # nothing was left to train
+    no_op = resume is not None and parts.metrics.start_step is None  # nothing was left to train: no train hooks ran
+    if no_op:
         settle_loop(trainer)
         parts.saver.replay_row(trainer)
     if resume is not None:
@@ -211,10 +205,11 @@ def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, res
     if module.validated_at != trainer.global_step:  # final metrics always come from the last step
         trainer.validate(module, datamodule=dm, verbose=False)
     pause_point("probes")
-    if parts.probes is not None and not parts.probes.final:  # train-end hooks skipped by a no-op fit
+    if no_op and parts.probes:  # the train-end hooks (end-of-training analyses) the no-op fit skipped
         if parts.progress is not None:
             parts.progress.set_phase(trainer, "probes")
-        parts.probes.on_train_end(trainer, module)
+        for probe in parts.probes.values():
+            probe.on_train_end(trainer, module)
     if not parts.metrics.result:
         parts.metrics.on_train_end(trainer, module)
     loss = module.last_train_loss
@@ -286,15 +281,12 @@ def outcome(e: Exception, parts: Parts | None, cell: Cell, folder: Path) -> tupl
 
 def finish_record(record: Record, parts: Parts | None, cfg, wall: float) -> None:
     """What the record says about any run, finished or not: probes so far, time, environment."""
-    if parts is not None:
-        if parts.probes is not None:  # also after a divergence: the history up to it
-            record.probes = parts.probes.result()
-        if parts.outliers is not None:
-            record.outliers = parts.outliers.result()
-        if parts.extra_probes:
-            record.extra_probes = {name: cb.result() for name, cb in parts.extra_probes.items()}
-        if parts.moe is not None:
-            record.moe = parts.moe.result()
+    for name, probe in (parts.probes if parts is not None else {}).items():  # also after a divergence: so far
+        where = record_field(name)  # a built-in's typed field, else extra_probes[name]
+        if where is not None:
+            setattr(record, where, probe.result())
+        else:
+            record.extra_probes = {**(record.extra_probes or {}), name: probe.result()}
     trainer = parts.trainer if parts is not None else None
     record.wall_seconds, record.ended = time.perf_counter() - wall, now()
     device = trainer.strategy.root_device if trainer is not None else root_device(cfg)
@@ -332,8 +324,8 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     writer = is_rank_zero()  # other DDP/FSDP ranks train too, but write nothing
     if opts.force and writer:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+    check_vocab(cell.id, cfg, dm)  # before anything is written: a wrong id must not start
     resume = find_resume(ckpt_dir, warn)
-    cfg.model.vocab_size = dm.vocab_size
     record = new_record(cell, matrix_name, dm, opts)
     task = progress.add_task(f"  {cell.id}", total=cfg.train.max_steps, loss="-", tps="-",
                              phase="train") if progress else None

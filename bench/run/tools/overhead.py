@@ -16,11 +16,12 @@ from ..config.device import root_device
 from ..engine import compiling
 from .bare import loader_batches, timed_loop
 from ..engine.callbacks import CellMetrics
+from ..config.data_checks import check
 from ..config.presets import resolve
 from ..config.matrix import Cell
 from ..engine.module import LMModule, split_batch
 from ..engine.probes.training import Probes
-from ..engine.environment import DataCache
+from ..engine.environment import DataCache, check_vocab
 from ..engine.runner import RunOptions, train_cell
 
 
@@ -127,9 +128,9 @@ def verdict(pairs: list[float], target: float = TARGET) -> str:
 def probe_overhead(scale: str = "micro", steps: int = 150, every: int = 50, **settings) -> dict:
     """Train one cell of ``scale`` on its real data with Probes(every) and report the probes' time
     against the train time (CellMetrics' clock, validation excluded; no validation is run)."""
-    cfg = resolve({"scale": scale, "train.max_steps": steps, "train.probe_every": every, **settings})
+    cfg = check(resolve({"scale": scale, "train.max_steps": steps, "train.probe_every": every, **settings}))
     dm = DataCache().get(cfg)
-    cfg.model.vocab_size = dm.vocab_size
+    check_vocab(f"probe overhead at {scale}", cfg, dm)
     t = cfg.train
     L.seed_everything(cfg.seed, verbose=False)
     metrics = CellMetrics(t.batch_size * cfg.model.block_size, t.batch_size, t.throughput_warmup, t.nan_check_every)

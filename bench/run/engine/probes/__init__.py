@@ -8,5 +8,8 @@ Modules, each importing only those above it in this list (no circle):
 - training.py: ``Probes``, the per-layer samples every train.probe_every steps, and the analyses at the end;
 - moe.py: ``MoEProbes``, the routing statistics of MoE cells;
 - outliers.py: ``OutlierProbe``, how far activations reach and what a low-precision format would lose;
-- registry.py: probes that plugins register (``register_probe``).
+- registry.py: builds every registered probe of a cell.
+Each probe registers itself (bench.run.config.probes.register_probe, naming the typed record field its
+result fills), as plugins' probes do: a new built-in probe is its module and that one registration
+(plus its import in registry.py).
 """

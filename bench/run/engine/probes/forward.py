@@ -90,6 +90,15 @@ def token_loss(model, batches, context=contextlib.nullcontext) -> float:
     return (total / n).item()
 
 
+PROBE_ROWS = 16  # rows of the probe batch every sampling probe forwards
+
+
+def probe_batch(dm):
+    """The probes' fixed batch: the first in-domain validation batch (an in-memory, unshuffled split,
+    so every probe built from it sees the same rows)."""
+    return next(iter(first_loader(dm.val_dataloader())))
+
+
 def first_loader(loaders):
     """The in-domain loader: val_dataloader returns a list (val, ood) or a single loader."""
     return loaders[0] if isinstance(loaders, (list, tuple)) else loaders

@@ -25,6 +25,7 @@ import torch
 
 from models.moe import MoE, moe_layers
 
+from ...config.probes import register_probe
 from .forward import base_model
 
 
@@ -43,6 +44,8 @@ def routing_rows(layers: list[MoE]) -> dict[str, torch.Tensor]:
     }
 
 
+@register_probe("moe", field="moe", doc="MoE cells: expert load per layer, router entropy, dropped tokens, "
+                "router losses")
 class MoEProbes(L.Callback):
     """Expert load per layer, router entropy, dropped tokens and router losses every ``every`` steps."""
 
@@ -53,7 +56,7 @@ class MoEProbes(L.Callback):
         self.samples: dict[str, list] = {k: [] for k in ("steps",) + self.KEYS}
 
     @classmethod
-    def from_config(cls, cfg) -> MoEProbes | None:
+    def from_config(cls, cfg, dm=None) -> MoEProbes | None:  # the routing needs no data
         """None for a dense model or when train.probe_every is 0."""
         if cfg.model.ffn != "moe" or cfg.train.probe_every <= 0:
             return None

@@ -34,7 +34,9 @@ import time
 import lightning as L
 import torch
 
-from .forward import base_model, evaluating, hidden_hooks
+from ...config.probes import register_probe
+from ..module import split_batch
+from .forward import PROBE_ROWS, base_model, evaluating, hidden_hooks, probe_batch
 from .measures import kurtosis
 
 E4M3_MAX = 448.0  # torch.finfo(torch.float8_e4m3fn).max
@@ -90,6 +92,8 @@ def site_stats(model, x: torch.Tensor, context=contextlib.nullcontext) -> dict[s
     return out
 
 
+@register_probe("outliers", field="outliers", doc="per-layer max |a|, kurtosis and what fp8 e4m3 / bf16 would "
+                "saturate or flush, at the FFN hidden, FFN output and residual sites")
 class OutlierProbe(L.Callback):
     """Per-layer outlier statistics every ``every`` optimizer steps (and at the last step), on the
     probe batch ``x``; result() is the record's ``outliers`` entry."""
@@ -101,9 +105,12 @@ class OutlierProbe(L.Callback):
         self.overhead = 0.0
 
     @classmethod
-    def from_probes(cls, probes) -> OutlierProbe | None:
-        """Same steps and probe batch as the run's Probes (None when probes are off)."""
-        return None if probes is None else cls(probes.every, probes.x)
+    def from_config(cls, cfg, dm) -> OutlierProbe | None:
+        """The training probes' steps and probe batch (None when train.probe_every is 0)."""
+        if cfg.train.probe_every <= 0:
+            return None
+        x, _ = split_batch(probe_batch(dm))
+        return cls(cfg.train.probe_every, x[:PROBE_ROWS].clone())
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         step = trainer.global_step

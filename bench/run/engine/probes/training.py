@@ -56,13 +56,16 @@ import torch
 
 from ..module import split_batch
 from .analyses import final_analyses
-from .forward import base_model, evaluating, first_loader, probe_forward
+from ...config.probes import register_probe
+from .forward import PROBE_ROWS, base_model, evaluating, first_loader, probe_batch, probe_forward
 from .measures import find_spikes, is_sharded, l2, whole_norms
 
 
 # ---------------------------------------------------------------- the callback
 
 
+@register_probe("training", field="probes", doc="per-layer activation variance, gradient and weight norms, GPAS "
+                "gates, FFN max |a| and kurtosis, loss spikes; effective rank, layer cosine and importance at the end")
 class Probes(L.Callback):
     """Per-layer training probes every ``every`` optimizer steps and end-of-training analyses.
 
@@ -72,7 +75,7 @@ class Probes(L.Callback):
     used. every=0 turns everything off: no hook does any work and result() holds empty lists."""
 
     def __init__(self, every: int, probe_batch, val_batches: Callable[[], Iterable] | None = None,
-                 importance_batches: int = 2, probe_rows: int = 16, spike_window: int = 20,
+                 importance_batches: int = 2, probe_rows: int = PROBE_ROWS, spike_window: int = 20,
                  spike_std: float = 3.0, spike_min: float = 0.1):
         x, y = split_batch(probe_batch)
         self.every = every
@@ -94,8 +97,7 @@ class Probes(L.Callback):
         in-domain validation batch, layer importance uses the first validation batches."""
         if cfg.train.probe_every <= 0:
             return None
-        batch = next(iter(first_loader(dm.val_dataloader())))
-        return cls(cfg.train.probe_every, batch, val_batches=lambda: first_loader(dm.val_dataloader()))
+        return cls(cfg.train.probe_every, probe_batch(dm), val_batches=lambda: first_loader(dm.val_dataloader()))
 
     # -- timing
 

@@ -6,25 +6,23 @@ from __future__ import annotations
 import math
 
 from ....console import out as console
+from ....results.tables import fmt
 from .compare import CellReport, Diff
 
+
 def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
+    return fmt(value, ".6f" if isinstance(value, float) else ",")
 
 
 def _fmt_diff(d: Diff) -> str:
     if isinstance(d.baseline, (int, float)) and isinstance(d.now, (int, float)):
         delta = d.now - d.baseline
-        return f"{delta:+,}" if isinstance(delta, int) else f"{delta:+.2e}"
+        return fmt(delta, "+," if isinstance(delta, int) else "+.2e")
     return "-"
 
 
 def _fmt_ratio(ratio: float) -> str:
-    return "mismatch" if math.isinf(ratio) else f"{ratio:.2f}"
+    return "mismatch" if math.isinf(ratio) else fmt(ratio, ".2f")
 
 
 STATUS_STYLE = {"ok": "green", "regression": "bold red", "error": "bold red", "new": "yellow", "missing": "yellow"}
