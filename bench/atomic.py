@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from .faults import pause_point
 
 TEMP_GLOB = ".*.tmp"  # the names mkstemp gives here and in AtomicCheckpointIO
+TEMP_AGE = 3600.0  # seconds: a temp file this old outside a claimed cell was left by a killed writer
 
 
 def fsync_dir(folder: Path) -> None:
@@ -60,4 +62,19 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     gone = [*folder.glob(TEMP_GLOB), *(folder / "checkpoints").glob(TEMP_GLOB)]
     for path in gone:
         path.unlink(missing_ok=True)
+    return gone
+
+
+def remove_old_temps(folder: Path, older_than: float = TEMP_AGE) -> list[Path]:
+    """Delete the temp files in ``folder`` (not below it) older than ``older_than`` seconds: for the
+    files no claim guards (a matrix folder's leaderboards and report), whose writers hold a temp file
+    for milliseconds, so an old one was left by a kill."""
+    gone, now = [], time.time()
+    for path in Path(folder).glob(TEMP_GLOB):
+        try:
+            if now - path.stat().st_mtime > older_than:
+                path.unlink()
+                gone.append(path)
+        except FileNotFoundError:
+            pass
     return gone

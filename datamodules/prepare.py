@@ -14,15 +14,19 @@ a litdata worker, and litdata flushes chunks as they fill. The validation docume
 a hash of (file, document number) below val_fraction, so the split never needs the whole corpus.
 
 Resumable: input files are processed in parts of ``files_per_part`` files; a part's chunks are
-moved into place and its marker written only once litdata finished it, so a killed run redoes at
-most the parts it was in. A rerun with other settings into the same folder is refused.
+moved into place and its marker written only once litdata finished it and its token count checks
+out, so a killed, stopped or disk-full run redoes at most the parts it was in. A rerun with other
+settings into the same folder is refused. Two preparations into one folder never write it together:
+the second waits for the first (out/.prepare.lock), then finds it done or resumes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import lzma
 import os
@@ -35,7 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunks import _optimize, _rows, pad_id, token_dtype
+from filelock import FileLock, Timeout
+
+from .chunks import _optimize, _rows, check_stop, pad_id, token_dtype
 from .corpus import SPLIT_SEED, CorpusError
 from .tokenizers import ByteTokenizer, Tokenizer, load_tokenizer
 
@@ -221,16 +227,42 @@ class ValRows:
 
 # ---- the driver --------------------------------------------------------------------------------
 
+LOCK = ".prepare.lock"
+
+
 def prepare(source: str, tokenizer: str, out: str | Path, workers: int = 1, truncate: int | None = None,
             val_fraction: float = 0.005, files_per_part: int | None = None,
-            on_progress: Callable[[dict], None] | None = None) -> dict:
+            on_progress: Callable[[dict], None] | None = None, say: Callable[[str], None] | None = None) -> dict:
     """Tokenize ``source`` into ``out`` (see the module docstring); returns the metadata.
-    on_progress(totals) is called about twice a second with the running counts."""
+    on_progress(totals) is called about twice a second with the running counts; ``say`` tells that
+    this run waits for another preparation of ``out``."""
     out = Path(out)
     if not 0 < val_fraction < 1:
         raise CorpusError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
     if truncate is not None and truncate < 1:
         raise CorpusError(f"--truncate must be a positive sequence length, got {truncate}")
+    list_sources(source)  # a missing or empty source fails before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out / LOCK))
+    for n in itertools.count():
+        try:
+            lock.acquire(timeout=0 if n == 0 else 0.5)
+            break
+        except Timeout:
+            if n == 0:
+                (say or (lambda m: None))(f"another `bench data prepare` is writing {out}: waiting for it to finish")
+            check_stop()
+    try:
+        meta = _prepare(source, tokenizer, out, workers, truncate, val_fraction, files_per_part, on_progress)
+    finally:
+        lock.release()
+    # done: the lock file goes (a run that waited on it finds meta.json and writes nothing)
+    with contextlib.suppress(OSError):
+        (out / LOCK).unlink()
+    return meta
+
+
+def _prepare(source, tokenizer, out: Path, workers, truncate, val_fraction, files_per_part, on_progress) -> dict:
     tok = ByteTokenizer() if tokenizer == "bytes" else load_tokenizer(tokenizer)
     sources = list_sources(source)
     plan = Plan([[n, str(p), p.stat().st_size] for n, p in sources], tok.fingerprint, truncate is None, truncate,
@@ -264,12 +296,14 @@ def prepare(source: str, tokenizer: str, out: str | Path, workers: int = 1, trun
             marker = work / f"part-{k:05d}.json"
             if marker.exists():
                 continue
+            check_stop()
             prefix = f"p{k:05d}-"
             for stale in (out / "train").glob(prefix + "*"):  # a kill while moving this part's chunks
                 stale.unlink()
             tmp = work / f"part-{k:05d}"
             shutil.rmtree(tmp, ignore_errors=True)
-            _optimize(part, tmp, fn=fn, workers=min(workers, len(part)))
+            _optimize(part, tmp, fn=fn, workers=min(workers, len(part)),
+                      tokens=lambda: _part_tokens(work / "files", [i for i, _, _ in part], truncate))
             chunks = json.loads((tmp / "index.json").read_text())
             for c in chunks["chunks"]:
                 os.replace(tmp / c["filename"], out / "train" / (prefix + c["filename"]))
@@ -286,9 +320,11 @@ def prepare(source: str, tokenizer: str, out: str | Path, workers: int = 1, trun
     if not val_files:
         raise CorpusError(f"no document of {source} fell in the validation split (val_fraction {val_fraction}); "
                           "raise --val-fraction")
+    check_stop()
     shutil.rmtree(out / "val", ignore_errors=True)
     _optimize(val_files, out / "val", fn=ValRows(truncate is None, truncate, pad_id(dtype)),
-              workers=min(workers, len(val_files)))
+              workers=min(workers, len(val_files)),
+              tokens=lambda: _part_tokens(work / "files", [i for i, _, _ in jobs], truncate, "val_"))
     tot = {k: sum(s[k] for s in stats) for k in COUNTS}
     meta = {
         "format": FORMAT, "tokenizer": {"name": tok.name if tok_file is None else tok_file,
@@ -316,10 +352,23 @@ def _merge_index(parts: list[Path], dest: Path) -> None:
     _write_json(dest, merged)
 
 
+def _part_tokens(files: Path, indices: list[int], truncate: int | None, split: str = "") -> int:
+    """The tokens litdata must have written for these input files (their stats): the documents'
+    tokens when packing, their rows' when truncating."""
+    stats = [json.loads((files / f"stats-{i}.json").read_text()) for i in indices]
+    if truncate is None:
+        return sum(s[f"{split}tokens"] for s in stats)
+    return sum(s[f"{split}rows"] for s in stats) * (truncate + 1)
+
+
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=1))
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: no half-written temp file left
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class _Poller:

@@ -1,5 +1,7 @@
 """Bad input: the whole matrix is validated before anything trains; each error is one clear line."""
 
+import re
+
 import pytest
 
 from bench import cli
@@ -117,3 +119,123 @@ def test_bad_run_option_is_one_clear_line(name, command, capsys, tmp_path):
     assert code == 2
     assert_one_line(err, *needles)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written
+
+
+# ---- names stay inside --out ---------------------------------------------------------------------
+
+HOSTILE_NAMES = {
+    "dot dot": "..", "dot": ".", "parent": "../escaped", "absolute": "{abs}/escaped", "up and up": "a/b/../../..",
+    "backslash": "a\\b", "nul": "x\x00y", "long": "x" * 300, "long utf-8": "é" * 150, "blank": "   ",
+    "tab": "a\tb", "newline": "a\nb",
+}
+
+
+def tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("how", ["matrix name", "--name"])
+@pytest.mark.parametrize("hostile", HOSTILE_NAMES)
+def test_a_hostile_results_name_writes_nothing_outside_out(capsys, tmp_path, hostile, how):
+    """A matrix file from a colleague, or a --name, cannot make `bench run` (or any command that names
+    a results folder) write outside --out: one line naming the rule, exit 2, nothing written."""
+    import json
+
+    name = HOSTILE_NAMES[hostile].format(abs=tmp_path / "abs")
+    (tmp_path / "abs").mkdir()
+    fixed = "fixed: {train.max_steps: 1, train.val_every: 1, train.val_tokens: 512, train.probe_every: 0}\n"
+    axes = "axes: {scale: [nano], activation: [swiglu], norm: [pre], seed: [0]}\n"
+    matrix = tmp_path / "mat" / "m.yaml"
+    matrix.parent.mkdir()
+    matrix.write_text((f"name: {json.dumps(name)}\n" if how == "matrix name" else "") + fixed + axes)
+    extra = ["--name", name] if how == "--name" else []
+    before = tree(tmp_path)
+    commands = [["run", str(matrix), "--out", str(tmp_path / "out"), "--quiet", *extra],
+                ["sweep", str(matrix), "--lr-grid", "1e-3,2e-3", "--out", str(tmp_path / "out"), "--quiet", *extra],
+                ["status", str(matrix), "--out", str(tmp_path / "out"), *extra]]
+    if how == "matrix name":
+        commands.append(["table", str(matrix), "--out", str(tmp_path / "out")])
+    for argv in commands:
+        code, err = run_cli(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert_one_line(err, "takes a folder name")
+        assert tree(tmp_path) == before, argv  # nothing written, inside --out or out of it
+
+
+# ---- bounded YAML ----------------------------------------------------------------------------------
+
+def alias_bomb(levels: int) -> str:
+    """A 'billion laughs' as one YAML flow value: each level a list of 9 aliases of the one before."""
+    items = ['&a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    items += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "[" + ", ".join(items) + "]"
+
+
+def run_limited(*argv, timeout=120):
+    """`bench` in a subprocess with 4 GiB of address space: a blow-up fails there, not on the machine."""
+    import os
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "bench.cli", *argv], cwd=root, capture_output=True, text=True,
+                          timeout=timeout, env=env, preexec_fn=limit)
+
+
+@pytest.mark.parametrize("where", ["matrix", "--config", "axis value"])
+@pytest.mark.parametrize("levels", [5, 9])
+def test_a_yaml_alias_bomb_fails_at_once_in_one_short_line(tmp_path, where, levels):
+    bomb = alias_bomb(levels)
+    if where == "matrix":  # where a string belongs: the error quotes it
+        (tmp_path / "m.yaml").write_text(f"description: {bomb}\naxes: {{scale: [nano]}}\n")
+        argv = ["plan", str(tmp_path / "m.yaml")]
+    elif where == "--config":
+        (tmp_path / "c.yaml").write_text(f"train:\n  lr: {bomb}\n")
+        argv = ["plan", "--scale", "nano", "--config", str(tmp_path / "c.yaml")]
+    else:  # a value the matrix hands on to the config's parser
+        (tmp_path / "m.yaml").write_text(f"fixed: {{train.lr: {bomb}}}\naxes: {{scale: [nano]}}\n")
+        argv = ["plan", str(tmp_path / "m.yaml")]
+    r = run_limited(*argv)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert line.startswith("error:") and len(line) < 400, line[:1000]
+
+
+def test_an_oversized_matrix_file_is_one_line(capsys, tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("axes: {scale: [nano]}\n" + "# padding\n" * 200_000)
+    code, err = run_cli(capsys, "plan", str(path))
+    assert code == 2
+    assert_one_line(err, "bytes, more than")
+
+
+@pytest.mark.parametrize("yaml_text", [
+    "axes: {scale: ['" + "n" * 100_000 + "']}\n",  # an unknown name, 100 KB long
+    "axes: {scale: [nano]}\nfixed: {train.lr: [" + ", ".join(["[1, 2, 3]"] * 3000) + "]}\n",  # a huge wrong value
+    "axes:\n  scale: [nano]\n  ? '" + "k" * 100_000 + "'\n  : [1]\n",  # a huge axis name (an explicit key)
+    "axes: {scale: " + "[" * 50 + "nano" + "]" * 50 + "}\n",  # deeply nested
+], ids=["long name", "huge value", "huge key", "nested"])
+def test_every_value_an_error_quotes_is_cut_short(capsys, tmp_path, yaml_text):
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml_text)
+    code, err = run_cli(capsys, "plan", str(path))
+    assert code == 2 and "Traceback" not in err
+    # one line, the value quoted short (the valid choices it names may run long)
+    assert len(err.splitlines()) == 1 and len(err) < 4000, err[:2000]
+    assert not re.search(r"(.)\1{99}", err) and "[1, 2, 3], " * 20 not in err, err[:2000]
+
+
+@pytest.mark.parametrize("command", ["table", "report"])
+def test_a_file_named_as_results_is_one_line_not_a_matrix(capsys, tmp_path, monkeypatch, command):
+    """`bench table afile` once read the file as a matrix YAML and complained about its content."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("hello\n")
+    code, err = run_cli(capsys, command, "afile")
+    assert code == 2
+    assert_one_line(err, "afile is a file, not a results folder")

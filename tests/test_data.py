@@ -289,7 +289,7 @@ def test_cache_hit_rebuild_on_change_and_no_half_cache(tmp_path, monkeypatch):
         len(d.text) + 1 for d in docs)
     calls = []
     real = chunks_mod._optimize
-    monkeypatch.setattr(chunks_mod, "_optimize", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(chunks_mod, "_optimize", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert build_chunks(docs, tok, 8, True, "train", tmp_path) == path and not calls  # cache hit
     assert build_chunks(docs, tok, 32, True, "train", tmp_path) == path  # packing ignores seq_len
     changed = [docs[0], Document("b", docs[1].text + "!")]
@@ -298,7 +298,7 @@ def test_cache_hit_rebuild_on_change_and_no_half_cache(tmp_path, monkeypatch):
     assert build_chunks(docs, tok, 8, True, "val", tmp_path) != path  # so does the split
 
     # a build killed half-way leaves nothing that reads as a cache: the next one rebuilds
-    def killed(items, out):
+    def killed(items, out, **kw):
         out.mkdir(parents=True)
         (out / "index.json").write_text("{}")
         raise KeyboardInterrupt

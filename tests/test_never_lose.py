@@ -206,7 +206,8 @@ def test_claim_is_exclusive_refreshed_and_taken_over_when_its_holder_died(tmp_pa
     taken.release()
     with acquire(tmp_path, stale_after=3 * 3600, beat=3600) as old:  # another host's claim goes stale by its heartbeat
         data = json.loads(old.path.read_text())
-        old.path.write_text(json.dumps({**data, "host": "elsewhere", "heartbeat": time.time() - 200}))
+        old.path.write_text(json.dumps({**data, "host": "elsewhere"}))
+        os.utime(old.path, (time.time() - 200, time.time() - 200))  # the heartbeat is the file's mtime
         assert acquire(tmp_path, stale_after=3600) is None
         new = acquire(tmp_path, stale_after=100, log=messages.append)
         assert new is not None and not old.refresh() and old.lost

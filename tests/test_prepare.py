@@ -4,6 +4,7 @@ partition, S3 through a real local S3 server (moto), eval domains, and bad input
 from __future__ import annotations
 
 import gzip
+import signal
 import json
 import os
 import socket
@@ -466,3 +467,144 @@ def test_bench_data_prepare_killed_with_sigkill_resumes(tmp_path):
     assert a["splits"] == b["splits"] and a["fingerprint"] == b["fingerprint"]
     for split in ("train", "val"):
         assert np.array_equal(stream_tokens(out, split), stream_tokens(ref, split))
+
+
+# ---- never hangs, never lies: a full disk, a signal, a second prepare ---------------------------
+
+def big_source(folder: Path, files: int = 4, docs: int = 1500) -> Path:
+    """About 1.5 MB of real text per file: parts take a moment, chunks fill a small disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = paragraphs(300)
+    for f in range(files):
+        with open(folder / f"f{f}.jsonl", "w") as fh:
+            for i in range(docs):
+                fh.write(json.dumps({"text": f"{f}-{i} " + texts[(f * docs + i) % len(texts)]}) + "\n")
+    return folder
+
+
+def leftovers(marker: str) -> list[str]:
+    """Processes still running whose command line names ``marker`` (a test's own folder)."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and int(p.name) != os.getpid():
+            try:
+                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmd:
+                found.append(f"{p.name}: {cmd}")
+    return found
+
+
+def no_leftovers(marker: str) -> None:
+    deadline = time.time() + 10
+    while leftovers(marker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not leftovers(marker)
+
+
+def tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.decode().strip()}")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_full_disk_is_one_line_leaves_no_orphan_and_resumes_once_space_is_freed(tmp_path, workers):
+    """On a real small filesystem: the run stops (it once waited on a litdata queue for good) with
+    one line and exit 2, no litdata process left, nothing that reads as complete; freed space, the
+    same command resumes to the same dataset as a run that had room."""
+    src = big_source(tmp_path / "src")
+    disk = tmp_path / "disk"
+    tmpfs(disk, "1M")
+    try:
+        cmd = ["data", "prepare", str(src), "--val-fraction", "0.05", "--files-per-part", "1", "--workers",
+               str(workers), "--quiet"]
+        r = bench(*cmd, "--out", str(disk / "ds"))
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and "disk full" in lines[0], r.stderr[-3000:]
+        assert "rerun the same command to resume" in lines[0]
+        no_leftovers(str(disk))
+        assert not (disk / "ds" / "meta.json").exists()
+        subprocess.run(["mount", "-o", "remount,size=64M", str(disk)], check=True)
+        again = bench(*cmd, "--out", str(disk / "ds"))
+        assert again.returncode == 0, again.stderr[-3000:]
+        ref = tmp_path / "ref"
+        prepare(str(src), "bytes", ref, val_fraction=0.05, files_per_part=1, workers=workers)
+        a, b = json.loads((disk / "ds" / "meta.json").read_text()), json.loads((ref / "meta.json").read_text())
+        assert a["splits"] == b["splits"] and a["fingerprint"] == b["fingerprint"]
+        for split in ("train", "val"):
+            assert np.array_equal(np.sort(stream_tokens(disk / "ds", split)), np.sort(stream_tokens(ref, split)))
+        assert sorted(p.name for p in (disk / "ds").iterdir()) == ["counts.npy", "meta.json", "train", "val"]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_prepare_saying_rerun_with_no_meta_and_no_orphan(tmp_path, sig, code):
+    """Ctrl-C once exited 0 with a half-written dataset (litdata's SIGINT handler): a script chaining
+    `prepare && upload` uploaded half a dataset."""
+    src = big_source(tmp_path / "src", files=6)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "data", "prepare", str(src), "--out", str(out),
+                             "--val-fraction", "0.05", "--files-per-part", "1", "--workers", "2", "--quiet"],
+                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / ".work" / "part-00000.json").exists():  # into its second part, litdata's workers running
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+        time.sleep(0.02)
+    os.kill(proc.pid, sig)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == code, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "rerun the same command to resume" in lines[0] and "Traceback" not in err, err
+    assert not (out / "meta.json").exists()
+    no_leftovers(str(out))
+    assert bench("data", "prepare", str(src), "--out", str(out), "--val-fraction", "0.05", "--files-per-part", "1",
+                 "--workers", "2", "--quiet").returncode == 0
+    assert (out / "meta.json").exists()
+
+
+def test_a_second_prepare_into_one_folder_waits_for_the_first(tmp_path):
+    """The second once died with a traceback while the first was writing. The first is this test holding
+    the folder's prepare lock (as a running prepare does), so the second surely starts while it is held,
+    however slowly it starts on a loaded machine."""
+    from filelock import FileLock
+
+    from datamodules.prepare import LOCK
+
+    src = big_source(tmp_path / "src", files=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    first = FileLock(str(out / LOCK))
+    first.acquire()
+    try:
+        second = subprocess.Popen([sys.executable, "-m", "bench.cli", "data", "prepare", str(src), "--out", str(out),
+                                   "--val-fraction", "0.05", "--files-per-part", "1"], cwd=ROOT, env=ENV,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        said = ""
+        while "waiting for it" not in said and (line := second.stdout.readline()):
+            said += line
+        assert "waiting for it" in said and second.poll() is None, said
+        assert not (out / "meta.json").exists()  # it waits: nothing written while the first holds the folder
+    finally:
+        first.release()
+    rest, _ = second.communicate(timeout=600)
+    assert second.returncode == 0 and "Traceback" not in rest, rest[-3000:]
+    assert json.loads((out / "meta.json").read_text())["splits"]["train"]["documents"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["counts.npy", "meta.json", "train", "val"]
+
+
+def test_a_stuck_writer_is_stopped_not_waited_for(tmp_path, monkeypatch):
+    """Whatever makes litdata wait for good (a queue no one feeds), the supervision stops its process
+    group once it has used no CPU for STALL_SECONDS, and says so."""
+    from datamodules import chunks
+
+    monkeypatch.setattr(chunks, "STALL_SECONDS", 2.0)
+    monkeypatch.setattr(chunks, "_run_optimize", lambda *a: time.sleep(3600))
+    t = time.monotonic()
+    with pytest.raises(RuntimeError, match="no CPU for 2 s"):
+        chunks._optimize([np.arange(10, dtype=np.uint16)], tmp_path / "data")
+    assert time.monotonic() - t < 60
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".optimize-")]  # its scratch folder too

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, short
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -85,7 +85,7 @@ def cells_from(args: argparse.Namespace):
     only = {k: v for k, v in only.items() if v}
     if "seed" in only:
         if not all(s.lstrip("-").isdigit() for s in only["seed"]):
-            raise ConfigError(f"--seed takes comma-separated integers, got {args.seed!r}")
+            raise ConfigError(f"--seed takes comma-separated integers, got {short(args.seed)}")
         only["seed"] = [int(s) for s in only["seed"]]
     overrides = overrides_from(args)
     if "," in str(overrides.get("model.ffn") or ""):  # --model.ffn moe,dense: an axis, not one value
@@ -112,13 +112,12 @@ def add_name(p) -> None:
 
 
 def run_name(args, matrix) -> str:
-    """The results folder name: --name, else the matrix's name; one path component."""
+    """The results folder name: --name, else the matrix's name (checked when the matrix was loaded);
+    one path component inside --out."""
+    from ..run.config.matrix import folder_name
+
     name = getattr(args, "name", None)
-    if name is None:
-        return matrix.name
-    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
-        raise ConfigError(f"--name takes a folder name (no '/', not '.' or '..'), got {name!r}")
-    return name
+    return matrix.name if name is None else folder_name(name, "--name")
 
 
 def add_progress_every(p) -> None:
@@ -155,8 +154,10 @@ def add_run_options(p) -> None:
 
 def run_options(args):
     """RunOptions from the run options; --out resolved against the caller's working directory."""
+    from ..run.engine.claims import check_stale_after
     from ..run.engine.runner import RunOptions
 
+    check_stale_after(getattr(args, "stale_after", 300.0))  # here, once: not in every --workers child
     out = Path(args.out).expanduser().absolute()
     existing = next(p for p in (out, *out.parents) if p.exists())
     if not existing.is_dir():
@@ -226,12 +227,14 @@ def launch_options(args):
 
 def finish_run(matrix_name: str, cells, ran, opts) -> int:
     """The leaderboard of the whole matrix folder, and the exit status of this run's cells."""
+    from ..atomic import remove_old_temps
     from ..console import err, out
     from ..results.curves import load_curves
     from ..results.records import load_records
     from ..results.tables.leaderboard import build_leaderboard, print_rich, write_leaderboard
 
     folder = opts.out / matrix_name
+    remove_old_temps(folder)  # left by a table or report write that was killed
     records, problems = load_records(folder)  # the whole matrix folder: a filtered run loses no rows
     ids = {c.id for c in cells}
     curves = load_curves(folder)
@@ -240,8 +243,12 @@ def finish_run(matrix_name: str, cells, ran, opts) -> int:
     print_rich(board if {r.id for r in shown} == {r.id for r in records}
                else build_leaderboard(shown, matrix_name, curves=curves), out)
     report_problems(p for p in problems if p.path.parent.name not in ids)
-    for path in write_leaderboard(folder, board, console=err):
-        out.print(f"wrote {path}")
+    try:
+        for path in write_leaderboard(folder, board, console=err):
+            out.print(f"wrote {path}")
+    except OSError as e:  # the records are safe; only the leaderboard files are not written
+        err.print(f"[yellow]warning:[/] could not write the leaderboard in {folder}: {e.strerror or e}; "
+                  "`bench table` writes it later", highlight=False, soft_wrap=True)
     done = {r.id for r in ran}
     skipped = sorted(ids - done)
     if skipped:
@@ -267,6 +274,9 @@ def target_folder(args) -> Path:
 
     if args.target and Path(args.target).is_dir():
         return Path(args.target)
+    if args.target and Path(args.target).is_file() and Path(args.target).suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"{args.target} is a file, not a results folder: name a results folder, or a matrix (a name "
+                          "in configs/matrix/ or a .yaml file)")
     if args.target and "/" not in args.target and (Path(args.results_root) / args.target).is_dir():
         return Path(args.results_root) / args.target
     return Path(args.results_root) / load_matrix(args.target).name

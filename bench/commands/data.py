@@ -4,11 +4,12 @@ tokens/s against what a GPU cell consumed). The work is in datamodules/; this is
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
 from ..console import out as console
-from ..errors import ConfigError
+from ..errors import ConfigError, Interrupted
 
 HELP = "prepare large corpora into streamable datasets; loader speed"
 GPU_RECORDS = Path(__file__).resolve().parents[2] / "results" / "gpu" / "gpu-71m"
@@ -18,6 +19,7 @@ def cmd_prepare(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from datamodules import CorpusError, TokenizerError
+    from datamodules.chunks import Stopped, stop_on_signals
     from datamodules.prepare import prepare
 
     if args.truncate is not None and args.packing:
@@ -36,10 +38,23 @@ def cmd_prepare(args) -> int:
             progress.update(task, completed=min(done, total), docs=f"{t['documents'] + t['val_documents']:,}",
                             tokens=f"{t['tokens'] + t['val_tokens']:,}", rate=f"{rate:,.0f}")
         try:
-            meta = prepare(args.source, args.tokenizer, args.out, workers=args.workers, truncate=args.truncate,
-                           val_fraction=args.val_fraction, files_per_part=args.files_per_part, on_progress=update)
+            with stop_on_signals():  # a signal stops the run between parts, or litdata's processes at once
+                meta = prepare(args.source, args.tokenizer, args.out, workers=args.workers, truncate=args.truncate,
+                               val_fraction=args.val_fraction, files_per_part=args.files_per_part,
+                               on_progress=update, say=lambda m: progress.console.print(m, highlight=False))
         except (CorpusError, TokenizerError) as e:
             raise ConfigError(str(e)) from None
+        except Stopped as e:  # the dataset has no meta.json: it never reads as complete
+            raise Interrupted(e.signum, f"bench data prepare interrupted by {signal.Signals(e.signum).name}: "
+                                        f"{args.out} is unfinished (no meta.json); rerun the same command to "
+                                        "resume") from None
+        except OSError as e:
+            from ..run.engine.environment import ENV_ERRNOS
+
+            if e.errno not in ENV_ERRNOS:
+                raise
+            raise ConfigError(f"bench data prepare: cannot write {args.out}: {ENV_ERRNOS[e.errno]}; free space (or "
+                              "fix it) and rerun the same command to resume: finished parts are kept") from None
         progress.update(task, completed=total)
     s = meta["splits"]
     console.print(f"wrote {args.out}: train {s['train']['tokens']:,} tokens ({s['train']['documents']:,} documents), "

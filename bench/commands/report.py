@@ -37,7 +37,7 @@ def add_parser(sub):
 
 
 def main(args) -> int:
-    from ..errors import need
+    from ..errors import ConfigError, need
     from ..results.tables.leaderboard import resolve_at, resolve_baseline
     from ..results.report import write_report
 
@@ -47,6 +47,11 @@ def main(args) -> int:
     folder = target_folder(args)
     resolve_baseline(args.baseline)  # malformed values fail before any work
     at = resolve_at(args.at)
-    for path in write_report(folder, Path(args.out) if args.out else None, args.baseline, args.target_loss, at=at):
+    try:
+        written = write_report(folder, Path(args.out) if args.out else None, args.baseline, args.target_loss, at=at)
+    except OSError as e:  # a read-only or full results folder
+        raise ConfigError(f"cannot write the report under {folder}: {e.strerror or e}"
+                          + ("" if args.out else "; write it elsewhere with --out FILE")) from None
+    for path in written:
         print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
     return 0

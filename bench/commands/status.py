@@ -22,6 +22,14 @@ def add_parser(sub):
                    help="the cells of one launch, from the cells file it wrote (--slurm prints its path): a "
                         "ladder's or sweep's cells, which a matrix and overrides alone do not name")
     p.add_argument("--json", action="store_true", help='print {"cells": [{"id", "state", "slurm_job", ...}]}')
+    p.add_argument("--clean", action="store_true",
+                   help="first remove what killed runs left: stale claims and temp files of every cell no live run "
+                        "holds, the checkpoints of finished cells, the matrix folder's temp files older than an hour "
+                        "and --workers launch folders untouched for a week")
+    p.add_argument("--keep-checkpoints", action="store_true", help="with --clean: keep finished cells' checkpoints")
+    p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
+                   help="with --clean: a claim whose holder cannot be checked from here (another host or pid "
+                        "namespace) is stale after this long without a heartbeat")
     add_overrides(p)  # the same overrides as the run: they are part of each cell's id
     return p
 
@@ -44,6 +52,11 @@ def main(args) -> int:
     else:
         matrix, cells = cells_from(args)
         name, results = run_name(args, matrix), Path(args.out)
+    if args.clean:
+        from ..launch.status import clean
+
+        for line in clean(results, name, cells, args.stale_after, args.keep_checkpoints):
+            out.print(line, highlight=False)
     rows = cell_states(results, name, cells)
     if args.json:
         print(json.dumps({"matrix": name, "cells": rows}, indent=2))

@@ -63,5 +63,9 @@ def main(args) -> int:
         lb.print_rich(board, out)
     else:
         print({"md": lb.to_markdown, "latex": lb.to_latex, "csv": lb.to_csv}[args.format](board), end="")
-    lb.write_leaderboard(target, board, console=err)
+    try:
+        lb.write_leaderboard(target, board, console=err)
+    except OSError as e:  # a read-only or full results folder: the table above stands, unsaved
+        err.print(f"[yellow]warning:[/] could not save leaderboard.md / leaderboard.csv in {target}: "
+                  f"{e.strerror or e}; the table above is not saved", highlight=False, soft_wrap=True)
     return 0

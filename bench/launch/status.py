@@ -2,7 +2,7 @@
 claims) and, for cells submitted with `--slurm`, the scheduler (squeue; sacct when the cluster
 keeps accounting).
 
-States: done (ok/diverged record), failed (failed/oom record), running (a live claim, or a
+States: done (a usable ok/diverged record), failed (failed/oom record), running (a live claim, or a
 running SLURM task), queued (a pending SLURM task), interrupted (a record left 'running' or
 'interrupted' with no live holder: resumable), stale claim (its holder is dead: taken over by the
 next run), not started.
@@ -15,8 +15,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..results.records import cell_dir
-from ..run.engine.claims import holder
+from ..atomic import remove_old_temps
+from ..results.records import DONE, cell_dir
+from ..run.engine.cell import record_of, tidy
+from ..run.engine.claims import check_stale_after, holder
 from .slurm import load_jobs
 
 
@@ -62,7 +64,7 @@ def cell_states(out: Path, matrix_name: str, cells) -> list[dict]:
         rec, claim = raw_status(folder), holder(folder)
         job_id = jobs.get(c.id)
         slurm = sched.get(job_id, "") if job_id else ""
-        if rec in ("ok", "diverged"):
+        if rec in DONE and record_of(folder) is not None:  # a record that cannot be used is trained again
             state = "done"
         elif claim is not None and not claim.is_stale():
             state = "running"
@@ -81,3 +83,24 @@ def cell_states(out: Path, matrix_name: str, cells) -> list[dict]:
         rows.append({"id": c.id, "state": state, "record": rec, "slurm_job": job_id, "slurm_state": slurm or None,
                      "holder": claim.describe() if claim is not None else None})
     return rows
+
+
+def clean(out: Path, matrix_name: str, cells, stale_after: float, keep_checkpoints: bool) -> list[str]:
+    """`bench status --clean`: what killed runs left, removed; one line per thing removed."""
+    from .workers import prune_launches
+
+    check_stale_after(stale_after)
+    lines = []
+    for c in cells:
+        folder = cell_dir(out, matrix_name, c.id)
+        cleaned = tidy(folder, stale_after, keep_checkpoints, done=getattr(record_of(folder), "status", None) in DONE)
+        if cleaned:
+            lines.append(f"{c.id}: removed {cleaned}")
+    matrix_folder = Path(out) / matrix_name
+    temps = remove_old_temps(matrix_folder) if matrix_folder.is_dir() else []
+    if temps:
+        lines.append(f"{matrix_name}: removed {len(temps)} temp file(s) left by killed writers")
+    pruned = prune_launches(matrix_folder / ".workers")
+    if pruned:
+        lines.append(f"{matrix_name}: removed {len(pruned)} --workers launch folder(s) untouched for a week")
+    return lines

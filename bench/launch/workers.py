@@ -123,8 +123,31 @@ def child_main(argv: list[str]) -> int:
     return 143 if any(r.status == "interrupted" for r in done) else 0
 
 
+KEEP_LAUNCHES = 7 * 24 * 3600.0  # seconds: a launch folder untouched this long is pruned by the next launch
+
+
+def prune_launches(parent: Path, older_than: float = KEEP_LAUNCHES) -> list[Path]:
+    """Launch folders whose files were all last written more than ``older_than`` seconds ago (a live
+    launch's workers rewrite their status files as they train)."""
+    import shutil
+
+    pruned = []
+    for folder in sorted(Path(parent).glob("*/")) if Path(parent).is_dir() else []:
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        try:
+            newest = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in files])
+        except FileNotFoundError:
+            continue
+        if time.time() - newest > older_than:
+            shutil.rmtree(folder, ignore_errors=True)
+            pruned.append(folder)
+    return pruned
+
+
 def launch_dir(parent: Path) -> Path:
-    """A folder of its own for one launch's cells file, worker logs and status files."""
+    """A folder of its own for one launch's cells file, worker logs and status files (older ones,
+    untouched for KEEP_LAUNCHES, are pruned first)."""
+    prune_launches(parent)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     for n in range(1000):
         folder = parent / (f"{stamp}-{os.getpid()}" + (f"-{n}" if n else ""))

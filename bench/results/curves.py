@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from .records import Record, write_text
+from .records import Record, record_folders, write_text
 
 TIME_COLUMN = "time/train_seconds"
 Curve = dict[str, list[tuple[int, float]]]
@@ -53,12 +53,12 @@ def read_curve(path: Path) -> Curve | None:
 
 def load_curves(folder: Path) -> dict[str, Curve]:
     """Record id -> its parsed metrics.csv for every cell folder under ``folder`` (the cell folder's
-    name is the record id)."""
+    name is the record id; of two folders of one id, the one whose record counts)."""
     out = {}
-    for rec in sorted(Path(folder).glob("**/record.json")):
-        curve = read_curve(rec.parent / "metrics.csv")
+    for cell_id, cell in record_folders(folder).items():
+        curve = read_curve(cell / "metrics.csv")
         if curve:
-            out[rec.parent.name] = curve
+            out[cell_id] = curve
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -30,7 +31,218 @@ class RecordError(ValueError):
     """Why a record.json cannot be used (one line)."""
 
 
-_NUM = (int, float, type(None))
+# ---- validation: a record is checked whole, once, when read; readers then trust its types ----------
+# A spec is a function (path, value) that raises RecordError naming the field. Numbers are finite
+# (NaN, Infinity and ints beyond a float are refused), except in the probes' histories, where a
+# diverged cell's NaN is what was measured.
+
+MAX_DEPTH = 32
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _bad(path: str, value, what: str):
+    raise RecordError(f"{path} is {_short(value)}, not {what}")
+
+
+def _finite(v) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+def num(path, v):
+    if not _finite(v):
+        _bad(path, v, "a finite number")
+
+
+def measured(path, v):
+    """A number as measured: finite, or NaN / Infinity (a diverged cell's probes)."""
+    if not (_finite(v) or isinstance(v, float)):
+        _bad(path, v, "a number")
+
+
+def integer(path, v):
+    if isinstance(v, bool) or not isinstance(v, int) or abs(v) >= 2**63:
+        _bad(path, v, "an integer")
+
+
+def positive(path, v):
+    integer(path, v)
+    if v < 1:
+        _bad(path, v, "a positive integer")
+
+
+def text(path, v):
+    if not isinstance(v, str):
+        _bad(path, v, "a string")
+
+
+def flag(path, v):
+    if not isinstance(v, bool):
+        _bad(path, v, "true or false")
+
+
+def opt(spec):
+    def check(path, v):
+        if v is not None:
+            spec(path, v)
+    return check
+
+
+def list_of(spec):
+    def check(path, v):
+        if not isinstance(v, list):
+            _bad(path, v, "a list")
+        for i, x in enumerate(v):
+            spec(f"{path}[{i}]", x)
+    return check
+
+
+def dict_of(spec):
+    def check(path, v):
+        if not isinstance(v, dict):
+            _bad(path, v, "an object")
+        for k, x in v.items():
+            spec(f"{path}.{k}", x)
+    return check
+
+
+def json_value(path, v, depth: int = 0, finite: bool = True):
+    """Any JSON whose numbers are finite (or, ``finite`` False, NaN/Infinity too), nested at most
+    MAX_DEPTH deep: the fields no reader types."""
+    if depth > MAX_DEPTH:
+        _bad(path, v, f"nested at most {MAX_DEPTH} deep")
+    if isinstance(v, dict):
+        for k, x in v.items():
+            json_value(f"{path}.{k}", x, depth + 1, finite)
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            json_value(f"{path}[{i}]", x, depth + 1, finite)
+    elif not (v is None or isinstance(v, (str, bool)) or _finite(v) or (not finite and isinstance(v, float))):
+        _bad(path, v, "a finite number" if isinstance(v, (int, float)) else "JSON")
+
+
+def measured_json(path, v):
+    json_value(path, v, finite=False)
+
+
+def scalar(path, v):
+    if not (v is None or isinstance(v, (str, bool)) or _finite(v)):
+        _bad(path, v, "a string, number or boolean")
+
+
+def obj(known: dict, rest=json_value, required: tuple = ()):
+    """An object whose ``known`` keys have their specs and whose other keys ``rest``'s."""
+    def check(path, v):
+        if not isinstance(v, dict):
+            _bad(path, v, "an object")
+        missing = [k for k in required if v.get(k) is None]
+        if missing:
+            raise RecordError(f"{path} lacks {', '.join(missing)}")
+        for k, x in v.items():
+            (known.get(k) or rest)(f"{path}.{k}", x)
+    return check
+
+
+def array(ndim: int, element=measured):
+    """Nested lists ``ndim`` deep, rectangular, of numbers (None where nothing was measured);
+    [] stands for no sample."""
+    def shape(path, v, depth):
+        if depth == ndim:
+            if v is not None:
+                element(path, v)
+            return ()
+        if not isinstance(v, list):
+            _bad(path, v, f"a list ({ndim - depth} deep)")
+        inner = {shape(f"{path}[{i}]", x, depth + 1) for i, x in enumerate(v)}
+        if len(inner) > 1:
+            raise RecordError(f"{path} is a ragged list (rows of different lengths)")
+        return (len(v), *(inner.pop() if inner else ()))
+
+    def check(path, v):
+        if v != []:
+            shape(path, v, 0)
+    return check
+
+
+def series(*names, steps: str = "steps", ndim: int = 2):
+    """Per-sample histories: one row per entry of ``steps``."""
+    def check(path, v):
+        n = len(v.get(steps) or [])
+        for name in names:
+            rows = v.get(name)
+            if isinstance(rows, list) and rows and len(rows) != n:
+                raise RecordError(f"{path}.{name} has {len(rows)} rows for {n} {steps}")
+    return check
+
+
+def both(*specs):
+    def check(path, v):
+        for spec in specs:
+            spec(path, v)
+    return check
+
+
+STEPS = array(1, integer)
+HISTORIES = ("act_var", "grad_norm", "weight_norm", "attn_weight_norm", "ffn_weight_norm", "ffn_max_abs",
+             "ffn_kurtosis", "gpas_gate", "gpas_scale")
+PROBES = both(obj({
+    "every": opt(integer), "steps": STEPS, **{h: opt(array(2)) for h in HISTORIES},
+    "grad_norm_basis": opt(text), "probe_tokens": opt(integer), "loss_spikes": opt(integer),
+    "spike_steps": opt(list_of(integer)), "spike_rule": opt(dict_of(num)),
+    "effective_rank": opt(dict_of(measured)), "layer_cosine": opt(array(2)),
+    "layer_importance": opt(array(1)), "base_loss": opt(measured), "importance_tokens": opt(integer),
+    "overhead_seconds": opt(num), "overhead_train_seconds": opt(num), "overhead_end_seconds": opt(num)},
+    rest=measured_json), series(*HISTORIES))
+OUTLIERS = both(obj({
+    "steps": STEPS, "sites": opt(dict_of(dict_of(opt(array(2))))), "stats": opt(list_of(text)),
+    "probe_tokens": opt(integer), "overhead_seconds": opt(num)}, rest=measured_json),
+    lambda path, v: [series(*stats, ndim=2)(f"{path}.sites.{site}", {**stats, "steps": v.get("steps")})
+                     for site, stats in (v.get("sites") or {}).items()])
+MOE = both(obj({
+    "every": opt(integer), "capacity_factor": opt(num), "basis": opt(text), "steps": STEPS, "load": opt(array(3)),
+    **{k: opt(array(2)) for k in ("load_max_over_mean", "router_entropy", "dropped_fraction", "lb_loss",
+                                  "z_loss")}}, rest=measured_json),
+    series("load", "load_max_over_mean", "router_entropy", "dropped_fraction", "lb_loss", "z_loss"))
+CONFIG = obj({
+    "seed": integer, "scale": text, "recipe": text,
+    "model": obj({"vocab_size": opt(positive), "block_size": positive, "d_model": positive, "n_layers": positive,
+                     "n_heads": positive, "activation": text}),
+    "data": obj({"tokenizer": text, "eval": opt(dict_of(text))}),
+    "train": obj({"lr": num, "min_lr_ratio": num, "batch_size": positive, "grad_accum": positive,
+                     "max_steps": positive, "val_every": positive, "val_tokens": positive, "warmup_steps": integer,
+                     "throughput_warmup": integer, "log_every": positive, "probe_every": integer,
+                     "nan_check_every": positive, "precision": text, "init_val": flag})})
+PARAMS = obj({"total": integer, "non_embedding": integer, "ffn": opt(integer), "intermediate_size": opt(integer),
+                 "deviation": opt(num), "active": opt(integer), "expert_ffn": opt(integer)},
+                required=("total", "non_embedding"))
+DATA = obj({"corpus_fingerprint": opt(text), "tokenizer_fingerprint": opt(text), "vocab_size": opt(positive),
+               "unigram_ppl": opt(num), "eval": opt(list_of(text))})
+ENVIRONMENT = obj({"packages": opt(dict_of(opt(text))), "python": opt(text), "device": opt(text),
+                      "platform": opt(text), "cuda": opt(text), "torch_threads": opt(integer),
+                      "git": opt(obj({"commit": opt(text), "dirty": opt(flag)}))})
+PLUGINS = obj({"loaded": opt(list_of(json_value)),
+                  "parts": opt(dict_of(obj({"name": text, "sha256": opt(text)}, required=("name",))))})
+SHARING = obj({"load_avg_1m": opt(num), "cpu_count": opt(integer), "threads": opt(integer),
+                  "workers": opt(integer), "shared": opt(flag)})
+EVAL = dict_of(obj({"acc": opt(num), "acc_norm": opt(num), "n": opt(integer)}))
+RECORD = {  # every field a reader uses; other keys are kept as JSON
+    "matrix": text, "config_hash": text, "axes": dict_of(scalar), "config": CONFIG, "params": opt(PARAMS),
+    "data": DATA, "probes": opt(PROBES), "environment": ENVIRONMENT, "precision": opt(text), "device": opt(text),
+    "moe": opt(MOE), "plugins": PLUGINS, "command": list_of(text), "started": opt(text), "ended": opt(text),
+    "wall_seconds": opt(num), "error": opt(text), "traceback": opt(text), "diverged_step": opt(integer),
+    "resumed_from": opt(text), "resumed_from_step": opt(integer), "interrupted_step": opt(integer),
+    "checkpoint_step": opt(integer), "weights": opt(dict_of(json_value)), "outliers": opt(OUTLIERS),
+    "extra_probes": opt(dict_of(dict_of(measured_json))), "axis_order": opt(dict_of(list_of(scalar))),
+    "sharing": opt(SHARING), "eval": opt(EVAL), "fp8_recipe": opt(text), "lightning_precision": opt(text),
+}
 
 
 @dataclass
@@ -69,10 +281,10 @@ class Metrics:
             raise RecordError(f"metrics is a {type(d).__name__}, not an object")
         known = {f.name for f in fields(cls)} - {"extra"}
         for k, v in d.items():
-            ok = isinstance(v, (str, type(None))) if k.endswith("_basis") else \
-                isinstance(v, (dict, list)) or (isinstance(v, _NUM) and not isinstance(v, bool))
-            if not ok:
-                raise RecordError(f"metrics.{k} is {v!r}, not a number")
+            if k.endswith("_basis"):
+                opt(text)(f"metrics.{k}", v)
+            elif v is not None and not _finite(v):
+                _bad(f"metrics.{k}", v, "a finite number")
         return cls(**{k: v for k, v in d.items() if k in known},
                    extra={k: v for k, v in d.items() if k not in known})
 
@@ -153,27 +365,21 @@ class Record:
         if missing:
             raise RecordError(f"missing field(s): {', '.join(missing)}")
         if d["status"] not in STATUSES:
-            raise RecordError(f"status {d['status']!r} is not one of {', '.join(STATUSES)}" + (
+            raise RecordError(f"status {_short(d['status'])} is not one of {', '.join(STATUSES)}" + (
                 " (being trained, or its run was killed: a rerun resumes it)" if d["status"] == "running" else ""))
-        for k, typ in (("id", str), ("scale", str), ("activation", str), ("norm", str), ("seed", int)):
-            if not isinstance(d[k], typ) or isinstance(d[k], bool):
-                raise RecordError(f"{k} is {d[k]!r}, not a {typ.__name__}")
-        for k in ("config", "axes", "data", "environment", "plugins", "moe"):
-            if d.get(k) is not None and not isinstance(d[k], dict):
-                raise RecordError(f"{k} is not an object")
+        for k, spec in (("id", text), ("scale", text), ("activation", text), ("norm", text), ("seed", integer)):
+            spec(k, d[k])
+        for k, v in d.items():  # every other field, nested ones included, typed once here
+            if k not in cls.REQUIRED and k != "metrics" and v is not None:
+                (RECORD.get(k) or json_value)(k, v)
         params = d.get("params")
         if params is not None:
-            if not isinstance(params, dict) or not isinstance(params.get("total"), int) \
-                    or not isinstance(params.get("non_embedding"), int):
-                raise RecordError("params lacks integer total / non_embedding counts")
             pk = {f.name for f in fields(Params)} - {"extra"}
             params = Params(**{k: v for k, v in params.items() if k in pk},
                             extra={k: v for k, v in params.items() if k not in pk})
         metrics = Metrics.from_dict(d.get("metrics"))
         if d["status"] == "ok" and metrics.val_loss is None and metrics.val_ppl is None:
             raise RecordError("status ok but no val_loss / val_ppl in metrics")
-        if d.get("wall_seconds") is not None and not isinstance(d["wall_seconds"], (int, float)):
-            raise RecordError("wall_seconds is not a number")
         known = {f.name for f in fields(cls)} - {"extra", "path"}
         plain = {k: d[k] for k in known - {"params", "metrics"} if d.get(k) is not None}
         return cls(**plain, params=params, metrics=metrics, path=path,
@@ -207,7 +413,9 @@ class Problem:
 
 
 def read_record(path: Path) -> tuple[Record | None, str | None]:
-    """(record, None), or (None, why it is missing or unusable): never taken as complete then."""
+    """(record, None), or (None, why it is missing or unusable): never taken as complete then. A
+    record counts only in the folder of its own id (a record copied into another cell's folder, or
+    into "<id> (copy)", is no record of that folder)."""
     try:
         with open(path) as f:
             data = json.load(f)
@@ -217,21 +425,49 @@ def read_record(path: Path) -> tuple[Record | None, str | None]:
         return None, f"unreadable: {e}"
     except json.JSONDecodeError as e:
         return None, f"not valid JSON ({e.msg} at line {e.lineno})"
+    except (ValueError, RecursionError) as e:  # a number or a nesting beyond what JSON readers take
+        return None, f"not valid JSON ({_short(str(e))})"
     try:
-        return Record.from_dict(data, Path(path)), None
+        rec = Record.from_dict(data, Path(path))
     except RecordError as e:
         return None, str(e)
+    folder = Path(path).parent.name
+    if rec.id != folder:
+        return None, (f"its id {_short(rec.id)} is not the name of its folder {_short(folder)}: a copied or misplaced "
+                      "record, not counted")
+    return rec, None
+
+
+def _rank(path: Path) -> tuple:
+    """Which of several records of one id counts: the shallowest (a matrix folder's own cell folder
+    before a backup such as old/<id>), then the first in path order."""
+    return len(path.parts), str(path)
 
 
 def load_records(folder: Path) -> tuple[list[Record], list[Problem]]:
-    """Every usable record under a matrix folder (or a folder of matrix folders), and one Problem
-    per record.json that is not (unreadable, incomplete, still `running`): none is dropped silently."""
-    records, problems = [], []
+    """Every usable record under a matrix folder (or a folder of matrix folders), each cell id once,
+    and one Problem per record.json that is not used (unreadable, incomplete, still `running`,
+    misplaced, or a copy of a record already counted): none is dropped silently."""
+    found, problems = [], []
     for p in sorted(Path(folder).glob("**/record.json")):
         rec, why = read_record(p)
         if rec is not None:
-            records.append(rec)
+            found.append(rec)
         else:
             problems.append(Problem(p, why))
-    return records, problems
+    kept: dict[str, Record] = {}
+    for rec in sorted(found, key=lambda r: _rank(r.path)):
+        first = kept.setdefault(rec.id, rec)
+        if first is not rec:
+            problems.append(Problem(rec.path, f"a copy of {first.path} (the same cell): counted once"))
+    records = [r for r in found if kept[r.id] is r]
+    return records, sorted(problems, key=lambda p: str(p.path))
 
+
+def record_folders(folder: Path) -> dict[str, Path]:
+    """Cell id -> the folder whose record counts for it (load_records' rule, read from the folder
+    names alone): the curves read beside the records."""
+    out: dict[str, Path] = {}
+    for p in sorted(Path(folder).glob("**/record.json"), key=_rank):
+        out.setdefault(p.parent.name, p.parent)
+    return out

@@ -135,12 +135,13 @@ def pivot_tables(records: list[Record], comparisons: dict, baseline) -> list[Tab
 class CellRow:
     """One cell of the long table: its record, its rank (None: not finished ok), the spread of its
     group's tokens/s over seeds, and (given a target loss) when it reached the target (``ttt`` None:
-    no curve)."""
+    no curve; ``unreadable``: a metrics.csv is there but holds no validation curve)."""
 
     record: Record
     rank: int | None = None
     spread: float | None = None
     ttt: TimeToTarget | None = None
+    unreadable: bool = False
 
 
 def _metric(name: str):
@@ -214,9 +215,12 @@ def domain_columns(records: list[Record]) -> list[Column]:
 
 
 def _target(row: CellRow, value):
-    """A time-to-target cell: the value, 'not reached', or 'no curve' (an ok cell without one)."""
+    """A time-to-target cell: the value, 'not reached', or for an ok cell without a curve 'no curve' or
+    'curve unreadable' (a garbled metrics.csv is no reason to say the target was not reached)."""
     if row.ttt is None:
-        return "no curve" if row.record.status == "ok" else None
+        if row.record.status != "ok":
+            return None
+        return "curve unreadable" if row.unreadable else "no curve"
     return value(row.ttt) if row.ttt.reached else "not reached"
 
 
@@ -298,8 +302,10 @@ def cells_table(records: list[Record], target: float | None = None, curves: dict
     rows = []
     for r in records:
         curve = (curves or {}).get(r.id)
-        ttt = time_to_target(r, curve, target) if target is not None and curve else None
-        rows.append(CellRow(r, None, noise.get(r.id), ttt))
+        readable = bool(curve) and "val/loss" in curve  # a garbled metrics.csv reads, but not as a curve
+        ttt = time_to_target(r, curve, target) if target is not None and readable else None
+        unreadable = not readable and r.path is not None and (r.path.parent / "metrics.csv").exists()
+        rows.append(CellRow(r, None, noise.get(r.id), ttt, unreadable))
     rows.sort(key=lambda x: (x.record.status != "ok", v if (v := x.record.metrics.val_ppl) is not None else math.inf))
     for i, row in enumerate(rows, 1):  # an unfinished cell (failed, interrupted, oom, diverged) has no rank
         row.rank = i if row.record.status == "ok" else None

@@ -15,7 +15,8 @@ import typing
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from ...errors import ConfigError
+from ...errors import ConfigError, short, short_text
+from .yaml_files import load_yaml
 
 CONFIG_HELP = ("a YAML or JSON file of overrides by section (e.g. {train: {lr: 0.002}, model: {activation: gelu}}); "
                "applied where it stands among the --section.field options: later wins")
@@ -92,7 +93,7 @@ def respell(typ, value):
     if origin is dict and not text.startswith("{"):
         pairs = [p.partition("=") for p in text.split(",") if p.strip()]
         if any(not sep or not k.strip() for k, sep, _ in pairs):
-            raise ConfigError(f"expected NAME=VALUE,... or a JSON object, got {value!r}")
+            raise ConfigError(f"expected NAME=VALUE,... or a JSON object, got {short(value)}")
         return {k.strip(): v.strip() for k, _, v in pairs}
     return value
 
@@ -124,15 +125,16 @@ def typed(path: str, value):
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     except ArgumentError:
-        raise ConfigError(f"{path}: cannot read {value!r} as {type_name(typ)}") from None
+        raise ConfigError(f"{path}: cannot read {short(value)} as {type_name(typ)}") from None
 
 
 def config_file(path: str) -> dict:
     """The overrides in a --config file, by dotted path; one line for a bad file or value."""
     from argparse import ArgumentError
 
+    load_yaml(path)  # bounded: a 'billion laughs' or an oversized file is one line before jsonargparse reads it
     try:
         ns = parser().parse_args(["--config", path], defaults=False)
     except ArgumentError as e:
-        raise ConfigError(f"--config {path}: {' '.join(str(e).split())}") from None
+        raise ConfigError(f"--config {path}: {short_text(' '.join(str(e).split()))}") from None
     return {k: ns[k] for k in fields() if k in ns}

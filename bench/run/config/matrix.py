@@ -28,12 +28,13 @@ from pathlib import Path
 
 from models import ACTIVATIONS, check_choice
 
-from ...errors import ConfigError
+from ...errors import ConfigError, short
 from ...resources import configs_dir
 from .data_checks import check
 from .schema import RunConfig
 from .fields import all_fields
-from .presets import load_yaml, norm_names, resolve, scales
+from .presets import norm_names, resolve, scales
+from .yaml_files import load_yaml
 
 MATRIX_DIR = configs_dir() / "matrix"
 MATRIX_KEYS = ("name", "description", "fixed", "axes", "exclude", "plugins")
@@ -83,7 +84,7 @@ def _kind(value) -> str:
 
 def _expect(path, key: str, value, types: tuple, expected: str) -> None:
     if not isinstance(value, types):
-        raise ConfigError(f"{path}: {key} must be {expected}, got {_kind(value)} ({value!r:.60})")
+        raise ConfigError(f"{path}: {key} must be {expected}, got {_kind(value)} ({short(value)})")
 
 
 def check_shape(raw, path) -> dict:
@@ -99,7 +100,7 @@ def check_shape(raw, path) -> dict:
     _expect(path, "axes", axes, (dict,), "a mapping of setting -> list of values (e.g. seed: [0, 1])")
     for k, v in axes.items():
         if not isinstance(v, list) or not v:
-            raise ConfigError(f"{path}: axis {k!r} must be a non-empty list, got {v!r}")
+            raise ConfigError(f"{path}: axis {short(k)} must be a non-empty list, got {short(v)}")
     exclude = raw.get("exclude") or []
     _expect(path, "exclude", exclude, (list,), "a list of mappings (e.g. - {activation: gelu, norm: pre})")
     valid = list(axes) + [a for a in FILTER_AXES if a not in axes]
@@ -109,18 +110,36 @@ def check_shape(raw, path) -> dict:
             check_choice(f"exclude key in {path} (an axis)", key, valid)
     plugins = raw.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise ConfigError(f"{path}: plugins must be a list of module names or .py paths, got {plugins!r}")
+        raise ConfigError(f"{path}: plugins must be a list of module names or .py paths, got {short(plugins)}")
     return {"fixed": dict(fixed), "axes": dict(axes), "exclude": list(exclude), "plugins": plugins}
+
+
+NAME_BYTES = 200  # a results folder's name: under the filesystems' 255, with room for '-ladder' and the like
+
+
+def folder_name(name: str, what: str) -> str:
+    """``name`` as one folder of --out: one path component, nothing that leaves the folder or hides in
+    it. One line naming the rule otherwise (a matrix's ``name:`` is checked as --name is)."""
+    try:
+        size = len(os.fsencode(name))
+    except (UnicodeError, TypeError):
+        size = None
+    if (size is None or size > NAME_BYTES or not name.strip() or name in (".", "..") or "/" in name or "\\" in name
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise ConfigError(f"{what} takes a folder name (one path component: no '/' or '\\', not '.' or '..', no "
+                          f"control characters, at most {NAME_BYTES} bytes), got {short(name)}")
+    return name
 
 
 def load_matrix(name_or_path: str | None = None) -> Matrix:
     path = matrix_path(name_or_path)
     raw = load_yaml(path)
     shape = check_shape(raw, path)
+    name = folder_name(str(raw.get("name") or path.stem), f"{path}: name")  # results go to OUT/<name>/
     from ...plugins import load_plugins  # before the axes are checked: they may name plugin parts
 
     load_plugins(shape["plugins"], f"matrix {path}", Path(path).parent)
-    return Matrix(str(raw.get("name") or path.stem), str(raw.get("description") or ""), shape["fixed"],
+    return Matrix(name, str(raw.get("description") or ""), shape["fixed"],
                   shape["axes"], shape["exclude"], str(path), tuple(shape["plugins"]))
 
 

@@ -13,19 +13,20 @@ from __future__ import annotations
 import typing
 from functools import cache, lru_cache
 
-import yaml
 
 from models import SCHEMES, TransformerConfig, check_choice
 
-from ...errors import ConfigError
+from ...errors import ConfigError, short
 from .schema import SECTIONS, DataConfig, RunConfig, TrainConfig
 from .fields import fields, typed
 from ...resources import configs_dir
 from .precision import FP8
+from .yaml_files import load_yaml
 
 ALIASES = {"activation": "model.activation"}
 PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "transformer-engine") + FP8
-EVAL_RESERVED = ("train", "val", "ood")  # datamodules' split names (a test holds them equal)
+EVAL_RESERVED = ("train", "val", "ood")
+MAX_SEED = 2**32 - 1  # datamodules' split names (a test holds them equal)
 
 
 def norm_names() -> list[str]:
@@ -42,7 +43,7 @@ def split_norm(name) -> dict:
     """'pre', 'pre+gpas', ... -> {model.scheme, model.gpas}."""
     scheme, _, suffix = str(name).partition("+")
     if suffix not in ("", "gpas"):
-        raise ConfigError(f"bad norm scheme {name!r}: the only suffix is '+gpas' (e.g. 'pre+gpas')")
+        raise ConfigError(f"bad norm scheme {short(name)}: the only suffix is '+gpas' (e.g. 'pre+gpas')")
     return {"model.scheme": check_choice("norm scheme", scheme, norm_names()), "model.gpas": suffix == "gpas"}
 
 
@@ -66,33 +67,6 @@ def apply(cfg: RunConfig, settings: dict, where: str = "") -> None:
 
 
 # ---- preset files ------------------------------------------------------------------------------
-
-def load_yaml(path) -> dict:
-    """A YAML file's content, cached until the file changes; one line for a missing, non-UTF-8 or
-    malformed file."""
-    from pathlib import Path
-
-    try:
-        stamp = Path(path).stat().st_mtime_ns
-    except OSError:
-        raise ConfigError(f"file not found: {path}") from None
-    return _load_yaml(Path(path), stamp)
-
-
-@cache
-def _load_yaml(path, stamp: int) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f) or {}
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"malformed YAML at {where}: {getattr(e, 'problem', e)}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-
 
 def _presets(name: str) -> dict[str, dict]:
     path = configs_dir() / f"{name}.yaml"
@@ -152,7 +126,7 @@ def _preset_parts(scale: str, recipe: str, scales_id: int, recipes_id: int) -> d
     _put(parts, {"scale": scale, "recipe": recipe})
     for kind, name, table in (("scale", scale, scales()), ("recipe", recipe, recipes())):
         for key, value in flatten(table[name]).items():
-            _put(parts, setting(key, value, f"{kind} {name!r}"))
+            _put(parts, setting(key, value, f"{kind} {short(name)}"))
     return parts
 
 
@@ -201,6 +175,8 @@ def config_vocab_size(tokenizer: str, bpe_vocab_size: int, configured: int) -> i
 def validate(cfg: RunConfig) -> None:
     """The settings a run cannot start with that the config alone shows, each as one clear line."""
     t, d = cfg.train, cfg.data
+    if not 0 <= cfg.seed <= MAX_SEED:  # what the random generators take (numpy, Lightning's seed_everything)
+        raise ConfigError(f"seed must lie in [0, {MAX_SEED}], got {cfg.seed}")
     check_choice("optimizer", t.optimizer, ["adamw", "adam"])
     check_choice("precision", t.precision, PRECISIONS)
     for name, choices in (("compile", ["auto", "true", "false", "regional", "whole"]),
@@ -224,5 +200,5 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"data.bpe_vocab_size must be at least 257 (the 256 bytes + merges), got {d.bpe_vocab_size}")
     for name in d.eval:
         if name in EVAL_RESERVED or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"data.eval name {name!r} must be letters, digits, '_' or '-' and not one of "
+            raise ConfigError(f"data.eval name {short(name)} must be letters, digits, '_' or '-' and not one of "
                               f"{', '.join(EVAL_RESERVED)}")

@@ -19,14 +19,14 @@ from rich.console import Console
 from rich.progress import Progress
 
 from ...console import progress_columns
-from ...atomic import remove_stale_temps
+from ...atomic import TEMP_GLOB, remove_stale_temps
 from ...errors import Interrupted
 from ...faults import pause_point
 from ...results.records import DONE, Record, cell_dir, read_record
-from .claims import acquire, check_stale_after, holder, wait_for
-from .environment import DataCache, check_out, preflight
+from .claims import CLAIM, TEMP_PREFIX, acquire, check_stale_after, holder, remove_stale_claim_temps, wait_for
+from .environment import ENV_ERRNOS, DataCache, check_out, env_error, preflight
 from ..config.matrix import Cell
-from .ranks import RankDecisions
+from .ranks import RankDecisions, is_rank_zero
 from .runner import RunOptions, train_cell
 from .signals import StopRequest
 
@@ -57,6 +57,46 @@ def finished(record, fresh_after: str | None = None) -> bool:
     if record is None or record.status not in DONE:
         return False
     return fresh_after is None or str(record.started or "") >= fresh_after
+
+
+def leftovers(folder: Path) -> bool:
+    """Whether a cell folder holds what a run leaves behind only when it is killed: a claim, claim
+    temp files or a takeover lock, writers' temp files (a live run's claim counts: ``tidy`` asks)."""
+    folder = Path(folder)
+    return ((folder / CLAIM).exists() or (folder / f"{CLAIM}.takeover").exists()
+            or any(folder.glob(f"{TEMP_PREFIX}*")) or any(folder.glob(TEMP_GLOB))
+            or any((folder / "checkpoints").glob(TEMP_GLOB)))
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def tidy(folder: Path, stale_after: float, keep_checkpoints: bool, done: bool) -> str | None:
+    """Remove what killed runs left in a cell folder no live run holds: its stale claim, temp files,
+    and, for a finished cell (``done``), its checkpoints unless ``keep_checkpoints`` (a run killed
+    between its record and its cleanup leaves both checkpoints: 100 GB at 7B). Returns what it
+    removed, None when nothing was left or a live run holds the cell."""
+    if not leftovers(folder):
+        return None
+    said: list[str] = []
+    had_claim = (Path(folder) / CLAIM).exists()
+    claim = acquire(folder, stale_after=stale_after, log=said.append)
+    if claim is None:  # a live run trains it (or tidies it) now
+        return None
+    try:
+        temps = remove_stale_temps(folder) + remove_stale_claim_temps(folder)
+        removed = [f"{len(temps)} temp file(s)"] if temps else []
+        ckpt = Path(folder) / "checkpoints"
+        if done and not keep_checkpoints and ckpt.exists():
+            size = _size(ckpt)
+            shutil.rmtree(ckpt, ignore_errors=True)
+            removed.append(f"checkpoints ({size / 2**20:,.1f} MiB)")
+    finally:
+        claim.release()
+    if had_claim and said:
+        removed.insert(0, "a stale claim")
+    return ", ".join(removed) or None
 
 
 def done_record(opts, matrix_name: str, cell) -> tuple[Record | None, str | None]:
@@ -99,16 +139,22 @@ class CellRun:
         return rec
 
     def _claim(self, folder: Path, cell):
-        claim = acquire(folder, stale_after=self.opts.stale_after, log=self.say)
-        if claim is not None or not getattr(self.opts, "wait", False):
-            if claim is None:
-                held = holder(folder)
-                self.say(f"skipped {cell.id}: being trained by {held.describe() if held else 'another run'} "
-                         "(bench run --wait waits for it)")
-            return claim
-        held = holder(folder)
-        self.say(f"waiting for {cell.id}: being trained by {held.describe() if held else 'another run'}")
-        return wait_for(folder, stale_after=self.opts.stale_after, poll=2.0, log=self.say)
+        try:
+            claim = acquire(folder, stale_after=self.opts.stale_after, log=self.say)
+            if claim is not None or not getattr(self.opts, "wait", False):
+                if claim is None:
+                    held = holder(folder)
+                    self.say(f"skipped {cell.id}: being trained by {held.describe() if held else 'another run'} "
+                             "(bench run --wait waits for it)")
+                return claim
+            held = holder(folder)
+            self.say(f"waiting for {cell.id}: being trained by {held.describe() if held else 'another run'}")
+            # a signal ends the wait at once, with no claim taken (the caller sees stop.signum)
+            return wait_for(folder, stale_after=self.opts.stale_after, poll=2.0, log=self.say, stop=self.stop)
+        except OSError as e:
+            if e.errno in ENV_ERRNOS:
+                raise env_error(e, f"{cell.id}: cannot claim {folder}") from None
+            raise
 
     def run(self, cell) -> Record | None:
         """Claim, train, record, release; None when another live process holds the cell, or this
@@ -147,8 +193,12 @@ def run_cells(matrix_name: str, cells, opts, progress=None, fresh_after: str | N
     life = CellRun(matrix_name, cells, opts, progress=progress, warn=log, fresh_after=fresh_after)
     done = []
     for cell in cells:
-        if life.ranks.rank0 and finished(record_of(cell_dir(opts.out, matrix_name, cell.id)), life.fresh_after):
+        folder = cell_dir(opts.out, matrix_name, cell.id)
+        if life.ranks.rank0 and finished(record_of(folder), life.fresh_after):
             life.ranks.record(cell.id, False)
+            cleaned = tidy(folder, opts.stale_after, opts.keep_checkpoints, done=True)
+            if cleaned:
+                life.say(f"{cell.id}: done; removed what a killed run left: {cleaned}")
             continue
         rec = life.run(cell)
         if rec is not None:
@@ -186,6 +236,10 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
         rec, why = done_record(opts, matrix_name, cell)
         if rec is not None:
             records.append(rec)
+            cleaned = is_rank_zero() and tidy(cell_dir(opts.out, matrix_name, cell.id), opts.stale_after,
+                                              opts.keep_checkpoints, done=True)
+            if cleaned:
+                console.print(f"{cell.id}: done; removed what a killed run left: {cleaned}", highlight=False)
         else:
             if why:
                 console.print(f"{cell.id}: {why}", highlight=False)
@@ -215,12 +269,19 @@ def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: C
             where = next((f"; {r.id} stopped at step {r.interrupted_step}" + (
                 f", checkpoint saved at step {r.checkpoint_step}" if r.checkpoint_step is not None else "")
                 for r in records if r.status == "interrupted"), "")
-            raise Interrupted(stop.signum, f"interrupted by {stop.name}{where}; rerun the same command to resume")
+            done = {r.id for r in records if r.status in DONE}
+            left = [c.id for c in cells if c.id not in done]
+            if not where and not left:  # the signal came after the last cell's record: nothing to resume
+                console.print(f"[yellow]{stop.name} received after the last cell finished[/]: every cell is done, "
+                              "nothing to resume", highlight=False)
+                return records
+            raise Interrupted(stop.signum, f"interrupted by {stop.name}{where}; {len(left)} cell(s) not finished: "
+                                           "rerun the same command to resume")
     return records
 
 
 def summary(rec: Record, console) -> None:
     status, m = rec.status, rec.metrics
-    text = (f"val ppl {m.get('val_ppl', float('nan')):.2f}, {m.tokens_per_sec or 0:,.0f} tok/s"
-            if status == "ok" else rec.error or "")
+    tps = f"{m.tokens_per_sec:,.0f} tok/s" if m.tokens_per_sec else "tok/s not measured"  # never a made-up 0
+    text = f"val ppl {m.get('val_ppl', float('nan')):.2f}, {tps}" if status == "ok" else rec.error or ""
     console.print(f"{'[green]ok' if status == 'ok' else '[red]' + status}[/] {rec.id}: {text}")

@@ -51,7 +51,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to a temp file unique to this writer, fsync, then: the current file becomes
     ``previous.ckpt`` (a hard link, so a file named ``latest.ckpt`` exists at every instant) and the
     temp file is renamed over it. A kill or an OSError (ENOSPC) at any point leaves the last good
-    checkpoint untouched; a full disk is raised as the OSError it is."""
+    checkpoint untouched; a full disk is raised as the OSError it is. ``before_commit`` (the claim's
+    check) runs once the temp file is whole, before anything in place is touched: a run that lost
+    its claim raises there and leaves the new holder's checkpoints as they are."""
+
+    def __init__(self, before_commit=None):
+        super().__init__()
+        self.before_commit = before_commit
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
@@ -70,6 +76,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                     raise
                 os.fsync(f.fileno())
             pause_point("checkpoint-written", step)
+            if self.before_commit is not None:
+                self.before_commit()
             if path.exists():
                 keep = _unique_tmp(path.with_name(PREVIOUS))
                 keep.unlink()

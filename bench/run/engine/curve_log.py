@@ -7,7 +7,9 @@ finds it half-written). ``CurveLogger`` is that logger with another writer:
   resumed run), with one atomic rewrite (bench/atomic.py), then appends to the same file;
 - a new column rewrites the file atomically; other rows are appended, each in one write;
 - a row whose step and columns are already in the file is not logged twice (the checkpoint's
-  replayed train row, bench/run/engine/checkpoints.py).
+  replayed train row, bench/run/engine/checkpoints.py);
+- before each write the cell's claim is re-read (``held``): a run whose claim was taken over drops
+  its pending rows and writes no more (the curve is the new holder's).
 """
 
 from __future__ import annotations
@@ -72,7 +74,11 @@ def truncate_after(path: Path, step: int) -> None:
     if not path.exists():
         return
     rows, _ = read_rows(path)
-    kept = [r for r in rows if _step(r) < step]
+    kept, seen = [], set()
+    for r in sorted((r for r in rows if _step(r) < step), key=_step):  # stable: a step's rows keep their order
+        if _signature(r) not in seen:  # rows planted out of order or twice go: each step once, in order
+            seen.add(_signature(r))
+            kept.append(r)
     atomic_write(path, _render(kept, columns(kept), True) if kept else "")
 
 
@@ -91,9 +97,9 @@ def start_curve(folder: Path, resume_step: int | None) -> None:
 class CurveWriter(ExperimentWriter):
     """Continues the curve already in ``log_dir/metrics.csv`` (see the module docstring)."""
 
-    def __init__(self, log_dir: str) -> None:
+    def __init__(self, log_dir: str, held=None) -> None:
         self.metrics, self.hparams = [], {}
-        self.log_dir = log_dir
+        self.log_dir, self.held = log_dir, held
         self.metrics_file_path = os.path.join(log_dir, METRICS)
         os.makedirs(log_dir, exist_ok=True)
         rows, names = read_rows(Path(self.metrics_file_path))
@@ -105,6 +111,9 @@ class CurveWriter(ExperimentWriter):
         """Write the rows logged since the last save; on failure (a full disk) the file is as it was
         and the rows stay pending."""
         if not self.metrics:
+            return
+        if self.held is not None and not self.held():
+            self.metrics = []  # the claim is another run's now: its curve, not ours
             return
         new = [r for r in _as_written(self.metrics) if _signature(r) not in self._seen]
         if new:
@@ -154,12 +163,13 @@ def _append(path: Path, data: bytes) -> None:
 class CurveLogger(CSVLogger):
     """Lightning's CSVLogger writing ``folder/metrics.csv`` through CurveWriter."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, held=None):
         super().__init__(folder, name="", version="")
+        self._held = held
 
     @property
     @rank_zero_experiment
     def experiment(self) -> CurveWriter:
         if self._experiment is None:
-            self._experiment = CurveWriter(self.log_dir)
+            self._experiment = CurveWriter(self.log_dir, self._held)
         return self._experiment

@@ -6,22 +6,24 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from ...errors import ConfigError
+from ...errors import ConfigError, Interrupted
 from .curve_log import CurveLogger
 from ..config.matrix import Cell
 from ..config.precision import lightning_precision
 
 
-def build_loggers(names, folder: Path):
+def build_loggers(names, folder: Path, held=None):
+    """The cell's Lightning loggers; ``held`` (the claim's check) guards every write of the curve."""
     loggers = []
     for name in names:
         if name == "csv":
-            loggers.append(CurveLogger(folder))  # -> folder/metrics.csv, continued across resumes
+            loggers.append(CurveLogger(folder, held))  # -> folder/metrics.csv, continued across resumes
         elif name == "tensorboard":
             from lightning.pytorch.loggers import TensorBoardLogger
             loggers.append(TensorBoardLogger(folder, name="tb", version=""))
@@ -41,6 +43,7 @@ class DataCache:
 
     def get(self, cfg):
         from datamodules import TextDataModule
+        from datamodules.chunks import Stopped
 
         key = (repr(cfg.data), cfg.model.block_size, cfg.train.batch_size, cfg.seed, cfg.train.val_tokens)
         if key not in self._dms:
@@ -53,6 +56,13 @@ class DataCache:
             except UnicodeDecodeError as e:
                 raise ConfigError(f"corpus {cfg.data.corpus} is not UTF-8 text (byte {e.start}: {e.reason}); "
                                   "give a text, .jsonl or .parquet corpus") from None
+            except Stopped as e:  # a signal while its chunks were written: nothing reads as complete
+                raise Interrupted(e.signum, f"interrupted by {signal.Signals(e.signum).name} while preparing "
+                                            f"{cfg.data.corpus}; rerun the same command to resume") from None
+            except OSError as e:
+                if e.errno not in ENV_ERRNOS:
+                    raise
+                raise env_error(e, f"cannot write the data cache of {cfg.data.corpus}") from None
             except ValueError as e:  # CorpusError included: an empty, unreadable or too short corpus
                 raise ConfigError(f"corpus {cfg.data.corpus}: {e}") from None
             self._dms[key] = dm

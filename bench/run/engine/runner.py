@@ -27,7 +27,7 @@ from ...results.records import DONE, Metrics, Params, Record, cell_dir, write_js
 from . import compiling
 from .callbacks import CellMetrics, Diverged, HeldOut
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, checkpoint_step, find_resume
-from .claims import STALE_AFTER
+from .claims import STALE_AFTER, ClaimLost
 from .curve_log import start_curve
 from .environment import ENV_ERRNOS, build_loggers, check_vocab, env_error, environment_record, make_trainer
 from ..config.device import root_device
@@ -72,12 +72,9 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-class ClaimLost(RuntimeError):
-    """Another run took this cell's claim over: this run stops and leaves the cell to it."""
-
-
 class ClaimGuard(L.Callback):
-    """Stops training at the step after the claim was found taken over (an attribute read a step)."""
+    """Stops training at the step after the heartbeat found the claim taken over (an attribute read a
+    step). Writes do not wait for it: each checkpoint, curve row and record re-reads the claim first."""
 
     def __init__(self, claim):
         self.claim = claim
@@ -85,6 +82,12 @@ class ClaimGuard(L.Callback):
     def on_train_batch_end(self, trainer, *args):
         if self.claim is not None and self.claim.lost:
             raise ClaimLost(f"its claim was taken over at step {trainer.global_step}; left to the new holder")
+
+
+def ensure_held(claim, what: str) -> None:
+    """Before a write into the cell: ClaimLost when another run holds the cell now (no claim: tests)."""
+    if claim is not None:
+        claim.ensure(what)
 
 
 class PausePoints(L.Callback):
@@ -137,6 +140,7 @@ class Parts:
     probes: dict[str, L.Callback] = field(default_factory=dict)  # every registered probe of the cell, by name
     trainer: L.Trainer | None = None
     progress: CellProgress | None = None
+    claim: object | None = None  # the cell's Claim (None: trained without one, as tests do)
 
 
 def build_parts(cell: Cell, dm, opts: RunOptions, ckpt_dir: Path, progress, task, stop, claim) -> Parts:
@@ -155,7 +159,8 @@ def build_parts(cell: Cell, dm, opts: RunOptions, ckpt_dir: Path, progress, task
         shown = CellProgress(cell.id, tokens_per_batch * t.grad_accum, progress, task, log_every=log_every)
         callbacks.append(shown)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    parts = Parts(LMModule(cfg, getattr(dm, "val_names", None)), metrics, saver, callbacks, progress=shown)
+    parts = Parts(LMModule(cfg, getattr(dm, "val_names", None)), metrics, saver, callbacks, progress=shown,
+                  claim=claim)
     parts.probes = build_probes(cfg, dm)  # the built-in probes and plugins' (none when train.probe_every == 0)
     probing = list(parts.probes.values())
     if probing:
@@ -184,9 +189,10 @@ def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, res
         # the sanity pass over the whole in-domain split is the init validation (none on a resume: kept)
         num_sanity_val_steps=-1 if t.init_val and resume is None else 0,
         log_every_n_steps=t.log_every, deterministic=t.deterministic,
-        logger=build_loggers(opts.loggers, folder), callbacks=parts.callbacks, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, default_root_dir=folder,
-        plugins=[AtomicCheckpointIO()])
+        logger=build_loggers(opts.loggers, folder, parts.claim.held if parts.claim is not None else None),
+        callbacks=parts.callbacks, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, default_root_dir=folder,
+        plugins=[AtomicCheckpointIO(lambda: ensure_held(parts.claim, "checkpoint save"))])
     trainer.fit(fit_module, datamodule=dm, ckpt_path=resume)
     no_op = resume is not None and parts.metrics.start_step is None  # nothing was left to train: no train hooks ran
     if no_op:
@@ -215,6 +221,8 @@ def fit_phases(cell: Cell, dm, opts: RunOptions, folder: Path, parts: Parts, res
     record.status = "ok"
     if opts.save_weights:
         from ...results.weights import save_cell
+
+        ensure_held(parts.claim, "weights")
         record.weights = save_cell(folder, module.model, cfg, dm.tokenizer)
 
 
@@ -324,6 +332,7 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     wall, parts, user_error = time.perf_counter(), None, None
     try:
         if writer:  # one curve per cell: a resume continues it from the checkpoint's step
+            ensure_held(claim, "first write")
             start_curve(folder, checkpoint_step(resume) if resume is not None else None)
             write_json(folder / "record.json", record)  # status 'running': never read as complete
             pause_point("running-record")
@@ -343,9 +352,15 @@ def train_cell(cell: Cell, matrix_name: str, dm, opts: RunOptions, progress=None
     finish_record(record, parts, cfg, wall)
     if not writer:  # rank 0 writes and reports this cell; this rank's record is never used
         return record
+    if claim is not None and not claim.held():  # taken over since the last write: the record is the new holder's
+        record.status, record.error = "lost", "its claim was taken over before its record was written; left to " \
+                                              "the new holder"
+        warn(f"{cell.id}: {record.error}")
+        return record
     write_error = write_final(record, folder, warn)  # always: the record says what happened
     user_error = user_error or write_error  # the cell's own error first
-    if record.status in DONE and not opts.keep_checkpoints and user_error is None:
+    if record.status in DONE and not opts.keep_checkpoints and user_error is None \
+            and (claim is None or claim.held()):
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         pause_point("checkpoints-removed")
     if user_error is not None:

@@ -14,7 +14,7 @@ import pytest
 
 from bench.commands import report as report_command
 from bench.errors import ConfigError
-from bench.results.records import Record, load_records
+from bench.results.records import Record, RecordError, load_records
 from bench.results.report import render_html, write_report
 from bench.results.stats.laws import fit_laws
 
@@ -112,9 +112,11 @@ def test_report_skips_missing_or_malformed_probes(tmp_path):
     recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*/record.json"))]
     probed = [r for r in recs if r["probes"]]
     del probed[0]["probes"]["gpas_gate"]  # a key missing
-    probed[1]["probes"]["act_var"] = [[1.0], [1.0, 2.0]]  # ragged: that panel is skipped
     probed[1]["probes"]["layer_cosine"] = None
     recs.append({**recs[0], "id": "failed-cell", "status": "failed", "metrics": None, "probes": None})
+    ragged = {**probed[1], "probes": {**probed[1]["probes"], "act_var": [[1.0], [1.0, 2.0]]}}
+    with pytest.raises(RecordError, match="probes.act_var is a ragged list"):  # refused whole when read
+        Record.from_dict(ragged)
     text = render_html([Record.from_dict(r) for r in recs], "synth")
     parse(text)
     # no curves passed: the frontier, four comparisons of the probes (activation variance, GPAS gates,

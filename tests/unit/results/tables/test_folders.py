@@ -140,12 +140,20 @@ def test_ignore_a_field_and_one_line_errors(tmp_path, compare):
     assert "the nearest differs in train.batch_size (4 here, 8 there)" in out
     code, out, _ = compare(str(a), str(b), "--ignore", "train.batch_size")
     assert code == 0 and "unmatched: 0 in A only, 0 in B only" in out and "Ignored when matching (--ignore)" in out
+    # two matrix folders whose cells share an identity under other ids (each id counts once, so a
+    # copy of the same ids would be one cell): A cannot tell which of each pair to match
+    two, _ = write_matrix(tmp_path / "two", with_probes=False, scales=("nano",), seeds=(0,))
+    for p in sorted(two.glob("*/record.json")):
+        r = json.loads(p.read_text())
+        r["id"] = r["id"] + "x"
+        (two.parent / "other" / r["id"]).mkdir(parents=True)
+        (two.parent / "other" / r["id"] / "record.json").write_text(json.dumps(r))
     for argv, message in (
+            ([str(tmp_path / "two"), str(b)], "holds two cells with one identity"),
             ([str(a), str(a)], "A and B are the same folder"),
             ([str(a), str(b), "--ignore", "train.batch_sise"], "Did you mean 'train.batch_size'?"),
             ([str(a), "no-such-matrix"], "B 'no-such-matrix' is not a results folder, and unknown matrix"),
-            ([str(a), "default", "--results", str(tmp_path / "none")], "B: no results folder"),
-            ([str(tmp_path), str(b)], "holds two cells with one identity")):
+            ([str(a), "default", "--results", str(tmp_path / "none")], "B: no results folder")):
         code, out, err = compare(*argv)
         assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1, err
     (tmp_path / "empty").mkdir()
