@@ -137,3 +137,12 @@ def test_dynamic_imports_are_seen(tmp_path):
 
 def test_the_cli_command_table_is_seen_as_an_import_of_the_commands():
     assert "bench.commands" in graph()["bench.cli"]
+
+
+def test_a_command_imports_no_other_command():
+    """Commands are siblings: what two of them share lives in bench.commands.common (or lower), so a
+    command can be read, changed or removed alone."""
+    shared = {"bench.commands.common", "bench.commands"}
+    crossing = sorted(f"{m} -> {d}" for m, deps in graph().items() if m.startswith("bench.commands.")
+                      and m not in shared for d in deps if d.startswith("bench.commands.") and d not in shared)
+    assert not crossing, "commands importing other commands:\n" + "\n".join(crossing)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, short
 
+FORMATS = ("rich", "md", "csv", "latex")  # the table formats of bench table and bench compare
+
 
 class HelpFormatter(argparse.HelpFormatter):
     """One default per option, written once as ``[default: X]``: an option whose help already says

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import report_problems, split_list, target_folder
-from .table import FORMATS
+from .common import FORMATS, report_problems, split_list, target_folder
 
 HELP = "two result folders (or matrices) side by side, with the paired statistics where cells match"
 

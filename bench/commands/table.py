@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from .common import add_target, report_problems, target_folder
+from .common import FORMATS, add_target, report_problems, target_folder
 
 HELP = "the leaderboard of a matrix's results"
-FORMATS = ("rich", "md", "csv", "latex")
 
 
 def add_parser(sub):

@@ -17,7 +17,7 @@ from models import plugin_parts
 NON_SEMANTIC = ("data.cache_dir", "data.storage_options", "data.max_cache_size", "train.log_every",
                 "train.probe_every", "train.nan_check_every", "train.init_val")
 # Fields added after cells were first recorded, with the default that changes nothing a cell measures
-# on CPU ('auto' picks by device, as train.accelerator does, which is not part of a cell's identity either).
+# on CPU ('auto' picks by device: hashed as the value it stands for there, the old default).
 LATER_FIELDS = {"model.kernels": "auto", "train.fused_loss": "auto", "data.eval": {}}
 SECTIONS = ("model", "data", "train")
 
