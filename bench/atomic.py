@@ -69,8 +69,14 @@ def remove_old_temps(folder: Path, older_than: float = TEMP_AGE) -> list[Path]:
     """Delete the temp files in ``folder`` (not below it) older than ``older_than`` seconds: for the
     files no claim guards (a matrix folder's leaderboards and report), whose writers hold a temp file
     for milliseconds, so an old one was left by a kill."""
+    return remove_older(Path(folder).glob(TEMP_GLOB), older_than)
+
+
+def remove_older(paths, older_than: float) -> list[Path]:
+    """Delete those of ``paths`` last modified more than ``older_than`` seconds ago (a path gone meanwhile
+    is skipped); the ones deleted."""
     gone, now = [], time.time()
-    for path in Path(folder).glob(TEMP_GLOB):
+    for path in paths:
         try:
             if now - path.stat().st_mtime > older_than:
                 path.unlink()

@@ -39,10 +39,10 @@ def flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def row_labels(records: list[Record]) -> dict[str, str]:
-    """Cell id -> its group's row label: the activation, plus any config field (seed aside) that
-    differs between cells of the same scale, activation and scheme, so only true seed repeats are
-    pooled."""
+def row_labels(records: list[Record], ignore: tuple[str, ...] = ("seed",)) -> dict[str, str]:
+    """Cell id -> its group's row label: the activation, plus any config field (those in ``ignore``
+    aside) that differs between cells of the same scale, activation and scheme, so only true seed
+    repeats are pooled."""
     groups = defaultdict(list)
     for r in records:
         groups[(r.scale, r.activation, r.norm)].append(r)
@@ -50,7 +50,7 @@ def row_labels(records: list[Record]) -> dict[str, str]:
     for recs in groups.values():
         flats = [flat(r.config) for r in recs]
         varying = sorted({k for f in flats for k in f
-                          if k != "seed" and len({repr(g.get(k)) for g in flats}) > 1})
+                          if k not in ignore and len({repr(g.get(k)) for g in flats}) > 1})
         for r, f in zip(recs, flats):
             labels[r.id] = r.activation + "".join(f" [{k}={f.get(k)}]" for k in varying)
     return labels

@@ -27,7 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ..records import Record
-from .groups import final_val_loss, flat, run_order
+from .groups import final_val_loss, row_labels, run_order
 
 LR_KEY = "train.lr"
 
@@ -64,17 +64,7 @@ def loss_at_init(records: list[Record]) -> tuple[float | None, str | None]:
 def lr_labels(records: list[Record]) -> dict[str, str]:
     """Record id -> its row label without the LR: the activation plus any config field other than
     the seed and the LR that differs between cells of the same scale, activation and scheme."""
-    groups = defaultdict(list)
-    for r in records:
-        groups[(r.scale, r.activation, r.norm)].append(r)
-    labels = {}
-    for recs in groups.values():
-        flats = [flat(r.config) for r in recs]
-        varying = sorted({k for f in flats for k in f
-                          if k not in ("seed", LR_KEY) and len({repr(g.get(k)) for g in flats}) > 1})
-        for r, f in zip(recs, flats):
-            labels[r.id] = r.activation + "".join(f" [{k}={f.get(k)}]" for k in varying)
-    return labels
+    return row_labels(records, ignore=("seed", LR_KEY))
 
 
 @dataclass

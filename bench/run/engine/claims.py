@@ -43,6 +43,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ...atomic import remove_older
 from ...errors import ConfigError
 
 CLAIM = "claim.json"
@@ -321,16 +322,7 @@ def acquire(folder: Path, stale_after: float = STALE_AFTER, beat: float = BEAT, 
 def remove_stale_claim_temps(folder: Path, older_than: float = TEMP_STALE) -> list[Path]:
     """Claim temp files (``.claim.json.<token>.<hex>``) and takeover locks left by killed writers: a
     live writer's lives for milliseconds, so only those older than ``older_than`` seconds go."""
-    gone = []
-    now = time.time()
-    for path in [*Path(folder).glob(TEMP_PREFIX + "*"), Path(folder) / f"{CLAIM}.takeover"]:
-        try:
-            if now - path.stat().st_mtime > older_than:
-                path.unlink()
-                gone.append(path)
-        except FileNotFoundError:
-            pass
-    return gone
+    return remove_older([*Path(folder).glob(TEMP_PREFIX + "*"), Path(folder) / f"{CLAIM}.takeover"], older_than)
 
 
 def wait_for(folder: Path, stale_after: float = STALE_AFTER, poll: float = 5.0, beat: float = BEAT,
