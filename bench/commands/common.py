@@ -224,10 +224,21 @@ def launch_options(args):
                          dry_run=args.dry_run)
 
 
-def finish_run(matrix_name: str, cells, ran, opts) -> int:
-    """The leaderboard of the whole matrix folder, and the exit status of this run's cells."""
+def add_margin(p) -> None:
+    from ..results.stats.verdicts import DEFAULT_MARGIN
+
+    p.add_argument("--margin", type=float, default=None, metavar="NATS",
+                   help=f"the verdicts' margin of practical relevance: a comparison is 'equivalent' when its "
+                        f"difference is shown inside ±NATS of final validation loss (docs/statistics.md, section 4) "
+                        f"[default: {DEFAULT_MARGIN}, or the margin a run trained until decided stopped on]")
+
+
+def finish_run(matrix_name: str, cells, ran, opts, margin: float | None = None) -> int:
+    """The leaderboard of the whole matrix folder (its verdicts within ±``margin``, read with the
+    folder's sequential design if it has one), and the exit status of this run's cells."""
     from ..console import err, out
     from ..results.curves import load_curves
+    from ..results.design import read_design
     from ..results.records import load_records
     from ..results.tables.leaderboard import build_leaderboard, print_rich, write_leaderboard
 
@@ -235,10 +246,12 @@ def finish_run(matrix_name: str, cells, ran, opts) -> int:
     records, problems = load_records(folder)  # the whole matrix folder: a filtered run loses no rows
     ids = {c.id for c in cells}
     curves = load_curves(folder)
-    board = build_leaderboard(records, matrix_name, curves=curves)  # the tables and their statistics, once
+    design = read_design(folder)
+    board = build_leaderboard(records, matrix_name, curves=curves, margin=margin,
+                              sequential=design)  # the tables and their statistics, once
     shown = [r for r in records if r.id in ids] or ran  # the terminal shows this run's cells
     print_rich(board if {r.id for r in shown} == {r.id for r in records}
-               else build_leaderboard(shown, matrix_name, curves=curves), out)
+               else build_leaderboard(shown, matrix_name, curves=curves, margin=margin, sequential=design), out)
     report_problems(p for p in problems if p.path.parent.name not in ids)
     for path in write_leaderboard(folder, board, console=err):
         out.print(f"wrote {path}")

@@ -4,8 +4,8 @@ predictions and crossovers (bench/results/stats/laws.py)."""
 
 from __future__ import annotations
 
-from .common import add_filters, add_launch_options, add_overrides, add_run_options, cells_from, finish_run, \
-    launch_options, run_name, run_options
+from .common import add_filters, add_launch_options, add_margin, add_overrides, add_run_options, cells_from, \
+    finish_run, launch_options, run_name, run_options
 
 HELP = "a scale ladder: train the matrix at log-spaced sizes, fit scaling laws, predict, find crossovers"
 
@@ -23,6 +23,7 @@ def add_parser(sub):
     p.add_argument("--predict", type=float, default=None, metavar="N",
                    help="also predict each group's loss at N non-embedding parameters, with an interval")
     add_run_options(p)
+    add_margin(p)
     add_launch_options(p)  # --dry-run: the rungs and the cells, nothing trained
     add_overrides(p)
     return p
@@ -86,7 +87,7 @@ def main(args) -> int:
     launched = launch(name, cells, opts, how)
     if not launched.here:
         return 0
-    code = max(finish_run(name, cells, launched.records, opts), launched.code)
+    code = max(finish_run(name, cells, launched.records, opts, args.margin), launched.code)
     records, _ = load_records(opts.out / name)
     laws = fit_laws(records, args.predict)
     tables = law_tables(laws)

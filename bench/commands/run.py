@@ -3,8 +3,8 @@ SLURM tasks) and print the leaderboard."""
 
 from __future__ import annotations
 
-from .common import add_filters, add_launch_options, add_overrides, add_run_options, cells_from, finish_run, \
-    launch_options, run_name, run_options
+from .common import add_filters, add_launch_options, add_margin, add_overrides, add_run_options, cells_from, \
+    finish_run, launch_options, run_name, run_options
 
 HELP = "train every cell of a matrix and print the leaderboard"
 
@@ -13,6 +13,7 @@ def add_parser(sub):
     p = sub.add_parser("run", help=HELP)
     add_filters(p)
     add_run_options(p)
+    add_margin(p)
     add_launch_options(p)
     add_overrides(p)
     return p
@@ -28,4 +29,4 @@ def main(args) -> int:
     launched = launch(name, cells, opts, how)
     if not launched.here:
         return 0
-    return max(finish_run(name, cells, launched.records, opts), launched.code)
+    return max(finish_run(name, cells, launched.records, opts, args.margin), launched.code)
