@@ -233,6 +233,42 @@ def add_margin(p) -> None:
                         f"[default: {DEFAULT_MARGIN}, or the margin a run trained until decided stopped on]")
 
 
+def add_until_decided(p) -> None:
+    g = p.add_argument_group("seeds until decided (docs/verdicts.md: the sequential rule)")
+    g.add_argument("--until-decided", action="store_true",
+                   help="train in rounds: the cells' seeds first, then one more seed (the group and its baseline) "
+                        "for every comparison still undecided, until each is decided (better, worse or equivalent "
+                        "within --margin) or has --max-seeds seeds; the verdicts are a sequential design's, which "
+                        "keeps the error rate at 0.05 over all rounds, and the folder records it")
+    g.add_argument("--max-seeds", type=int, default=None, metavar="K",
+                   help="the most seeds (pairs) a comparison gets, fixed before the first round [default: 8, or "
+                        "the K the folder was first trained with]")
+
+
+def sequential_design(args, folder: Path, seeds: int):
+    """The sequential design --until-decided trains ``folder`` under (a K or margin not given: the one
+    the folder recorded, else the defaults), checked in one line; None without --until-decided."""
+    from ..results.design import Recorded, read_design
+    from ..results.stats.sequential import MAX_LOOKS, Design
+    from ..results.stats.verdicts import DEFAULT_MARGIN
+
+    if not getattr(args, "until_decided", False):
+        if getattr(args, "max_seeds", None) is not None:
+            raise ConfigError("--max-seeds sets the design of --until-decided: add --until-decided, or drop it")
+        return None
+    if getattr(args, "slurm", False) and not getattr(args, "wait", False):
+        raise ConfigError("--until-decided with --slurm needs --wait: each round waits for the last one's results")
+    have = read_design(folder)
+    k = args.max_seeds if args.max_seeds is not None else (have.design.max_seeds if have else 8)
+    if not 2 <= k <= MAX_LOOKS:
+        raise ConfigError(f"--max-seeds takes 2 to {MAX_LOOKS} seeds, got {k}")
+    if seeds > k:
+        raise ConfigError(f"--seed lists {seeds} seeds, more than --max-seeds {k}: the first round cannot exceed "
+                          "the design")
+    margin = args.margin if args.margin is not None else (have.margin if have else DEFAULT_MARGIN)
+    return Recorded(Design(k), margin=margin)
+
+
 def finish_run(matrix_name: str, cells, ran, opts, margin: float | None = None) -> int:
     """The leaderboard of the whole matrix folder (its verdicts within ±``margin``, read with the
     folder's sequential design if it has one), and the exit status of this run's cells."""

@@ -4,8 +4,8 @@ predictions and crossovers (bench/results/stats/laws.py)."""
 
 from __future__ import annotations
 
-from .common import add_filters, add_launch_options, add_margin, add_overrides, add_run_options, cells_from, \
-    finish_run, launch_options, run_name, run_options
+from .common import add_filters, add_launch_options, add_margin, add_overrides, add_run_options, add_until_decided, \
+    cells_from, finish_run, launch_options, run_name, run_options, sequential_design
 
 HELP = "a scale ladder: train the matrix at log-spaced sizes, fit scaling laws, predict, find crossovers"
 
@@ -24,6 +24,7 @@ def add_parser(sub):
                    help="also predict each group's loss at N non-embedding parameters, with an interval")
     add_run_options(p)
     add_margin(p)
+    add_until_decided(p)
     add_launch_options(p)  # --dry-run: the rungs and the cells, nothing trained
     add_overrides(p)
     return p
@@ -71,12 +72,15 @@ def main(args) -> int:
     from ..atomic import atomic_write
     from ..console import err, out
     from ..launch.launcher import launch
+    from ..launch.rounds import undecided_comparisons, until_decided
+    from ..results.tables.leaderboard import check_margin
     from ..results.stats.laws import fit_laws
     from ..results.tables.comparisons import law_tables, laws_markdown, print_laws
     from ..results.records import load_records
 
     opts = run_options(args)
     how = launch_options(args)
+    check_margin(args.margin)
     matrix, rungs, cells = ladder_cells(args)
     args.name = args.name or f"{matrix.name}-ladder"
     name = run_name(args, matrix)
@@ -84,7 +88,11 @@ def main(args) -> int:
     if len(rungs) < args.rungs:
         err.print(f"[yellow]warning:[/] {args.rungs - len(rungs)} rung(s) rounded to the same shape as another and "
                   f"were dropped: widen --params or lower --head-dim/--aspect", highlight=False)
-    launched = launch(name, cells, opts, how)
+    design = sequential_design(args, opts.out / name, len({c.config.seed for c in cells}))
+    if design is not None:  # every rung's comparisons get seeds until decided, each its own
+        launched, cells = until_decided(name, cells, opts, how, design, undecided_comparisons(design))
+    else:
+        launched = launch(name, cells, opts, how)
     if not launched.here:
         return 0
     code = max(finish_run(name, cells, launched.records, opts, args.margin), launched.code)

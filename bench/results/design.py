@@ -46,9 +46,9 @@ def read_design(folder: Path) -> Recorded | None:
                           "restore it rather than delete it") from None
 
 
-def record_design(folder: Path, wanted: Recorded) -> Recorded:
-    """Write ``wanted`` as the folder's design, or keep the one already there when it is the same; a
-    different one is refused in one line."""
+def record_design(folder: Path, wanted: Recorded, write: bool = True) -> Recorded:
+    """Write ``wanted`` as the folder's design (``write`` False: check only), or keep the one already
+    there when it is the same; a different one is refused in one line."""
     have = read_design(folder)
     if have is not None:
         if (have.design, have.alpha, have.margin) != (wanted.design, wanted.alpha, wanted.margin):
@@ -57,6 +57,8 @@ def record_design(folder: Path, wanted: Recorded) -> Recorded:
                 f"{have.alpha:g} and --margin {have.margin:g} (spending {have.design.spending}); its design is fixed "
                 f"once looked at: rerun with those, or name another folder (--name)")
         return have
+    if not write:
+        return wanted
     atomic_write_json(Path(folder) / FILE, {"max_seeds": wanted.design.max_seeds, "spending": wanted.design.spending,
                                             "alpha": wanted.alpha, "margin": wanted.margin,
                                             "started": wanted.started})
