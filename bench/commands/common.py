@@ -245,6 +245,31 @@ def add_until_decided(p) -> None:
                         "the K the folder was first trained with]")
 
 
+def add_tune(p) -> None:
+    g = p.add_argument_group("tuned comparisons (docs/verdicts.md: 'Tuned comparisons')")
+    g.add_argument("--tune", choices=["lr"], default=None,
+                   help="tune each arm's learning rate with the same budget (a log-spaced grid around the recipe's "
+                        "LR on tuning seeds 1000, 1001, ..., into OUT/NAME-tune/), then compare the arms on fresh "
+                        "seeds at their best LRs (OUT/NAME-tuned/); the table gives the verdicts at the shared and "
+                        "the tuned LRs and marks 'depends on LR' where they disagree")
+    g.add_argument("--tune-points", type=int, default=5, metavar="N", help="learning rates in each arm's grid")
+    g.add_argument("--tune-decades", type=float, default=1.0, metavar="D",
+                   help="decades the grid spans, centred on the recipe's LR")
+    g.add_argument("--tune-seeds", type=int, default=1, metavar="S", help="tuning seeds per grid point")
+
+
+def tuning_options(args):
+    """The tuning budget of --tune lr (None without it); a tuning option without --tune is one line."""
+    from ..launch.tuning import Tuning
+
+    if getattr(args, "tune", None) is None:
+        given = [o for o, d in (("points", 5), ("decades", 1.0), ("seeds", 1)) if getattr(args, f"tune_{o}") != d]
+        if given:
+            raise ConfigError(f"--tune-{given[0]} sets the budget of --tune lr: add --tune lr, or drop it")
+        return None
+    return Tuning(args.tune_points, args.tune_decades, args.tune_seeds)
+
+
 def sequential_design(args, folder: Path, seeds: int):
     """The sequential design --until-decided trains ``folder`` under (a K or margin not given: the one
     the folder recorded, else the defaults), checked in one line; None without --until-decided."""

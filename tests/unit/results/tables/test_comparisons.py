@@ -38,7 +38,7 @@ def test_the_paired_table_reads_the_typed_comparisons():
         [rec("better", s, v) for s, v in enumerate((2.80, 2.78, 2.83))] + [rec("one", 0, 2.5)]
     comps = list(compare(recs).values())
     t = paired_table(comps)
-    assert t.rows == tuple(comps) and t.names[-2:] == ["result", "verdict"]  # the rows are the Paired objects themselves
+    assert t.rows == tuple(comps) and t.names[-2:] == ["result", "verdict"]  # the rows: the Paired objects
     rows = {v["activation"]: v for v in t.values()}
     assert rows["base"]["result"] == "baseline" and rows["base"]["delta_loss"] is None
     assert rows["better"]["result"] == "better *" and rows["better"]["n"] == "3 pairs"
