@@ -162,6 +162,43 @@ def seeds_table(comparisons: list[Paired], rec) -> Table | None:
     return Table(SEEDS_TITLE, SEEDS_COLUMNS, rows, SEEDS_LEGEND, (note,))
 
 
+TUNED_TITLE = "Verdicts at the shared and at the tuned learning rates"
+TUNED_LEGEND = ("Each comparison judged twice: on the run at the recipe's shared LR, and on fresh seeds at each "
+                "group's best LR from the same tuning budget (--tune lr). 'depends on LR': both decided, "
+                "differently.")
+DECIDED = ("better", "worse", "equivalent")
+
+
+def _lrs(c: Paired | None, records_lr) -> str | None:
+    if c is None:
+        return None
+    return f"{fmt(records_lr(c.ids))} vs {fmt(records_lr(c.base_ids))}"
+
+
+def tuned_table(shared: dict, tuned: dict, lr_of, budget: str) -> Table | None:
+    """One row per comparison of either run (``compare`` results keyed alike): its verdict at the
+    shared LR and at the tuned LRs, marked where they disagree; ``lr_of(ids)``: the LR those cells
+    trained at."""
+    keys = [k for k in dict.fromkeys([*shared, *tuned])
+            if not (shared.get(k) or tuned.get(k)).is_baseline]
+    if not keys:
+        return None
+    rows = [(k, shared.get(k), tuned.get(k)) for k in keys]
+
+    def depends(row) -> str:
+        a, b = row[1], row[2]
+        if a is None or b is None or a.verdict not in DECIDED or b.verdict not in DECIDED:
+            return ""
+        return "depends on LR" if a.verdict != b.verdict else "agree"
+
+    cols = (_left("scale", lambda r: r[0][0]), _left("activation", lambda r: r[0][1]), _left("norm", lambda r: r[0][2]),
+            _left("shared_lr", lambda r: None if r[1] is None else r[1].verdict),
+            _left("tuned_lr", lambda r: None if r[2] is None else r[2].verdict),
+            _left("tuned_lrs", lambda r: _lrs(r[2], lr_of), header="tuned LR (group vs baseline)"),
+            _left("lr", depends))
+    return Table(TUNED_TITLE, cols, rows, TUNED_LEGEND + f" Tuning budget: {budget}.")
+
+
 # ---- equal steps, equal compute, equal time ------------------------------------------------------
 
 VIEWS_TITLE = "Rankings at equal steps, equal compute and equal time"
