@@ -24,6 +24,9 @@ AS_WRITTEN = {
     "bench report results/claims-polycom",
 }
 SUBSTITUTE = {  # doc command -> (what runs instead; why)
+    "bench run --scale nano --activation swiglu,gelu --norm pre --tune lr --tune-points 5 --tune-decades 1": (
+        f"bench run --scale nano --activation swiglu,gelu --norm pre --tune lr --tune-points 2 --tune-decades 1 {FAST}",
+        "2 LRs, 2 steps"),
     "bench run --scale nano --activation swiglu,gelu --norm pre --until-decided --max-seeds 4": (
         f"bench run --scale nano --activation swiglu,gelu --norm pre --until-decided --max-seeds 4 {FAST}",
         "2 steps"),

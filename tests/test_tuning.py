@@ -12,7 +12,7 @@ import pytest
 from bench import cli
 from bench.errors import ConfigError
 from bench.launch.tuning import TUNING_SEED, Tuning, best_lrs, group_of, tuning_cells
-from bench.results.claims import mark_lr_dependence
+from bench.results.paper_claims import mark_lr_dependence
 from bench.results.records import Record
 from bench.run.config.matrix import expand, load_matrix
 from bench.run.config.sweep import lr_grid
@@ -142,3 +142,67 @@ def test_run_tuned_shows_both_verdicts(tmp_path, capsys):
 def test_a_tuning_option_without_tune_is_one_line(extra, tmp_path, capsys):
     assert cli.main(["run", "--scale", "nano", "--out", str(tmp_path), *extra]) == 2
     assert "sets the budget of --tune lr" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def ladder_like(acts=("swiglu", "gelu")):
+    """Cells as a ladder makes them: two rungs (an N axis, their own widths), one seed."""
+    from bench.run.config.matrix import make_cell
+
+    out = []
+    for label, d in (("13k", 32), ("28k", 48)):
+        for act in acts:
+            settings = {"scale": "nano", "activation": act, "norm": "pre", "seed": 0}
+            combo = {**settings, "N": label}
+            out.append(make_cell({**settings, "model.d_model": d, "train.max_steps": 40}, None, combo))
+    return out
+
+
+def test_a_ladder_extrapolates_each_groups_lr_with_a_power_law_through_its_tuned_rungs():
+    from bench.launch.tuning import ladder_group, lr_laws
+    from bench.results.render import markdown
+    from bench.results.tables.comparisons import lr_law_table
+
+    cells = ladder_like()
+    sizes = {"13k": 13_000.0, "28k": 28_000.0}
+    t = Tuning(points=5, decades=2.0)
+    lrs = lr_grid(cells[0].config.train.lr, 5, 2.0)
+    want = {"13k": 3, "28k": 1}  # the best LR falls with N
+
+    def loss(c):
+        return 3.0 + 0.1 * abs(lrs.index(c.config.train.lr) - want[dict(c.axes)["N"]])
+
+    laws = lr_laws([record_of(c, loss(c)) for c in tuning_cells(cells, t)], cells, sizes, t)
+    assert set(laws) == {ladder_group(c) for c in cells} and len(laws) == 2
+    for law in laws.values():
+        assert law.tuned == ((13_000.0, lrs[3]), (28_000.0, lrs[1]))
+        alpha = math.log(lrs[3] / lrs[1]) / math.log(28 / 13)
+        assert law.law.alpha == pytest.approx(alpha, rel=1e-4) and law.law.E == 0
+        assert law.lr(13_000) == pytest.approx(lrs[3], rel=2e-3)  # through its points (3 digits)
+        assert law.lr(233_000) == pytest.approx(float(f"{lrs[3] * (233 / 13) ** -alpha:.3g}"), rel=1e-3)
+    table = lr_law_table(list(laws.values()), [13_000.0, 28_000.0, 233_000.0])
+    assert "lr*(N) = " in markdown(table) and "233,000: " in markdown(table)
+
+
+@pytest.mark.slow
+def test_ladder_tuned_at_its_smallest_rungs_shows_the_law_and_both_verdicts(tmp_path, capsys):
+    argv = ["ladder", "--scale", "nano", "--activation", "swiglu,gelu", "--norm", "pre", "--params", "2e3:1.2e4",
+            "--rungs", "2", "--head-dim", "8", "--aspect", "16", "--tokens-per-param", "0.1", "--tune", "lr",
+            "--tune-points", "2", "--out", str(tmp_path), "--train.probe_every", "0", "--train.val_tokens", "1024",
+            "--ckpt-every", "0", "--quiet"]
+    assert cli.main(argv) == 0
+    text = " ".join(capsys.readouterr().out.split()).lower()
+    assert "a power law in n through the tuned rungs" in text and "lr*(n) = " in text
+    assert "verdicts at the shared and at the tuned learning rates" in text
+    assert len(list((tmp_path / "default-ladder-tune").glob("*/record.json"))) == 8  # 2 rungs x 2 groups x 2 LRs
+    assert len(list((tmp_path / "default-ladder-tuned").glob("*/record.json"))) == 4
+
+
+def test_a_best_lr_at_the_edge_of_the_grid_is_named():
+    from bench.launch.tuning import at_edge
+
+    cells = cells_at([0])
+    t = Tuning(points=3, decades=1.0)
+    lrs = lr_grid(cells[0].config.train.lr, 3, 1.0)
+    best = {group_of(cells[0]): lrs[-1], group_of(cells[1]): lrs[1]}
+    edge = at_edge(cells, best, t)
+    assert edge == [f"{cells[0].config.model.activation}/pre at nano ({lrs[-1]:g})"]

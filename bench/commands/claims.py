@@ -1,6 +1,6 @@
 """`bench claims NAME`: the papers' claims (configs/claims/NAME.yaml) checked: exactly the cells they
 need trained through the one launcher (or seeds added until decided), one verdict per claim, arm and
-scale, printed and kept under the claims file's content hash (bench/results/claims.py)."""
+scale, printed and kept under the claims file's content hash (bench/results/paper_claims.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ HELP = "check a paper's claims (configs/claims/NAME.yaml): train the cells they 
 
 
 def add_parser(sub):
-    from ..results.claims import CLAIMS_DIR
+    from ..results.paper_claims import CLAIMS_DIR
 
     names = ", ".join(sorted(p.stem for p in CLAIMS_DIR.glob("*.yaml")))
     p = sub.add_parser(
@@ -58,7 +58,7 @@ def claims_needs(claims, scales, design):
     """``rounds.Needs`` for the claims: a seed pair for every comparison still undecided with fewer than
     K pairs and that has learned."""
     from ..launch.rounds import seed_pair
-    from ..results.claims import UNDECIDED, judge_claims
+    from ..results.paper_claims import UNDECIDED, judge_claims
 
     def needs(records, known):
         by_id = {r.id: r for r in records}
@@ -84,7 +84,7 @@ def train(name, cells, claims, scales, opts, how, args, seeds):
 
 
 def judged(claims, folder, scales, cells, tuning: str | None):
-    from ..results.claims import entry, judge_claims
+    from ..results.paper_claims import entry, judge_claims
     from ..results.design import read_design
     from ..results.records import load_records
     from .common import report_problems
@@ -101,7 +101,7 @@ def main(args) -> int:
     from ..errors import ConfigError
     from ..launch.tuning import SUFFIX, tune
     from ..results import render
-    from ..results.claims import claims_table, load_claims, mark_lr_dependence, verdicts_path, write_verdicts
+    from ..results.paper_claims import claims_table, load_claims, mark_lr_dependence, verdicts_path, write_verdicts
     from ..results.records import write_text
 
     opts = run_options(args)

@@ -270,6 +270,29 @@ def tuning_options(args):
     return Tuning(args.tune_points, args.tune_decades, args.tune_seeds)
 
 
+def show_both_verdicts(name: str, tuned_name: str, opts, margin: float | None, tuning) -> None:
+    """--tune lr: every comparison's verdict at the shared LR (OUT/name/) and at the tuned LRs
+    (OUT/tuned_name/), each folder read with its own sequential design if it has one."""
+    from ..console import out
+    from ..results import render
+    from ..results.design import read_design
+    from ..results.records import load_records
+    from ..results.stats.paired import compare
+    from ..results.stats.verdicts import DEFAULT_MARGIN
+    from ..results.tables.comparisons import tuned_table
+
+    found = []
+    for folder in (opts.out / name, opts.out / tuned_name):
+        rec = read_design(folder)
+        m = margin if margin is not None else (rec.margin if rec else DEFAULT_MARGIN)
+        found.append(compare(load_records(folder)[0], None, margin=m, design=rec.design if rec else None))
+    lrs = {r.id: r.config.get("train", {}).get("lr") for r in load_records(opts.out / tuned_name)[0]}
+    table = tuned_table(*found, lambda ids: (sorted({lrs[i] for i in ids if lrs.get(i)}) or [None])[0],
+                        tuning.describe())
+    if table is not None:
+        render.rich(out, table, render.titled(name, table.title))
+
+
 def sequential_design(args, folder: Path, seeds: int):
     """The sequential design --until-decided trains ``folder`` under (a K or margin not given: the one
     the folder recorded, else the defaults), checked in one line; None without --until-decided."""

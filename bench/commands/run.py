@@ -4,7 +4,8 @@ SLURM tasks) and print the leaderboard."""
 from __future__ import annotations
 
 from .common import add_filters, add_launch_options, add_margin, add_overrides, add_run_options, add_tune, \
-    add_until_decided, cells_from, finish_run, launch_options, run_name, run_options, sequential_design, tuning_options
+    add_until_decided, cells_from, finish_run, launch_options, run_name, run_options, sequential_design, \
+    show_both_verdicts, tuning_options
 
 HELP = "train every cell of a matrix and print the leaderboard"
 
@@ -54,12 +55,6 @@ def tuned_run(name, cells, opts, how, args, tuning, launched) -> int:
     group's best LR (its own leaderboard, OUT/NAME-tuned/), and both verdicts side by side."""
     from ..console import out
     from ..launch.tuning import SUFFIX, tune
-    from ..results import render
-    from ..results.design import read_design
-    from ..results.records import load_records
-    from ..results.stats.paired import compare
-    from ..results.tables.comparisons import tuned_table
-    from ..results.stats.verdicts import DEFAULT_MARGIN
 
     code = launched.code
     if launched.here:
@@ -75,14 +70,5 @@ def tuned_run(name, cells, opts, how, args, tuning, launched) -> int:
     if not run.here:
         return code
     code = max(code, run.code, finish_run(tuned_name, first, run.records, opts, args.margin))
-    found = []
-    for folder in (opts.out / name, opts.out / tuned_name):
-        rec = read_design(folder)
-        margin = args.margin if args.margin is not None else (rec.margin if rec else DEFAULT_MARGIN)
-        found.append(compare(load_records(folder)[0], None, margin=margin, design=rec.design if rec else None))
-    lrs = {r.id: r.config.get("train", {}).get("lr") for r in load_records(opts.out / tuned_name)[0]}
-    table = tuned_table(*found, lambda ids: (sorted({lrs.get(i) for i in ids if lrs.get(i)}) or [None])[0],
-                        tuning.describe())
-    if table is not None:
-        render.rich(out, table, render.titled(name, table.title))
+    show_both_verdicts(name, tuned_name, opts, args.margin, tuning)
     return code

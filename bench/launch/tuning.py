@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..results.records import load_records
-from ..results.stats.lr import lr_curves
+from ..results.stats.laws import LawFit, fit_law
+from ..results.stats.lr import lr_curves, lr_labels
 from ..run.config.matrix import Cell, with_seed
 from ..run.config.sweep import lr_grid, sweep_cells
 from .launcher import LaunchOptions, Launched, launch
@@ -66,19 +67,24 @@ def tuning_cells(cells: list[Cell], tuning: Tuning) -> list[Cell]:
 
 
 def best_lrs(records, cells: list[Cell], tuning: Tuning) -> dict[str, float | None]:
-    """Group -> its best LR on the tuning records (None: no grid point trained)."""
+    """Group -> its best LR on the tuning records (None: no grid point trained, or not tuned)."""
+    labels = lr_labels(records)
     curves = {(c.scale, c.group[0], c.group[1]): c for c in lr_curves(records)}
-    out = {}
-    for c in cells:
-        key = group_of(c)
-        if key in out:
+    out: dict[str, float | None] = {}
+    for t in tuning_cells(cells, tuning):
+        key = group_of(t)
+        if out.get(key) is not None or t.id not in labels:
             continue
-        cfg = c.config
-        curve = curves.get((cfg.scale, cfg.model.activation, cfg.norm))
-        grid = set(lr_grid(cfg.train.lr, tuning.points, tuning.decades))
+        curve = curves.get((t.config.scale, labels[t.id], t.config.norm))
         best = curve.best if curve is not None else None
+        grid = set(lr_grid(_center(t, cells), tuning.points, tuning.decades))
         out[key] = best.lr if best is not None and best.lr in grid else None
-    return out
+    return {group_of(c): out.get(group_of(c)) for c in cells}
+
+
+def _center(t: Cell, cells: list[Cell]) -> float:
+    """The recipe LR of the group a tuning cell belongs to."""
+    return next(c.config.train.lr for c in cells if group_of(c) == group_of(t))
 
 
 def tune(name: str, cells: list[Cell], opts, how: LaunchOptions, tuning: Tuning,
@@ -90,5 +96,97 @@ def tune(name: str, cells: list[Cell], opts, how: LaunchOptions, tuning: Tuning,
     if not launched.here or launched.unfinished:
         return launched, [], {}
     best = best_lrs(load_records(opts.out / folder)[0], cells, tuning)
+    warn_edges(cells, best, tuning)
     tuned = [_at_lr(c, best[group_of(c)]) for c in cells if best.get(group_of(c)) is not None]
     return launched, tuned, best
+
+
+def at_edge(cells: list[Cell], best: dict, tuning: Tuning) -> list[str]:
+    """'activation/norm at scale' of every group whose best LR is the smallest or largest of its grid:
+    its true best may lie outside it."""
+    out = {}
+    for c in cells:
+        lr = best.get(group_of(c))
+        grid = lr_grid(c.config.train.lr, tuning.points, tuning.decades)
+        if lr is not None and lr in (grid[0], grid[-1]):
+            out[group_of(c)] = f"{c.config.model.activation}/{c.config.norm} at {c.config.scale} ({lr:g})"
+    return list(out.values())
+
+
+def warn_edges(cells: list[Cell], best: dict, tuning: Tuning) -> None:
+    from ..console import err
+
+    edge = at_edge(cells, best, tuning)
+    if edge:
+        err.print(f"[yellow]warning:[/] the best LR is at the edge of the grid for {len(edge)} group(s): "
+                  f"{', '.join(edge)}; the true best may lie beyond it: widen --tune-decades", highlight=False,
+                  soft_wrap=True)
+
+
+# ---- ladders: tune the smallest rungs, extrapolate the LR with a power law in N -------------------
+
+@dataclass(frozen=True)
+class LRLaw:
+    """One ladder group's best LRs at the tuned rungs and the law fitted through them."""
+
+    group: str
+    tuned: tuple[tuple[float, float], ...]  # (N, best LR) at each tuned rung
+    law: LawFit | None
+    note: str = ""
+
+    def lr(self, n: float) -> float | None:
+        """The law's LR at N, 3 significant digits (None: no law)."""
+        return None if self.law is None else float(f"{float(self.law.curve(n)):.3g}")
+
+
+def ladder_group(cell: Cell) -> tuple:
+    """A cell's group along a ladder: its axes without the rung (N) and the seed."""
+    return tuple((k, v) for k, v in cell.axes if k not in ("N", "seed", "train.lr"))
+
+
+def lr_laws(records, cells: list[Cell], sizes: dict[str, float], tuning: Tuning) -> dict[tuple, LRLaw]:
+    """Ladder group -> the law lr*(N) = A N^-alpha (the harness's one fitter, stats/laws.py: a pure power
+    law through 2-3 rungs, E + A N^-alpha from 4) through the best LRs of its tuned rungs; ``sizes``:
+    the N axis value of a rung -> its non-embedding parameters."""
+    best = best_lrs(records, cells, tuning)
+    points: dict[tuple, dict[float, float | None]] = {}
+    for c in cells:
+        points.setdefault(ladder_group(c), {})[sizes[dict(c.axes)["N"]]] = best.get(group_of(c))
+    out = {}
+    for g, pts in points.items():
+        name = " ".join(f"{v}" for k, v in g if k != "scale") or "all"
+        missing = sorted(n for n, lr in pts.items() if lr is None)
+        tuned = tuple(sorted((n, lr) for n, lr in pts.items() if lr is not None))
+        if missing or len(tuned) < 2:
+            out[g] = LRLaw(name, tuned, None, f"no law: {len(missing)} tuned rung(s) without a best LR on the grid"
+                           if missing else "no law: fewer than 2 tuned rungs")
+            continue
+        try:
+            law = fit_law([n for n, _ in tuned], [lr for _, lr in tuned], name, "N")
+        except ValueError as e:
+            out[g] = LRLaw(name, tuned, None, f"no law: {e}")
+            continue
+        out[g] = LRLaw(name, tuned, law, law.note)
+    return out
+
+
+def tune_ladder(name: str, cells: list[Cell], sizes: dict[str, float], rungs: int, opts, how: LaunchOptions,
+                tuning: Tuning, console=None) -> tuple[Launched, list[Cell], dict]:
+    """Tune the ``rungs`` smallest rungs' groups into OUT/<name>-tune/, fit each ladder group's LR law
+    in N, and return (the tuning launch, every cell at its law's LR, group -> LRLaw). Groups without a
+    law are left out."""
+    small = sorted(set(sizes.values()))[:rungs]
+    tuned_rungs = [c for c in cells if sizes[dict(c.axes)["N"]] in small]
+    launched = launch(name + SUFFIX, tuning_cells(tuned_rungs, tuning), opts, how, console)
+    if not launched.here or launched.unfinished:
+        return launched, [], {}
+    records = load_records(opts.out / (name + SUFFIX))[0]
+    warn_edges(tuned_rungs, best_lrs(records, tuned_rungs, tuning), tuning)
+    laws = lr_laws(records, tuned_rungs, sizes, tuning)
+    out = []
+    for c in cells:
+        law = laws.get(ladder_group(c))
+        lr = law.lr(sizes[dict(c.axes)["N"]]) if law is not None else None
+        if lr is not None and lr > 0:
+            out.append(_at_lr(c, lr))
+    return launched, out, laws

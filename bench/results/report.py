@@ -23,7 +23,7 @@ from .figures import compare as F
 from .figures.cells import (fig_expert_load, fig_frontier, fig_loss_curves, fig_outliers, fig_probe_dynamics,
                             fig_probe_structure, fig_routing_lines, outlier_records, outliers, precision_of)
 from .figures.compare import fig_laws
-from .claims import claims_table, stored_verdicts
+from .paper_claims import claims_table, stored_verdicts
 from .design import read_design
 from .records import Record, load_records, write_text
 from .render import environment

@@ -199,6 +199,37 @@ def tuned_table(shared: dict, tuned: dict, lr_of, budget: str) -> Table | None:
     return Table(TUNED_TITLE, cols, rows, TUNED_LEGEND + f" Tuning budget: {budget}.")
 
 
+LR_LAW_TITLE = "Learning rate along the ladder: a power law in N through the tuned rungs"
+LR_LAW_LEGEND = ("--tune lr on a ladder tunes the smallest rungs only (the same LR grid and tuning seeds for every "
+                 "group), fits lr*(N) = A N^-alpha through each group's best LRs (the scaling-law fitter; with 4 or "
+                 "more tuned rungs E + A N^-alpha) and trains every rung at the law's LR, on fresh seeds. Beyond the "
+                 "tuned rungs the LR is an extrapolation of the law.")
+
+
+def _pairs(pts) -> str:
+    return ", ".join(f"{fmt(n, ',.0f')}: {lr:.3g}" for n, lr in pts)
+
+
+def _law_text(law) -> str | None:
+    if law is None:
+        return None
+    e = f"{law.E:.3g} + " if law.E else ""
+    return f"lr*(N) = {e}{law.A:.3g} N^-{law.alpha:.3g}"
+
+
+def lr_law_table(laws: list, sizes: list[float]) -> Table | None:
+    """One row per ladder group (``tuning.LRLaw``): its tuned points, the law, and the LR it gives
+    every rung."""
+    if not laws:
+        return None
+    cols = (_left("group", lambda x: x.group), _left("tuned", lambda x: _pairs(x.tuned), header="best LR at N"),
+            _left("law", lambda x: _law_text(x.law) or x.note),
+            _left("rungs", lambda x: _pairs((n, x.lr(n)) for n in sizes) if x.law else None,
+                  header="LR at every rung"),
+            _left("note", lambda x: x.note or None))
+    return Table(LR_LAW_TITLE, cols, laws, LR_LAW_LEGEND)
+
+
 # ---- equal steps, equal compute, equal time ------------------------------------------------------
 
 VIEWS_TITLE = "Rankings at equal steps, equal compute and equal time"

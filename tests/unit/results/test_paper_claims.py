@@ -1,4 +1,4 @@
-"""The papers' claims as data (bench/results/claims.py): the files load and name what the papers
+"""The papers' claims as data (bench/results/paper_claims.py): the files load and name what the papers
 show, a claim's verdict reads its direction on known truths, margins of any unit judge alike, and a
 changed claims file makes new verdicts without touching the old ones."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from bench.errors import ConfigError
 from models import UnknownName
-from bench.results.claims import (CLAIMS_DIR, METRICS, NOT_LEARNED, NOT_REPRODUCED, REPRODUCED, UNDECIDED,
+from bench.results.paper_claims import (CLAIMS_DIR, METRICS, NOT_LEARNED, NOT_REPRODUCED, REPRODUCED, UNDECIDED,
                                   claims_table, entry, judge_claims, load_claims, stored_verdicts, write_verdicts)
 from bench.results.records import Record
 from bench.results.render import markdown

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from bench import cli
-from bench.results.claims import load_claims
+from bench.results.paper_claims import load_claims
 
 FAST = ["--train.val_tokens", "2048", "--train.val_every", "40", "--train.probe_every", "0", "--ckpt-every", "0",
         "--quiet"]
