@@ -71,3 +71,10 @@ def test_claims_dry_run_lists_exactly_the_claims_cells(tmp_path, capsys):
     assert {i.split("-")[2] for i in listed} == {"pre", "pre_gpas", "sandwich", "sandwich_gpas", "mixln",
                                                  "mixln_gpas", "lns", "lns_gpas", "deepnorm", "deepnorm_gpas"}
     assert not (tmp_path / "claims-gpas").exists() or not any((tmp_path / "claims-gpas").glob("*/record.json"))
+
+
+def test_an_override_of_a_claims_setting_is_one_line(tmp_path, capsys):
+    """powlu's claims read FFN probes sampled every 25 steps: --train.probe_every 0 would leave them no data."""
+    assert cli.main(["claims", "powlu", "--out", str(tmp_path), "--train.probe_every", "0", "--dry-run"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--train.probe_every 0 changes a setting claim powlu-outliers of powlu is judged at" in err

@@ -37,12 +37,18 @@ def add_parser(sub):
 def claim_cells(claims, scales, seeds, overrides: dict) -> list:
     """Every cell the claims need, once: each claim's arms and baseline at each scale and seed, with
     the claim's settings (then the command line's overrides)."""
+    from ..errors import ConfigError
     from ..run.config.matrix import check_axis_values, make_cell
 
     check_axis_values("scale", list(scales))
     for c in claims.claims:
         check_axis_values("activation", [g[0] for g in c.groups])
         check_axis_values("norm", [g[1] for g in c.groups])
+    for c in claims.claims:  # a claim's cells are found by its settings: an override may not change them
+        for key, value in c.settings.items():
+            if key in overrides and str(overrides[key]) != str(value):
+                raise ConfigError(f"--{key} {overrides[key]} changes a setting claim {c.id} of {claims.name} is "
+                                  f"judged at ({key}: {value}): drop it, or edit the claims file (a new version)")
     cells = {}
     for scale in scales:
         for c in claims.claims:
