@@ -411,9 +411,9 @@ def test_run_name_names_the_results_folder(tmp_path, capsys):
 def test_list_imports_the_registries_and_no_data_or_tables():
     """`bench list` needs the registries (models/ imports torch; the probes are Lightning callbacks,
     registered where they are defined) but no data stack and no results tables."""
+    mods = ("datamodules", "litdata", "bench.results.tables.leaderboard", "jinja2")
     code = ("import sys; from bench import cli; rc = cli.main(['list', '--json']); "
-            "print(rc, *(m in sys.modules for m in ('datamodules', 'litdata', 'bench.results.tables.leaderboard', 'jinja2')), "
-            "file=sys.stderr)")
+            f"print(rc, *(m in sys.modules for m in {mods!r}), file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"})
     assert r.stderr.split() == ["0", "False", "False", "False", "False"], r.stderr
