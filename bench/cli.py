@@ -12,7 +12,7 @@ from .commands.common import HelpFormatter
 from .errors import ConfigError, Interrupted
 
 COMMANDS = ("list", "plan", "run", "table", "overhead", "sweep", "ladder", "cost", "report", "eval", "data", "check",
-            "status", "compare")
+            "status", "compare", "claims")
 PLUGIN_HELP = ("import MODULE (a dotted name or a .py path) first: it registers its own activations, schemes, norms "
                "or probes (repeatable; see docs/plugins.md). Installed packages' 'llm_arch_bench.plugins' entry "
                "points and $BENCH_PLUGINS are loaded too")

@@ -227,11 +227,106 @@ def launch_options(args):
                          dry_run=args.dry_run)
 
 
-def finish_run(matrix_name: str, cells, ran, opts) -> int:
-    """The leaderboard of the whole matrix folder, and the exit status of this run's cells."""
+def add_margin(p) -> None:
+    from ..results.stats.verdicts import DEFAULT_MARGIN
+
+    p.add_argument("--margin", type=float, default=None, metavar="NATS",
+                   help=f"the verdicts' margin of practical relevance: a comparison is 'equivalent' when its "
+                        f"difference is shown inside ±NATS of final validation loss (docs/statistics.md, section 4) "
+                        f"[default: {DEFAULT_MARGIN}, or the margin a run trained until decided stopped on]")
+
+
+def add_until_decided(p) -> None:
+    g = p.add_argument_group("seeds until decided (docs/verdicts.md: the sequential rule)")
+    g.add_argument("--until-decided", action="store_true",
+                   help="train in rounds: the cells' seeds first, then one more seed (the group and its baseline) "
+                        "for every comparison still undecided, until each is decided (better, worse or equivalent "
+                        "within --margin) or has --max-seeds seeds; the verdicts are a sequential design's, which "
+                        "keeps the error rate at 0.05 over all rounds, and the folder records it")
+    g.add_argument("--max-seeds", type=int, default=None, metavar="K",
+                   help="the most seeds (pairs) a comparison gets, fixed before the first round [default: 8, or "
+                        "the K the folder was first trained with]")
+
+
+def add_tune(p) -> None:
+    g = p.add_argument_group("tuned comparisons (docs/verdicts.md: 'Tuned comparisons')")
+    g.add_argument("--tune", choices=["lr"], default=None,
+                   help="tune each arm's learning rate with the same budget (a log-spaced grid around the recipe's "
+                        "LR on tuning seeds 1000, 1001, ..., into OUT/NAME-tune/), then compare the arms on fresh "
+                        "seeds at their best LRs (OUT/NAME-tuned/); the table gives the verdicts at the shared and "
+                        "the tuned LRs and marks 'depends on LR' where they disagree")
+    g.add_argument("--tune-points", type=int, default=5, metavar="N", help="learning rates in each arm's grid")
+    g.add_argument("--tune-decades", type=float, default=1.0, metavar="D",
+                   help="decades the grid spans, centred on the recipe's LR")
+    g.add_argument("--tune-seeds", type=int, default=1, metavar="S", help="tuning seeds per grid point")
+
+
+def tuning_options(args):
+    """The tuning budget of --tune lr (None without it); a tuning option without --tune is one line."""
+    from ..launch.tuning import Tuning
+
+    if getattr(args, "tune", None) is None:
+        given = [o for o, d in (("points", 5), ("decades", 1.0), ("seeds", 1)) if getattr(args, f"tune_{o}") != d]
+        if given:
+            raise ConfigError(f"--tune-{given[0]} sets the budget of --tune lr: add --tune lr, or drop it")
+        return None
+    return Tuning(args.tune_points, args.tune_decades, args.tune_seeds)
+
+
+def show_both_verdicts(name: str, tuned_name: str, opts, margin: float | None, tuning) -> None:
+    """--tune lr: every comparison's verdict at the shared LR (OUT/name/) and at the tuned LRs
+    (OUT/tuned_name/), each folder read with its own sequential design if it has one."""
+    from ..console import out
+    from ..results import render
+    from ..results.design import read_design
+    from ..results.records import load_records
+    from ..results.stats.paired import compare
+    from ..results.stats.verdicts import DEFAULT_MARGIN
+    from ..results.tables.comparisons import tuned_table
+
+    found = []
+    for folder in (opts.out / name, opts.out / tuned_name):
+        rec = read_design(folder)
+        m = margin if margin is not None else (rec.margin if rec else DEFAULT_MARGIN)
+        found.append(compare(load_records(folder)[0], None, margin=m, design=rec.design if rec else None))
+    lrs = {r.id: r.config.get("train", {}).get("lr") for r in load_records(opts.out / tuned_name)[0]}
+    table = tuned_table(*found, lambda ids: (sorted({lrs[i] for i in ids if lrs.get(i)}) or [None])[0],
+                        tuning.describe())
+    if table is not None:
+        render.rich(out, table, render.titled(name, table.title))
+
+
+def sequential_design(args, folder: Path, seeds: int):
+    """The sequential design --until-decided trains ``folder`` under (a K or margin not given: the one
+    the folder recorded, else the defaults), checked in one line; None without --until-decided."""
+    from ..results.design import Recorded, read_design
+    from ..results.stats.sequential import MAX_LOOKS, Design
+    from ..results.stats.verdicts import DEFAULT_MARGIN
+
+    if not getattr(args, "until_decided", False):
+        if getattr(args, "max_seeds", None) is not None:
+            raise ConfigError("--max-seeds sets the design of --until-decided: add --until-decided, or drop it")
+        return None
+    if getattr(args, "slurm", False) and not getattr(args, "wait", False):
+        raise ConfigError("--until-decided with --slurm needs --wait: each round waits for the last one's results")
+    have = read_design(folder)
+    k = args.max_seeds if args.max_seeds is not None else (have.design.max_seeds if have else 8)
+    if not 2 <= k <= MAX_LOOKS:
+        raise ConfigError(f"--max-seeds takes 2 to {MAX_LOOKS} seeds, got {k}")
+    if seeds > k:
+        raise ConfigError(f"--seed lists {seeds} seeds, more than --max-seeds {k}: the first round cannot exceed "
+                          "the design")
+    margin = args.margin if args.margin is not None else (have.margin if have else DEFAULT_MARGIN)
+    return Recorded(Design(k), margin=margin)
+
+
+def finish_run(matrix_name: str, cells, ran, opts, margin: float | None = None) -> int:
+    """The leaderboard of the whole matrix folder (its verdicts within ±``margin``, read with the
+    folder's sequential design if it has one), and the exit status of this run's cells."""
     from ..atomic import remove_old_temps
     from ..console import err, out
     from ..results.curves import load_curves
+    from ..results.design import read_design
     from ..results.records import load_records
     from ..results.tables.leaderboard import build_leaderboard, print_rich, write_leaderboard
 
@@ -240,10 +335,12 @@ def finish_run(matrix_name: str, cells, ran, opts) -> int:
     records, problems = load_records(folder)  # the whole matrix folder: a filtered run loses no rows
     ids = {c.id for c in cells}
     curves = load_curves(folder)
-    board = build_leaderboard(records, matrix_name, curves=curves)  # the tables and their statistics, once
+    design = read_design(folder)
+    board = build_leaderboard(records, matrix_name, curves=curves, margin=margin,
+                              sequential=design)  # the tables and their statistics, once
     shown = [r for r in records if r.id in ids] or ran  # the terminal shows this run's cells
     print_rich(board if {r.id for r in shown} == {r.id for r in records}
-               else build_leaderboard(shown, matrix_name, curves=curves), out)
+               else build_leaderboard(shown, matrix_name, curves=curves, margin=margin, sequential=design), out)
     report_problems(p for p in problems if p.path.parent.name not in ids)
     try:
         for path in write_leaderboard(folder, board, console=err):

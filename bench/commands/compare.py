@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import FORMATS, report_problems, split_list, target_folder
+from .common import FORMATS, add_margin, report_problems, split_list, target_folder
 
 HELP = "two result folders (or matrices) side by side, with the paired statistics where cells match"
 
@@ -18,8 +18,9 @@ def add_parser(sub):
                     "one axis. A cell's identity is its scale, activation, scheme, seed and config, except the "
                     "fields that set A apart from B (one value throughout A, another throughout B) and those named "
                     "by --ignore. Each group present on both sides gets A's and B's mean validation PPL with its "
-                    "95% CI, the difference B - A, and the paired t-test over shared seeds (Welch's when fewer "
-                    "than 2 are shared), Holm-corrected; every cell without a match is listed with the reason.")
+                    "95% CI, the difference B - A, the paired t-test over shared seeds (Welch's when fewer than 2 "
+                    "are shared), Holm-corrected, and a verdict: B better, worse, equivalent within --margin, or "
+                    "undecided with what would decide it; every cell without a match is listed with the reason.")
     for name in ("A", "B"):
         p.add_argument(name.lower(), metavar=name, help=f"{name}: a results folder, or a matrix name/YAML looked up "
                                                         "in --results")
@@ -28,6 +29,7 @@ def add_parser(sub):
     p.add_argument("--format", choices=FORMATS, default="md",
                    help="output format: md (Markdown), rich (terminal), csv (one row per group, then the unmatched "
                         "cells), latex (booktabs tables; needs \\usepackage{booktabs,graphicx})")
+    add_margin(p)
     p.add_argument("--ignore", default=None, metavar="FIELD,...",
                    help="config fields (e.g. train.lr) to leave out of a cell's identity, beyond those that set A "
                         "apart from B on their own")
@@ -60,11 +62,15 @@ def main(args) -> int:
     from ..console import err, out
     from ..errors import ConfigError
     from ..results.tables.folders import RENDER, compare_sides, comparison_tables, print_rich
+    from ..results.tables.leaderboard import check_margin
+    from ..results.stats.verdicts import DEFAULT_MARGIN
+
+    check_margin(args.margin)
 
     a, b = side("A", args.a, args.results_root), side("B", args.b, args.results_root)
     if Path(a.folder).resolve() == Path(b.folder).resolve():
         raise ConfigError(f"A and B are the same folder, {a.folder}: name two results")
-    comparison = compare_sides(a, b, split_list(args.ignore))
+    comparison = compare_sides(a, b, split_list(args.ignore), args.margin or DEFAULT_MARGIN)
     if not comparison.groups:
         err.print("[yellow]warning:[/] no cell of A matches a cell of B; the unmatched cells say why",
                   highlight=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_target, target_folder
+from .common import add_margin, add_target, target_folder
 
 HELP = "write a self-contained HTML report (tables, curves, frontier, probes, scaling, provenance)"
 
@@ -14,8 +14,9 @@ def add_parser(sub):
         "report", help=HELP,
         description="Write one self-contained HTML page per matrix: the leaderboard with 95% confidence "
                     "intervals over seeds and paired statistics against a baseline cell (paired t-test on per-seed "
-                    "differences, Welch's for unpaired groups, Holm-corrected, effect sizes, bootstrap CIs, seed "
-                    "noise), the rankings at equal steps / FLOPs / time and where they disagree, LR robustness "
+                    "differences, Welch's for unpaired groups, Holm-corrected, effect sizes, seed noise) with a "
+                    "verdict per comparison (better, worse, equivalent within --margin, or undecided with what would "
+                    "decide it), the rankings at equal steps / FLOPs / time and where they disagree, LR robustness "
                     "(for `bench sweep` results), comparison figures (activation variance by scheme, GPAS gates, "
                     "effective rank, layer cosine, loss with seed bands), loss curves, the validation PPL vs "
                     "tokens/s frontier, per-cell probes (collapsed), scaling fits (when several scales are "
@@ -30,6 +31,7 @@ def add_parser(sub):
     p.add_argument("--target-loss", type=float, default=None, metavar="X",
                    help="add the tokens and seconds until the validation loss first reaches X to the cell table "
                         "[default: none]")
+    add_margin(p)
     p.add_argument("--at", default=None, metavar="AXIS=BUDGET",
                    help="the budget of one view: flops=X, seconds=Y or steps=Z [default: per scale, the largest "
                         "budget every cell reached]")
@@ -38,7 +40,7 @@ def add_parser(sub):
 
 def main(args) -> int:
     from ..errors import ConfigError, need
-    from ..results.tables.leaderboard import resolve_at, resolve_baseline
+    from ..results.tables.leaderboard import check_margin, resolve_at, resolve_baseline
     from ..results.report import write_report
 
     need("jinja2", "bench report")  # the page's template
@@ -46,9 +48,11 @@ def main(args) -> int:
 
     folder = target_folder(args)
     resolve_baseline(args.baseline)  # malformed values fail before any work
+    check_margin(args.margin)
     at = resolve_at(args.at)
     try:
-        written = write_report(folder, Path(args.out) if args.out else None, args.baseline, args.target_loss, at=at)
+        written = write_report(folder, Path(args.out) if args.out else None, args.baseline, args.target_loss, at=at,
+                               margin=args.margin)
     except OSError as e:  # a read-only or full results folder
         raise ConfigError(f"cannot write the report under {folder}: {e.strerror or e}"
                           + ("" if args.out else "; write it elsewhere with --out FILE")) from None

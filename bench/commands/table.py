@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import FORMATS, add_target, report_problems, target_folder
+from .common import FORMATS, add_margin, add_target, report_problems, target_folder
 
 HELP = "the leaderboard of a matrix's results"
 
@@ -15,9 +15,9 @@ def add_parser(sub):
                         "tables for a paper: the same columns, CIs and marks, notes as footnotes; needs "
                         "\\usepackage{booktabs,graphicx})")
     p.add_argument("--baseline", default=None, metavar="ACT:NORM",
-                   help="the cell group every other group is tested against (paired t-test on per-seed final "
-                        "validation loss, Welch's for groups without shared seeds, Holm-corrected, p < 0.05), e.g. "
-                        "swiglu:pre [default: first activation x first norm of each scale]")
+                   help="the cell group every other group is judged against (a verdict from the paired t-test on "
+                        "per-seed final validation loss, Welch's for groups without shared seeds, Holm-corrected, "
+                        "p < 0.05), e.g. swiglu:pre [default: first activation x first norm of each scale]")
     p.add_argument("--target-loss", type=float, default=None, metavar="X",
                    help="add the tokens and seconds until the validation loss first reaches X to the long table")
     p.add_argument("--at", default=None, metavar="AXIS=BUDGET",
@@ -25,6 +25,7 @@ def add_parser(sub):
                         "(training seconds on the cell's device) or steps=Z, interpolated between validation points; "
                         "the axis alone (e.g. --at seconds) uses the largest budget every cell reached. The rankings "
                         "at equal steps / FLOPs / time are always shown when curves exist")
+    add_margin(p)
     p.add_argument("--ladder", action="store_true",
                    help="the scaling laws of a `bench ladder` result: fits with intervals, crossovers (and --predict)")
     p.add_argument("--predict", type=float, default=None, metavar="N",
@@ -57,7 +58,7 @@ def main(args) -> int:
             print_laws(tables, out, title)
         return 0
     # the tables, built once (a malformed --baseline or --at fails before any output), then each format
-    board = lb.folder_leaderboard(target, records, title, args.baseline, args.target_loss, args.at)
+    board = lb.folder_leaderboard(target, records, title, args.baseline, args.target_loss, args.at, args.margin)
     if args.format == "rich":
         lb.print_rich(board, out)
     else:

@@ -23,6 +23,8 @@ from .figures import compare as F
 from .figures.cells import (fig_expert_load, fig_frontier, fig_loss_curves, fig_outliers, fig_probe_dynamics,
                             fig_probe_structure, fig_routing_lines, outlier_records, outliers, precision_of)
 from .figures.compare import fig_laws
+from .paper_claims import claims_table, stored_verdicts
+from .design import read_design
 from .records import Record, load_records, write_text
 from .render import environment
 from .stats.costs import cost_note
@@ -105,7 +107,7 @@ def template():
 # ---- sections ------------------------------------------------------------------------------------
 
 def leaderboard_section(board: Leaderboard) -> Section:
-    return Section("Leaderboard", "leaderboard", [*board.pivots, board.paired, board.cells])
+    return Section("Leaderboard", "leaderboard", [*board.pivots, board.paired, board.seeds, board.cells])
 
 
 def curves_section(records, curves: dict) -> Section:
@@ -389,10 +391,26 @@ def provenance_section(records: list[Record]) -> Section:
     return Section("Provenance", "provenance", blocks)
 
 
-def sections(records: list[Record], curves: dict, baseline, target, at) -> list[Section]:
+def claims_section(stored: list[dict]) -> Section | None:
+    """Every version of the claims checked in this folder (claims/NAME-HASH.json), newest file text
+    first as stored: a changed claims file's verdicts sit beside the old ones, never over them."""
+    if not stored:
+        return None
+    blocks = []
+    for d in stored:
+        blocks.append(claims_table(d["verdicts"], str(d.get("name", "")), str(d.get("claims_hash", "")),
+                                   str(d.get("paper", ""))))
+        blocks.append(Details(f"claims file {d.get('name', '')} ({d.get('claims_hash', '')}) as judged",
+                              [Code(str(d.get("claims_file", "")))]))
+    return Section("Claims", "claims", blocks)
+
+
+def sections(records: list[Record], curves: dict, baseline, target, at, margin=None, sequential=None,
+             claims=()) -> list[Section]:
     """The page's sections in order; those with nothing to show are left out."""
-    board = build_leaderboard(records, "", baseline, target, curves, at)
-    found = [leaderboard_section(board), curves_section(records, curves), views_section(board), lr_section(board),
+    board = build_leaderboard(records, "", baseline, target, curves, at, margin, sequential)
+    found = [claims_section(list(claims)), leaderboard_section(board), curves_section(records, curves),
+             views_section(board), lr_section(board),
              comparisons_section(records, curves), frontier_section(records), laws_section(records),
              downstream_section(board), precision_section(records), probes_section(records),
              registered_probes_section(records), moe_section(records), provenance_section(records)]
@@ -400,7 +418,8 @@ def sections(records: list[Record], curves: dict, baseline, target, at) -> list[
 
 
 def render_html(records: list[Record], title: str, curves: dict | None = None, baseline=None,
-                target: float | None = None, at=None) -> str:
+                target: float | None = None, at=None, margin: float | None = None, sequential=None,
+                claims=()) -> str:
     """The whole report as one HTML string (figures embedded as base64 PNG data URIs). ``at``:
     'flops=X' / 'seconds=Y' / 'steps=Z' sets that view's budget (default: the largest every cell reached).
     A malformed baseline or budget is a ConfigError, raised before anything is drawn."""
@@ -408,7 +427,7 @@ def render_html(records: list[Record], title: str, curves: dict | None = None, b
     return template().render(
         title=title, cells=len(records), statuses=", ".join(f"{v} {k}" for k, v in status.items()),
         generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        sections=sections(records, curves or {}, baseline, target, at))
+        sections=sections(records, curves or {}, baseline, target, at, margin, sequential, claims))
 
 
 # ---- files and the command ----------------------------------------------------------------------
@@ -420,7 +439,7 @@ def matrix_folders(folder: Path) -> list[Path]:
 
 
 def write_report(folder: Path, out: Path | None = None, baseline=None, target: float | None = None,
-                 warn=None, at=None) -> list[Path]:
+                 warn=None, at=None, margin: float | None = None) -> list[Path]:
     """One report.html per matrix folder under ``folder`` (default: <matrix folder>/report.html);
     ``out`` names the file when there is exactly one matrix. Each record.json that cannot be used
     is named with the reason through ``warn`` (default: stderr)."""
@@ -440,6 +459,7 @@ def write_report(folder: Path, out: Path | None = None, baseline=None, target: f
     written = []
     for m, records in mats.items():
         path = Path(out) if out is not None else m / "report.html"
-        write_text(path, render_html(records, m.name, load_curves(m), baseline, target, at))
+        write_text(path, render_html(records, m.name, load_curves(m), baseline, target, at, margin, read_design(m),
+                                     stored_verdicts(m)))
         written.append(path)
     return written

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from ..records import Record
 
 CONFIDENCE = 0.95
-ALPHA = 0.05
 MARGIN = 0.1  # nats
 WARMUP_SHARE = 0.25  # warn when warmup takes more than this share of the run
 
@@ -39,13 +38,20 @@ def flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def stratum(record: Record) -> str:
+    """What a group is compared within: its scale, and on a scale ladder (`bench ladder`, axis N) its
+    rung, 'micro N=13k': every rung has its own baseline, pivot and verdicts."""
+    n = (record.axes or {}).get("N")
+    return record.scale if n is None else f"{record.scale} N={n}"
+
+
 def row_labels(records: list[Record], ignore: tuple[str, ...] = ("seed",)) -> dict[str, str]:
     """Cell id -> its group's row label: the activation, plus any config field (those in ``ignore``
     aside) that differs between cells of the same scale, activation and scheme, so only true seed
     repeats are pooled."""
     groups = defaultdict(list)
     for r in records:
-        groups[(r.scale, r.activation, r.norm)].append(r)
+        groups[(stratum(r), r.activation, r.norm)].append(r)
     labels = {}
     for recs in groups.values():
         flats = [flat(r.config) for r in recs]
@@ -86,7 +92,7 @@ def cell_order(records: list[Record]) -> dict[str, tuple[list[str], list[str]]]:
     labels = row_labels(records)
     order: dict[str, tuple[list[str], list[str]]] = {}
     for r in recs:
-        rows, cols = order.setdefault(r.scale, ([], []))
+        rows, cols = order.setdefault(stratum(r), ([], []))
         if labels[r.id] not in rows:
             rows.append(labels[r.id])
         if r.norm not in cols:
@@ -95,8 +101,8 @@ def cell_order(records: list[Record]) -> dict[str, tuple[list[str], list[str]]]:
     for rows, cols in order.values():  # stable sorts: run order among the unnamed
         rows.sort(key=lambda lab: acts(lab.split(" [")[0]))
         cols.sort(key=norms)
-    scales = _rank(_named(recs, "scale"))
-    return dict(sorted(order.items(), key=lambda kv: scales(kv[0])))
+    scales, rungs = _rank(_named(recs, "scale")), _rank(_named(recs, "N"))
+    return dict(sorted(order.items(), key=lambda kv: (scales(kv[0].split(" N=")[0]), rungs(kv[0].partition(" N=")[2]))))
 
 
 def group_records(records: list[Record]) -> dict[tuple[str, str, str], list[Record]]:
@@ -107,7 +113,7 @@ def group_records(records: list[Record]) -> dict[tuple[str, str, str], list[Reco
     scales = list(order)
     out: dict[tuple[str, str, str], list[Record]] = {}
     for r in run_order(records):
-        out.setdefault((r.scale, labels[r.id], r.norm), []).append(r)
+        out.setdefault((stratum(r), labels[r.id], r.norm), []).append(r)
     return dict(sorted(out.items(), key=lambda kv: (scales.index(kv[0][0]), order[kv[0][0]][0].index(kv[0][1]),
                                                    order[kv[0][0]][1].index(kv[0][2]))))
 

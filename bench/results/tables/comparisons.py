@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..stats.laws import CONFIDENCE, MAX_EXTRAPOLATION, Crossover, LawFit, Laws
 from ..stats.lr import UNIFORM, LRCurve
-from ..stats.paired import PAIRED, Paired
+from ..stats.paired import Paired
+from ..stats.verdicts import LEGEND, WELCH
 from ..stats.views import AXES, AXIS_TITLES, Disagreement, View, budget_text, disagreements, reached_note
 from .. import render
 from . import Column, Table, Warn, fmt
@@ -24,17 +27,17 @@ PAIRED_TITLE = "Paired statistics against the baseline (final validation loss)"
 PAIRED_LEGEND = (
     "Paired statistics: per-seed differences of final validation loss (group - baseline, same seed = same data "
     "order) tested with the paired t-test (effect size Cohen's d_z) when the two groups share >= 2 seeds, otherwise "
-    "Welch's unequal-variance t-test (effect size Hedges' g); CI: percentile bootstrap 95% interval of the mean "
-    "difference (10,000 resamples); p_holm: Holm-adjusted over every test of the matrix; * / † better / worse at "
-    "p_holm < 0.05; seed sd: the SD of the baseline's final loss over its seeds at that scale (the noise a rerun "
-    "shows; a single-seed difference has sqrt(2) times that SD); 'n<3' warns that the comparison rests on fewer "
-    "than 3 seeds.")
+    "Welch's statistic with min(n_a, n_b) - 1 dof (Hsu; effect size Hedges' g); a run trained until decided is read "
+    "with its sequential design's tests (sequential paired t); ci95: the test's 95% interval of the mean difference; "
+    "p_holm: Holm-adjusted over every test of the matrix; * / † better / worse at p_holm < 0.05; seed sd: the SD of "
+    "the baseline's final loss over its seeds at that scale (a single-seed difference has sqrt(2) times that SD); "
+    "'n<3' warns that the comparison rests on fewer than 3 seeds. " + LEGEND)
 
 
 def seeds_text(c: Paired, a_first: bool = False) -> str:
     """'k pairs' (paired on k shared seeds), else 'n_group vs n_baseline' ('n_baseline vs n_group' with
     ``a_first``, as `bench compare` lists A before B)."""
-    if c.test is not None and c.test.name == PAIRED:
+    if c.test is not None and c.test.name != WELCH:
         return f"{c.n} pairs"
     return f"{c.n_baseline} vs {c.n}" if a_first else f"{c.n} vs {c.n_baseline}"
 
@@ -47,10 +50,20 @@ def test_text(c: Paired) -> str | None:
 
 
 def result_text(c: Paired) -> str:
-    """'baseline', 'better *', 'worse †', 'n.s.' or why there was no test; '(n<3)' on fewer than 3 seeds."""
+    """'baseline', 'better *', 'worse †', 'equivalent', 'undecided' or why there was no verdict; '(n<3)' on
+    fewer than 3 seeds."""
     if c.is_baseline:
         return "baseline"
     return c.verdict + (f" {c.mark}" if c.mark else "") + (" (n<3)" if c.few_seeds else "")
+
+
+def verdict_text(c: Paired) -> str | None:
+    """The verdict in one line: what it rests on, or (undecided) what would decide it."""
+    if c.is_baseline:
+        return None
+    if c.decision is None:
+        return c.note or None
+    return c.decision.text
 
 
 def tone(c: Paired) -> str | None:
@@ -61,6 +74,7 @@ def _not_base(get):
     return lambda c: None if c.is_baseline else get(c)
 
 
+VERDICT_COLUMN = _left("verdict", verdict_text)
 PAIRED_COLUMNS = (
     _left("scale", lambda c: c.scale),
     _left("activation", lambda c: c.group[0]),
@@ -74,6 +88,7 @@ PAIRED_COLUMNS = (
     Column("p", get=lambda c: c.test.p if c.test else None, fmt=".3g"),
     Column("p_holm", get=lambda c: c.p_holm, fmt=".3g"),
     _left("result", result_text, tone=tone),
+    VERDICT_COLUMN,
 )
 
 
@@ -83,14 +98,136 @@ def few_seed_warning(comparisons: list[Paired]) -> Warn | None:
     if not few:
         return None
     return Warn(f"Warning: {len(few)} comparison(s) rest on fewer than 3 seeds ({', '.join(few[:6])}"
-                f"{', ...' if len(few) > 6 else ''}): treat their ranking as unconfirmed; add seeds (--seed 0,1,2).")
+                f"{', ...' if len(few) > 6 else ''}): treat their ranking as unconfirmed; add seeds (--seed 0,1,2), "
+                "or let --until-decided add them where they decide something.")
 
 
-def paired_table(comparisons: list[Paired]) -> Table | None:
+def paired_table(comparisons: list[Paired], notes=()) -> Table | None:
     """One row per group against its scale's baseline (None when nothing but baselines)."""
     if all(c.is_baseline for c in comparisons):
         return None
-    return Table(PAIRED_TITLE, PAIRED_COLUMNS, comparisons, PAIRED_LEGEND, (few_seed_warning(comparisons),))
+    return Table(PAIRED_TITLE, PAIRED_COLUMNS, comparisons, PAIRED_LEGEND, (few_seed_warning(comparisons), *notes))
+
+
+SEEDS_TITLE = "Seeds until decided, against a fixed design of equal power"
+SEEDS_LEGEND = ("A run trained until decided adds a seed to a comparison (the group and its baseline) only while it "
+                "is undecided, at most max_seeds. pairs: the seeds it used; at the observed difference and SD, taken "
+                "as the truth (with few seeds only an order of magnitude): power, the chance the design decides the "
+                "difference's sign; mean seeds, what it uses on average (simulated, 20,000 draws, level alpha/m); "
+                "fixed design: the seeds a one-look paired t-test needs for the same power (noncentral t).")
+
+
+def seeds_rows(comparisons: list[Paired], rec) -> list[tuple[Paired, object]]:
+    """(comparison, sequential.savings at its observed difference and SD) of every judged comparison
+    with an SD of its own (the family's level alpha / m)."""
+    from ..stats.sequential import savings
+
+    judged = [c for c in comparisons if c.decision is not None]
+    level = rec.alpha / max(1, len(judged))
+    rows = []
+    for c in judged:
+        d = c.differences[: rec.design.max_seeds]
+        sd = float(np.std(d, ddof=1)) if len(d) >= 2 else 0.0
+        rows.append((c, savings(rec.design, c.diff, sd, level=level, margin=rec.margin)
+                     if sd > 0 and c.diff is not None else None))
+    return rows
+
+
+SEEDS_COLUMNS = (
+    _left("scale", lambda x: x[0].scale), _left("activation", lambda x: x[0].group[0]),
+    _left("norm", lambda x: x[0].group[1]), Column("pairs", get=lambda x: len(x[0].shared)),
+    _left("verdict", lambda x: x[0].verdict),
+    Column("power", get=lambda x: x[1].power if x[1] else None, fmt=".0%"),
+    Column("mean_seeds", get=lambda x: x[1].expected_seeds if x[1] else None, fmt=".1f"),
+    Column("fixed_design", get=lambda x: (x[1].fixed_seeds if x[1].fixed_seeds is not None else "none decides")
+           if x[1] else None),
+)
+
+
+def seeds_table(comparisons: list[Paired], rec) -> Table | None:
+    """The seeds a run trained until decided used, against a fixed design of equal power (None: nothing
+    judged)."""
+    rows = seeds_rows(comparisons, rec)
+    if not rows:
+        return None
+    k = rec.design.max_seeds
+    used = sum(len(c.shared[:k]) for c, _ in rows)
+    match = [(c, s) for c, s in rows if s is not None and s.fixed_seeds is not None]
+    note = f"Used {used} pairs over {len(rows)} comparison(s)"
+    if match:
+        fixed, mine = sum(s.fixed_seeds for _, s in match), sum(len(c.shared[:k]) for c, _ in match)
+        note += (f"; for the {len(match)} a fixed design of equal power can match, it needs {fixed} pairs where "
+                 f"these used {mine}")
+    note += "."
+    return Table(SEEDS_TITLE, SEEDS_COLUMNS, rows, SEEDS_LEGEND, (note,))
+
+
+TUNED_TITLE = "Verdicts at the shared and at the tuned learning rates"
+TUNED_LEGEND = ("Each comparison judged twice: on the run at the recipe's shared LR, and on fresh seeds at each "
+                "group's best LR from the same tuning budget (--tune lr). 'depends on LR': both decided, "
+                "differently.")
+DECIDED = ("better", "worse", "equivalent")
+
+
+def _lrs(c: Paired | None, records_lr) -> str | None:
+    if c is None:
+        return None
+    return f"{fmt(records_lr(c.ids))} vs {fmt(records_lr(c.base_ids))}"
+
+
+def tuned_table(shared: dict, tuned: dict, lr_of, budget: str) -> Table | None:
+    """One row per comparison of either run (``compare`` results keyed alike): its verdict at the
+    shared LR and at the tuned LRs, marked where they disagree; ``lr_of(ids)``: the LR those cells
+    trained at."""
+    keys = [k for k in dict.fromkeys([*shared, *tuned])
+            if not (shared.get(k) or tuned.get(k)).is_baseline]
+    if not keys:
+        return None
+    rows = [(k, shared.get(k), tuned.get(k)) for k in keys]
+
+    def depends(row) -> str:
+        a, b = row[1], row[2]
+        if a is None or b is None or a.verdict not in DECIDED or b.verdict not in DECIDED:
+            return ""
+        return "depends on LR" if a.verdict != b.verdict else "agree"
+
+    cols = (_left("scale", lambda r: r[0][0]), _left("activation", lambda r: r[0][1]), _left("norm", lambda r: r[0][2]),
+            _left("shared_lr", lambda r: None if r[1] is None else r[1].verdict),
+            _left("tuned_lr", lambda r: None if r[2] is None else r[2].verdict),
+            _left("tuned_lrs", lambda r: _lrs(r[2], lr_of), header="tuned LR (group vs baseline)"),
+            _left("lr", depends))
+    return Table(TUNED_TITLE, cols, rows, TUNED_LEGEND + f" Tuning budget: {budget}.")
+
+
+LR_LAW_TITLE = "Learning rate along the ladder: a power law in N through the tuned rungs"
+LR_LAW_LEGEND = ("--tune lr on a ladder tunes the smallest rungs only (the same LR grid and tuning seeds for every "
+                 "group), fits lr*(N) = A N^-alpha through each group's best LRs (the scaling-law fitter; with 4 or "
+                 "more tuned rungs E + A N^-alpha) and trains every rung at the law's LR, on fresh seeds. Beyond the "
+                 "tuned rungs the LR is an extrapolation of the law.")
+
+
+def _pairs(pts) -> str:
+    return ", ".join(f"{fmt(n, ',.0f')}: {lr:.3g}" for n, lr in pts)
+
+
+def _law_text(law) -> str | None:
+    if law is None:
+        return None
+    e = f"{law.E:.3g} + " if law.E else ""
+    return f"lr*(N) = {e}{law.A:.3g} N^-{law.alpha:.3g}"
+
+
+def lr_law_table(laws: list, sizes: list[float]) -> Table | None:
+    """One row per ladder group (``tuning.LRLaw``): its tuned points, the law, and the LR it gives
+    every rung."""
+    if not laws:
+        return None
+    cols = (_left("group", lambda x: x.group), _left("tuned", lambda x: _pairs(x.tuned), header="best LR at N"),
+            _left("law", lambda x: _law_text(x.law) or x.note),
+            _left("rungs", lambda x: _pairs((n, x.lr(n)) for n in sizes) if x.law else None,
+                  header="LR at every rung"),
+            _left("note", lambda x: x.note or None))
+    return Table(LR_LAW_TITLE, cols, laws, LR_LAW_LEGEND)
 
 
 # ---- equal steps, equal compute, equal time ------------------------------------------------------

@@ -19,18 +19,20 @@ from ...errors import ConfigError
 from .. import render
 from ..records import Record
 from ..stats.groups import final_val_ppl, flat, run_order, summarize
-from ..stats.paired import Paired, holm_adjust, versus
+from ..stats.paired import Paired, judge, versus
+from ..stats.verdicts import DEFAULT_MARGIN, LEGEND as VERDICT_LEGEND
 from . import Column, Table, fmt
-from .comparisons import result_text, seeds_text, test_text, tone
+from .comparisons import VERDICT_COLUMN, result_text, seeds_text, test_text, tone
 
 STANDARD = ("scale", "activation", "norm")
 UNSET = "(unset)"
 LEGEND = ("A, B: mean final validation PPL ± 95% CI over each side's ok seeds (n); delta_ppl and delta_loss: "
           "the mean per-seed difference B - A of final validation PPL and loss over the seeds both sides have "
-          "(paired t-test, effect size Cohen's d_z), or the difference of means (Welch's t-test) when fewer than 2 "
-          "seeds are shared; ci95: the percentile bootstrap 95% interval of delta_loss; p_holm: Holm-adjusted over "
-          "every group compared; result: B better (*) / worse (†) than A at p_holm < 0.05, n.s., or why there is "
-          "no test; (n<3): fewer than 3 seeds. B/A tokens/s: the ratio of mean throughputs (above 1: B is faster).")
+          "(paired t-test, effect size Cohen's d_z), or the difference of means (Welch's statistic with min(n_a, n_b) "
+          "- 1 dof) when fewer than 2 seeds are shared; ci95: the test's 95% interval of delta_loss; p_holm: "
+          "Holm-adjusted over every group compared; result: B better (*) / worse (†) than A at p_holm < 0.05, "
+          "equivalent, undecided, or why there is no test; (n<3): fewer than 3 seeds. B/A tokens/s: the ratio of "
+          "mean throughputs (above 1: B is faster). " + VERDICT_LEGEND)
 
 
 @dataclass
@@ -123,8 +125,8 @@ def _why(r: Record, key: tuple, other: dict[tuple, Record], other_label: str) ->
         ", ..." if len(diffs) > 3 else "")
 
 
-def compare_sides(a: Side, b: Side, ignore: list[str] | None = None) -> Comparison:
-    """Matches A's cells with B's (see the module docstring)."""
+def compare_sides(a: Side, b: Side, ignore: list[str] | None = None, margin: float = DEFAULT_MARGIN) -> Comparison:
+    """Matches A's cells with B's (see the module docstring); every group's verdict within +-``margin``."""
     ignore = list(ignore or [])
     known = dict.fromkeys(k for r in a.records + b.records for k in fields_of(r))
     for k in ignore:
@@ -149,7 +151,7 @@ def compare_sides(a: Side, b: Side, ignore: list[str] | None = None) -> Comparis
         if rb:
             text = ", ".join(f"{k}={v}" for k, v in g)
             out.groups.append(Matched(g, ra, rb, versus(dict(g).get("scale", ""), ("B", text), ("A", text), rb, ra)))
-    holm_adjust(m.paired for m in out.groups)
+    judge((m.paired for m in out.groups), margin=margin)
     return out
 
 
@@ -221,6 +223,7 @@ def group_columns(c: Comparison) -> list[Column]:
             Column("p", get=lambda m: m.paired.test.p if m.paired.test else None, fmt=".3g"),
             Column("p_holm", get=lambda m: m.paired.p_holm, fmt=".3g"),
             left("result", lambda m: result_text(m.paired), tone=lambda m: tone(m.paired)),
+            left("verdict", lambda m: VERDICT_COLUMN.value(m.paired)),
             Column("A tokens/s", get=lambda m: _tps(m.a), fmt=",.0f"),
             Column("B tokens/s", get=lambda m: _tps(m.b), fmt=",.0f"),
             Column("B/A tokens/s", get=_ratio, fmt=".3f")]

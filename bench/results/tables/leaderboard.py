@@ -23,15 +23,18 @@ from ..stats.groups import (Summary, baseline_groups, cell_order, final_val_ppl,
                             not_learned_note, parse_baseline, summarize, warmup_warning)
 from ..stats.lr import LRCurve, lr_curves
 from ..stats.paired import NOT_LEARNED, Paired, compare
+from ..stats.verdicts import DEFAULT_MARGIN
+from ..design import Recorded, read_design
 from ..stats.views import AXES, Disagreement, check_budget, disagreements, parse_budget, three_views
 from . import Column, Estimate, Table, Warn, fmt
-from .comparisons import lr_tables, paired_table, rank_table, view_table
+from .comparisons import lr_tables, paired_table, rank_table, seeds_table, view_table
 
 MARK_LEGEND = ("* / †: final validation loss significantly lower / higher than the baseline cell of the same scale "
-               "(paired t-test on per-seed differences, same seed = same data order; Welch's t-test for groups "
-               "without 2 shared seeds; two-sided, Holm-corrected across the matrix, p < 0.05); no mark: not "
-               "significant, or fewer than 2 seeds in a group (no test possible). Cells: mean validation PPL ± "
-               "95% CI half-width (Student t, n-1 dof) (n seeds).")
+               "(the verdict better / worse: paired t-test on per-seed differences, same seed = same data order; "
+               "Welch's t-test with min(n_a, n_b) - 1 dof for groups without 2 shared seeds; two-sided, "
+               "Holm-corrected across the matrix, p < 0.05); no mark: equivalent, undecided, or fewer than 2 seeds "
+               "in a group (the paired table's verdict says which, and what would decide it). Cells: mean "
+               "validation PPL ± 95% CI half-width (Student t, n-1 dof) (n seeds).")
 PIVOT_TITLE = ": final validation PPL (mean ± 95% CI over seeds)"  # after the scale
 CELLS_TITLE = "All cells by validation PPL"
 DOWNSTREAM_TITLE = "Downstream accuracy (lm-evaluation-harness, zero-shot unless noted)"
@@ -338,6 +341,7 @@ class Leaderboard:
     pivots: list[Table]
     cells: Table
     paired: Table | None = None
+    seeds: Table | None = None  # a run trained until decided: the seeds it used against a fixed design
     ranks: Table | None = None
     views: dict[str, Table] = field(default_factory=dict)  # axis -> its ranking
     at: str | None = None  # the view --at names
@@ -351,7 +355,8 @@ class Leaderboard:
     def parts(self) -> list[tuple[Table, int]]:
         """The tables in reading order, each with its heading level."""
         out = [(t, 2) for t in self.pivots]
-        out += [(t, 2) for t in (self.paired, self.views.get(self.at) if self.at else None, self.ranks, self.lr) if t]
+        out += [(t, 2) for t in (self.paired, self.seeds, self.views.get(self.at) if self.at else None, self.ranks,
+                                 self.lr) if t]
         out += [(self.grid, 3)] if self.grid else []
         out += [(t, 2) for t in (self.cells, self.downstream) if t]
         return out
@@ -372,26 +377,41 @@ def _warnings(records: list[Record]) -> list[Warn]:
                               eval_share_warning(records)) if w]
 
 
+def check_margin(margin: float | None) -> None:
+    if margin is not None and not (margin > 0 and math.isfinite(margin)):
+        raise ConfigError(f"--margin takes a positive number of nats (e.g. {DEFAULT_MARGIN}), got {margin}")
+
+
 def build_leaderboard(records: list[Record], title: str, baseline=None, target: float | None = None,
-                      curves: dict | None = None, at=None) -> Leaderboard:
+                      curves: dict | None = None, at=None, margin: float | None = None,
+                      sequential: Recorded | None = None) -> Leaderboard:
     """The leaderboard of ``records`` (``baseline``: None, (act, norm) or 'ACT:NORM'; ``curves``: record id
     -> parsed metrics.csv, for the views and time to target; ``at``: 'flops=X' etc. adds the ranking at
-    that budget). A malformed baseline, or a budget no cell reaches, is a ConfigError."""
+    that budget; ``margin``: the verdicts' equivalence margin in nats, default the sequential design's
+    or DEFAULT_MARGIN; ``sequential``: the design the records were trained under, whose tests the
+    verdicts then use). A malformed baseline, margin, or a budget no cell reaches, is a ConfigError."""
     baseline, at = resolve_baseline(baseline), resolve_at(at)
+    check_margin(margin)
+    if margin is None:
+        margin = sequential.margin if sequential else DEFAULT_MARGIN
     try:
         check_budget(records, curves or {}, at)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    design = sequential.design if sequential else None
     try:
-        comparisons = compare(records, baseline) if records else {}
+        comparisons = compare(records, baseline, margin=margin, design=design) if records else {}
     except ValueError as e:  # a baseline no scale has, naming the valid ones
         raise ConfigError(str(e)) from None
     pivots = pivot_tables(records, comparisons, baseline)
     if pivots:  # what may mislead a reader of the pivots, under the last one
         pivots[-1] = dataclasses.replace(pivots[-1], notes=_warnings(records))
+    notes = [sequential_note(sequential, margin, comparisons.values())] if sequential else []
     board = Leaderboard(title, pivots, cells_table(records, target, curves),
-                        paired=paired_table(list(comparisons.values())), downstream=downstream_table(records),
+                        paired=paired_table(list(comparisons.values()), notes), downstream=downstream_table(records),
                         comparisons=comparisons, at=at[0] if at else None)
+    if sequential:
+        board.seeds = seeds_table(list(comparisons.values()), sequential)
     if curves:
         views = three_views(records, curves, {at[0]: at[1]} if at else {})
         cost = Warn(n) if (n := cost_note(records)) else None
@@ -461,6 +481,23 @@ def write_leaderboard(folder: Path, board: Leaderboard, console=None) -> list[Pa
 
 
 def folder_leaderboard(folder: Path, records: list[Record], title: str, baseline=None,
-                       target: float | None = None, at=None) -> Leaderboard:
-    """The leaderboard of records from ``folder``, its validation curves read there (views, time to target)."""
-    return build_leaderboard(records, title, baseline, target, load_curves(folder), at)
+                       target: float | None = None, at=None, margin: float | None = None) -> Leaderboard:
+    """The leaderboard of records from ``folder``, its validation curves read there (views, time to target)
+    and its sequential design, if it was trained until decided."""
+    return build_leaderboard(records, title, baseline, target, load_curves(folder), at, margin, read_design(folder))
+
+
+def sequential_note(rec: Recorded, margin: float, comparisons) -> str:
+    """Under the paired table of a run trained until decided: how its verdicts were read."""
+    k = rec.design.max_seeds
+    over = [c for c in comparisons if not c.is_baseline and len(c.shared) > k]
+    text = (f"Trained until decided (sequential design: at most {k} seeds, {rec.design.spending} spending, alpha "
+            f"{rec.alpha:g}, stopping margin ±{rec.margin:g}): the verdicts are the design's sequential tests on the "
+            "shared seeds in seed order (docs/verdicts.md); the one-look t-tests would be invalid after stopping "
+            "early.")
+    if margin != rec.margin:
+        text += f" The table's margin ±{margin:g} is not the one the rounds stopped on."
+    if over:
+        text += (f" {len(over)} comparison(s) have more than {k} pairs: only the first {k} are the design's looks; "
+                 "the rest are not counted.")
+    return text

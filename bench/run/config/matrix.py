@@ -20,6 +20,7 @@ hash covering the whole resolved config, so a changed config is a different cell
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import os
@@ -191,6 +192,16 @@ def check_size(name: str, axes: dict[str, list]) -> int:
 def make_cell(settings: dict, overrides: dict | None, combo: dict) -> Cell:
     """One cell: resolved (pure), checked against its data (which decides the vocabulary), then named."""
     cfg = check(resolve(settings, overrides))
+    return Cell(cell_id(cfg, combo), cfg, tuple(combo.items()))
+
+
+def with_seed(cell: Cell, seed: int) -> Cell:
+    """The same cell with another seed: its config's seed, its seed axis (kept in place) and so its id,
+    exactly as the matrix would have expanded it with that seed."""
+    cfg = copy.deepcopy(cell.config)
+    cfg.seed = int(seed)
+    combo = dict(cell.axes)
+    combo["seed"] = int(seed)
     return Cell(cell_id(cfg, combo), cfg, tuple(combo.items()))
 
 

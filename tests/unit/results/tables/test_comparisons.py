@@ -38,12 +38,14 @@ def test_the_paired_table_reads_the_typed_comparisons():
         [rec("better", s, v) for s, v in enumerate((2.80, 2.78, 2.83))] + [rec("one", 0, 2.5)]
     comps = list(compare(recs).values())
     t = paired_table(comps)
-    assert t.rows == tuple(comps) and t.names[-1] == "result"  # the rows are the Paired objects themselves
+    assert t.rows == tuple(comps) and t.names[-2:] == ["result", "verdict"]  # the rows: the Paired objects
     rows = {v["activation"]: v for v in t.values()}
     assert rows["base"]["result"] == "baseline" and rows["base"]["delta_loss"] is None
     assert rows["better"]["result"] == "better *" and rows["better"]["n"] == "3 pairs"
     assert rows["better"]["delta_loss"] == pytest.approx(np.mean([-0.2, -0.19, -0.21]))
-    assert rows["one"]["n"] == "1 vs 3 !" and rows["one"]["result"].startswith("no test (n=1 vs 3")
+    assert rows["one"]["n"] == "1 vs 3 !" and rows["one"]["result"] == "undecided (n<3)"
+    assert rows["one"]["verdict"].startswith("undecided: ") and "seeds would decide" in rows["one"]["verdict"]
+    assert rows["better"]["verdict"].startswith("better: ") and rows["base"]["verdict"] is None
     assert rows["one"]["effect"] is None and rows["better"]["effect"].startswith("d_z=")
     assert [t.column("result").tone_of(c) for c in comps] == ["base", "better", None]
     assert isinstance(t.notes[0], Warn) and "rest on fewer than 3 seeds (one / pre (nano))" in t.notes[0]

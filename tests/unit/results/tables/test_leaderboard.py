@@ -69,7 +69,8 @@ def test_marks_against_the_baseline_and_the_paired_table_are_the_real_tests():
     assert texts["swiglu"]["result"] == "baseline" and texts["swiglu"]["test"] == "baseline"
     assert texts["gelu"]["result"] == "better *" and texts["powlu"]["result"] == "worse †"
     assert not texts["relu"]["result"].startswith(("better", "worse"))
-    assert texts["relu2"]["test"] == "-" and texts["relu2"]["result"].startswith("no test (n=1 vs 3")
+    assert texts["relu2"]["test"] == "-" and texts["relu2"]["result"] == "undecided (n<3)"
+    assert texts["relu2"]["verdict"].startswith("undecided: -1.000 nats; 1 seed tests nothing")
     ref = sps.ttest_rel([2.80, 2.81, 2.79], [3.00, 3.02, 2.98])
     assert rows["gelu"]["p"] == pytest.approx(ref.pvalue) and rows["gelu"]["delta_loss"] == pytest.approx(-0.2)
     assert texts["gelu"]["test"] == f"paired t (t={ref.statistic:.3g}, dof=2)" and texts["gelu"]["n"] == "3 pairs"
@@ -83,7 +84,7 @@ def test_marks_against_the_baseline_and_the_paired_table_are_the_real_tests():
     board = build_leaderboard(recs, "m", baseline="gelu:pre")
     cell = pivot_values(board)[("swiglu", "pre")]
     assert cell.comparison.baseline == ("gelu", "pre") and cell.comparison.mark == "†"
-    texts = {row[1]: row[-1] for row in board.paired.texts()}
+    texts = {row[1]: dict(zip(board.paired.names, row))["result"] for row in board.paired.texts()}
     assert texts["gelu"] == "baseline" and texts["powlu"] == "worse †"
 
 
