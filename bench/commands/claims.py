@@ -26,6 +26,8 @@ def add_parser(sub):
     p.add_argument("--scale", help="comma-separated scales [default: the claims file's scales]")
     p.add_argument("--seed", default="0", help="comma-separated seeds of the first round")
     add_run_options(p)
+    next(a for a in p._actions if a.dest == "name").help = ("the results folder of the claims' cells, OUT/NAME/ "
+                                                             "[default: claims-<claims file's name>]")
     add_until_decided(p)
     add_tune(p)
     add_launch_options(p)
