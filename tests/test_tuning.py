@@ -40,7 +40,8 @@ def record_of(cell, loss: float | None) -> Record:
     return Record.from_dict({
         "id": cell.id, "status": "ok" if loss is not None else "diverged", "scale": cell.config.scale,
         "activation": cell.config.model.activation, "norm": cell.config.norm, "seed": cell.config.seed,
-        "config": cell.config.to_dict(), "params": {"total": 2, "non_embedding": 1}, "data": {"unigram_ppl": 60.0},
+        "config": json.loads(json.dumps(cell.config.to_dict())),  # as written: JSON, no tuples
+        "params": {"total": 2, "non_embedding": 1}, "data": {"unigram_ppl": 60.0},
         "metrics": {"val_loss": loss, "val_ppl": math.exp(loss) if loss else None, "init_val_loss": 5.5}})
 
 

@@ -368,7 +368,7 @@ def _plan(ev: Evidence, noise: Noise | None, margin: float, level: float, plan: 
     if own:
         noise = Noise(ev.sd, int(ev.dof) if ev.paired else None,
                       f"its own {ev.n} seeds" if ev.paired else "its two arms' seeds")
-    elif noise is None:
+    elif noise is None or not noise.sd > 0:  # a noise of zero (copies of one run) plans nothing: the prior
         noise = PRIOR_NOISE
     if not plan:
         return None, None, None, noise, []

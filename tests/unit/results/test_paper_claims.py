@@ -123,7 +123,7 @@ def test_a_margin_in_other_units_judges_alike(tmp_path):
 
 def test_a_log_metric_compares_ratios(tmp_path):
     claims = load_claims(str(write_claims(tmp_path, metric="ffn_max_abs", margin=0.1)))
-    recs = [rec(a, s, 3.0, probes={"ffn_max_abs": [[1.0, 2.0], [v * (1 + 0.01 * s), 1.0]]})
+    recs = [rec(a, s, 3.0, probes={"steps": [10, 20], "ffn_max_abs": [[1.0, 2.0], [v * (1 + 0.01 * s), 1.0]]})
             for s in range(4) for a, v in (("swiglu", 40.0), ("gelu", 10.0))]
     (j,) = judge_claims(claims, recs, ["nano"])
     assert j.diff == pytest.approx(math.log(10 / 40)) and j.outcome == REPRODUCED

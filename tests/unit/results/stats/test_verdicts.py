@@ -75,6 +75,14 @@ def test_degenerate_differences():
     assert fixed_tests(paired_evidence([0.01])) is None
 
 
+def test_a_noise_of_zero_plans_with_the_prior():
+    """Seeds that all ended alike (copies of one run) pool to a noise of zero: the planning falls back
+    to the prior instead of failing (the damaged-records property test found a traceback here)."""
+    one_seed = evidence({0: 3.00}, {0: 3.02})
+    (v,) = verdicts([one_seed], noise=Noise(0.0, 4, "pooled over 2 other comparisons"))
+    assert v.kind == UNDECIDED and v.noise_sd == PRIOR_NOISE.sd and v.seeds_to_decide is not None
+
+
 def test_holm_matches_the_hand_computation():
     # sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
     assert holm([0.01, 0.04, None, 0.03, 0.005]) == pytest.approx([0.03, 0.06, None, 0.06, 0.02])
