@@ -239,7 +239,7 @@ RECORD = {  # every field a reader uses; other keys are kept as JSON
     "moe": opt(MOE), "plugins": PLUGINS, "command": list_of(text), "started": opt(text), "ended": opt(text),
     "wall_seconds": opt(num), "error": opt(text), "traceback": opt(text), "diverged_step": opt(integer),
     "resumed_from": opt(text), "resumed_from_step": opt(integer), "interrupted_step": opt(integer),
-    "checkpoint_step": opt(integer), "weights": opt(dict_of(json_value)), "outliers": opt(OUTLIERS),
+    "checkpoint_step": opt(integer), "weights": opt(text), "outliers": opt(OUTLIERS),
     "extra_probes": opt(dict_of(dict_of(measured_json))), "axis_order": opt(dict_of(list_of(scalar))),
     "sharing": opt(SHARING), "eval": opt(EVAL), "fp8_recipe": opt(text), "lightning_precision": opt(text),
 }
@@ -347,7 +347,7 @@ class Record:
     resumed_from_step: int | None = None  # the step training resumed at
     interrupted_step: int | None = None  # status interrupted: the step a signal stopped it at
     checkpoint_step: int | None = None  # status interrupted: the step of the checkpoint saved then
-    weights: dict | None = None  # --save-weights: where the finished weights are
+    weights: str | None = None  # --save-weights: the finished weights' folder, relative to the cell's
     outliers: dict | None = None  # outlier-feature probe (bench/run/outliers.py)
     extra_probes: dict | None = None  # plugins' probes, by name
     axis_order: dict | None = None  # {axis: values in matrix order}; records before it lack it
