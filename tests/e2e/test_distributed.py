@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--train.probe_every", "0",
         "--train.max_steps", "30", "--train.val_every", "10", "--ckpt-every", "0", "--train.val_tokens", "4096",
         "--train.accelerator", "cpu", "--quiet"]

@@ -12,6 +12,7 @@ a real SIGKILL: no finally block, no flush, no atexit runs in it.
 import csv
 import faulthandler
 import io
+import json
 import os
 import random
 import signal
@@ -125,7 +126,6 @@ def folder(out: Path) -> Path:
 
 def comparable(out: Path) -> tuple[dict, list]:
     """The record and curve with the wall-clock fields removed."""
-    import json
 
     rec = json.loads((folder(out) / "record.json").read_text())
     rec = {k: v for k, v in rec.items() if k not in WALL}
@@ -164,13 +164,21 @@ def check_one_curve(out: Path) -> None:
             assert filled == sorted(set(filled)), column
 
 
+FINISHED = ("record-written", "checkpoints-removed", "released")  # the final record is in place
+
+
+def check_killed_record(out: Path, point: str) -> None:
+    """A killed run's record says `running` (never read as complete) until its final record is in place."""
+    statuses = [json.loads(p.read_text())["status"] for p in Path(out).glob("m/*/record.json")]
+    assert statuses in ([["ok"]] if point.split("@")[0] in FINISHED else [[], ["running"]]), (point, statuses)
+
+
 def check_resumes_to_reference(out: Path, data, reference) -> None:
     assert lifecycle(out, data) == 0  # the rerun that finishes the cell
     (ref_rec, ref_curve), _, ref_out = reference
     rec, curve = comparable(out)
     assert curve == ref_curve
     assert rec == ref_rec
-    import json
 
     full = json.loads((folder(out) / "record.json").read_text())
     m = full["metrics"]
@@ -190,6 +198,7 @@ def test_kill_at_a_fault_point_then_rerun_matches_the_uninterrupted_run(tmp_path
     for point in chain:
         assert lifecycle(tmp_path, data, kill=point) == -signal.SIGKILL, f"never reached {point}"
         check_one_curve(tmp_path)
+        check_killed_record(tmp_path, point)
     check_resumes_to_reference(tmp_path, data, reference)
 
 

@@ -4,7 +4,7 @@ rebuilds exactly the cells the command expanded, from the cells file alone.
 
 SLURM here is a stand-in `sbatch` on PATH that answers as sbatch does ("Submitted batch job 4242"):
 the submission path (cells file, job ids, the batch file's resources) runs for real without a cluster;
-tests/test_slurm.py runs tasks on a real single-node SLURM where .ci/slurm-up.sh can start one."""
+tests/e2e/test_slurm.py runs tasks on a real single-node SLURM where .ci/slurm-up.sh can start one."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from bench import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "PYTHONPATH": str(ROOT)}
 COMMANDS = {  # each command's own selection, and the results folder it names
     "run": (["--scale", "nano", "--activation", "swiglu,gelu", "--norm", "pre"], "default"),

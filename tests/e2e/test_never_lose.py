@@ -18,17 +18,12 @@ from bench.results.curves import merge_curves
 from bench.results.records import load_records, read_record
 from bench.run.engine.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STEPS = 6
 ARGS = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--train.probe_every", "0",
         "--train.max_steps", str(STEPS), "--train.val_every", "3", "--train.log_every", "1",
         "--train.throughput_warmup", "1", "--train.val_tokens", "4096", "--quiet"]
 ENV = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "1"}
-
-
-def bench(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900, env={**ENV, **(env or {})}, **kw)
 
 
 def start(*args, env=None, stdout=subprocess.DEVNULL):
@@ -66,47 +61,15 @@ def curve_bytes(folder: Path) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
+def straight(tmp_path_factory, bench_cli):
     """One uninterrupted run: the reference every resumed run must match byte for byte."""
     out = tmp_path_factory.mktemp("straight")
-    r = bench("run", *ARGS, "--out", str(out), "--ckpt-every", "3")
+    r = bench_cli("run", *ARGS, "--out", str(out), "--ckpt-every", "3")
     assert r.returncode == 0, r.stderr
     return out
 
 
-# ---- 1 + 9: a kill at any phase resumes; the resumed curve is byte-identical ---------------------
-
-@pytest.mark.parametrize("point", ["validation", "final-checkpoint", "record"])
-def test_kill_at_any_phase_then_rerun_finishes_with_identical_curve(tmp_path, straight, point):
-    out = tmp_path / "out"
-    proc = start("run", *ARGS, "--out", str(out), "--ckpt-every", "3", env={"BENCH_PAUSE_AT": point})
-    wait_paused(proc, point)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert record(out)["status"] == "running"
-    done = bench("run", *ARGS, "--out", str(out), "--ckpt-every", "3")
-    assert done.returncode == 0, done.stderr
-    rec, ref = record(out), record(straight)
-    assert rec["status"] == "ok" and rec["metrics"]["steps"] == STEPS and rec["metrics"]["tokens_per_sec"]
-    assert rec["metrics"]["val_loss"] == ref["metrics"]["val_loss"]
-    assert rec["metrics"]["train_loss"] == ref["metrics"]["train_loss"]
-    assert rec["metrics"]["init_val_loss"] == ref["metrics"]["init_val_loss"]  # kept from the start, not re-measured
-    assert curve_bytes(cell(out)) == curve_bytes(cell(straight))
-
-
-def test_kill_during_probes_then_rerun_has_the_end_of_training_analyses(tmp_path):
-    out = tmp_path / "out"
-    args = [*ARGS, "--train.probe_every", "3"]  # the last value given wins
-    proc = start("run", *args, "--out", str(out), "--ckpt-every", "3", env={"BENCH_PAUSE_AT": "probes"})
-    wait_paused(proc, "probes")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = bench("run", *args, "--out", str(out), "--ckpt-every", "3")
-    assert done.returncode == 0, done.stderr
-    rec = record(out)
-    assert rec["status"] == "ok" and rec["probes"]["layer_importance"] and rec["probes"]["effective_rank"]
-    assert rec["probes"]["steps"]  # the history sampled before the kill survived in the checkpoint
-
+# ---- 1 + 9: kills at every phase: tests/e2e/test_kill_anywhere.py (a fork per kill, every fault point)
 
 def test_merge_curves_orders_columns_as_lightning_does(tmp_path):
     (tmp_path / "metrics.part-001.csv").write_bytes(b"step,train/loss,epoch\r\n0,5.0,0\r\n1,4.0,0\r\n")
@@ -151,12 +114,12 @@ def test_truncated_latest_is_set_aside_and_previous_used(tmp_path):
     assert find_resume(tmp_path, warnings.append) is None and len(warnings) == 2  # from scratch, never stuck
 
 
-def test_rerun_over_a_truncated_checkpoint_trains_the_cell(tmp_path, straight):
+def test_rerun_over_a_truncated_checkpoint_trains_the_cell(tmp_path, straight, bench_cli):
     out = tmp_path / "out"
     ckpts = out / "default" / cell(straight).name / "checkpoints"
     ckpts.mkdir(parents=True)
     (ckpts / LATEST).write_bytes(b"PK\x03\x04 truncated by a full disk")
-    r = bench("run", *ARGS, "--out", str(out), "--ckpt-every", "3")
+    r = bench_cli("run", *ARGS, "--out", str(out), "--ckpt-every", "3")
     assert r.returncode == 0, r.stderr
     assert "damaged checkpoint" in r.stdout + r.stderr and record(out)["status"] == "ok"
 
@@ -164,7 +127,7 @@ def test_rerun_over_a_truncated_checkpoint_trains_the_cell(tmp_path, straight):
 def test_full_disk_during_training_is_one_line_and_keeps_the_original_error(tmp_path, monkeypatch, tiny_dm):
     from bench.errors import ConfigError
     from bench.run.engine import checkpoints, runner
-    from test_training import nano_cell
+    from tiny_data import nano_cell
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", "latest.ckpt")
@@ -234,7 +197,7 @@ def test_two_runs_on_one_matrix_train_each_cell_once(tmp_path):
 # ---- 4: signals ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_stops_at_a_step_saves_and_records_interrupted(tmp_path, straight, sig, code):
+def test_signal_stops_at_a_step_saves_and_records_interrupted(tmp_path, straight, sig, code, bench_cli):
     out = tmp_path / "out"
     proc = start("run", *ARGS, "--out", str(out), "--ckpt-every", "3",
                  env={"BENCH_PAUSE_AT": "train", "BENCH_PAUSE_SECONDS": "2"})
@@ -246,7 +209,7 @@ def test_signal_stops_at_a_step_saves_and_records_interrupted(tmp_path, straight
     assert rec["status"] == "interrupted" and rec["checkpoint_step"] is not None
     assert "Traceback" not in err and sum("interrupted by" in line for line in err.splitlines()) == 1
     assert (cell(out) / "checkpoints" / LATEST).exists()
-    done = bench("run", *ARGS, "--out", str(out), "--ckpt-every", "3")
+    done = bench_cli("run", *ARGS, "--out", str(out), "--ckpt-every", "3")
     assert done.returncode == 0, done.stderr
     assert record(out)["status"] == "ok"
     assert curve_bytes(cell(out)) == curve_bytes(cell(straight))
@@ -254,22 +217,15 @@ def test_signal_stops_at_a_step_saves_and_records_interrupted(tmp_path, straight
 
 # ---- 5, 6, 8: user-fixable conditions are one line, exit 2; the record tells what ran ------------
 
-def one_line_error(r) -> str:
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "Warning" not in ln and "warn(" not in ln]
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert len([ln for ln in lines if ln.startswith("error:")]) == 1, r.stderr
-    return next(ln for ln in lines if ln.startswith("error:"))
-
-
-def test_missing_gpu_is_one_line_before_anything_runs(tmp_path):
-    r = bench("run", *ARGS, "--out", str(tmp_path), "--train.accelerator", "gpu")
+def test_missing_gpu_is_one_line_before_anything_runs(tmp_path, bench_cli, one_line_error):
+    r = bench_cli("run", *ARGS, "--out", str(tmp_path), "--train.accelerator", "gpu")
     assert "gpu" in one_line_error(r)
     assert not list(tmp_path.glob("**/record.json"))  # no record left `running`
 
 
 def test_16_mixed_on_cpu_records_the_precision_that_ran(tmp_path, tiny_dm):
     from bench.run.engine.runner import RunOptions, train_cell
-    from test_training import nano_cell
+    from tiny_data import nano_cell
 
     rec = train_cell(nano_cell(**{"train.precision": "16-mixed", "train.max_steps": 2}), "t", tiny_dm,
                      RunOptions(out=tmp_path, quiet=True))
@@ -278,16 +234,16 @@ def test_16_mixed_on_cpu_records_the_precision_that_ran(tmp_path, tiny_dm):
 
 
 @pytest.mark.parametrize("content", [b"", os.urandom(4096) + b"\xff\xfe", b"hi\n"], ids=["empty", "random", "short"])
-def test_bad_corpus_is_one_line(tmp_path, content):
+def test_bad_corpus_is_one_line(tmp_path, content, bench_cli, one_line_error):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(content)
-    r = bench("run", *ARGS, "--out", str(tmp_path / "out"), "--data.corpus", str(corpus))
+    r = bench_cli("run", *ARGS, "--out", str(tmp_path / "out"), "--data.corpus", str(corpus))
     assert "corpus" in one_line_error(r)
 
 
-def test_out_naming_a_file_is_one_line(tmp_path):
+def test_out_naming_a_file_is_one_line(tmp_path, bench_cli, one_line_error):
     (tmp_path / "f").write_text("")
-    assert "is a file" in one_line_error(bench("run", *ARGS, "--out", str(tmp_path / "f")))
+    assert "is a file" in one_line_error(bench_cli("run", *ARGS, "--out", str(tmp_path / "f")))
 
 
 def _mount_tmpfs(path: Path, opts: str):
@@ -297,20 +253,20 @@ def _mount_tmpfs(path: Path, opts: str):
         pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.decode().strip()}")
 
 
-def test_read_only_out_is_one_line(tmp_path):
+def test_read_only_out_is_one_line(tmp_path, bench_cli, one_line_error):
     ro = tmp_path / "ro"
     _mount_tmpfs(ro, "ro,size=1m")
     try:
-        assert "not writable" in one_line_error(bench("run", *ARGS, "--out", str(ro)))
+        assert "not writable" in one_line_error(bench_cli("run", *ARGS, "--out", str(ro)))
     finally:
         subprocess.run(["umount", str(ro)])
 
 
-def test_full_disk_is_one_line_and_the_cell_resumes_once_space_is_freed(tmp_path, straight):
+def test_full_disk_is_one_line_and_the_cell_resumes_once_space_is_freed(tmp_path, straight, bench_cli, one_line_error):
     small = tmp_path / "small"
     _mount_tmpfs(small, "size=600k")  # room for the record and curve, not for a checkpoint
     try:
-        r = bench("run", *ARGS, "--out", str(small), "--ckpt-every", "3")
+        r = bench_cli("run", *ARGS, "--out", str(small), "--ckpt-every", "3")
         assert "disk full" in one_line_error(r)
     finally:
         subprocess.run(["umount", str(small)])
@@ -318,18 +274,18 @@ def test_full_disk_is_one_line_and_the_cell_resumes_once_space_is_freed(tmp_path
 
 # ---- 7: damaged results are reported, never dropped or crashed on --------------------------------
 
-def test_damaged_records_are_reported_and_the_leaderboard_keeps_its_rows(tmp_path):
+def test_damaged_records_are_reported_and_the_leaderboard_keeps_its_rows(tmp_path, bench_cli):
     from unit.results.support import write_matrix
 
     folder, _ = write_matrix(tmp_path, with_probes=False, scales=("nano",), seeds=(0,))
-    assert bench("table", str(folder)).returncode == 0
+    assert bench_cli("table", str(folder)).returncode == 0
     before = (folder / "leaderboard.csv").read_text()
     cells = sorted(p for p in folder.iterdir() if p.is_dir())
     (cells[0] / "record.json").write_text('{"status": "ok"}')  # missing fields
     (cells[1] / "record.json").write_text('{"id": "x", ')  # cut by a kill
     (cells[2] / "metrics.csv").write_bytes(b"\x00\xffgarbage,\n1,2,3,4,5\nstep\n")  # garbled curve
     for cmd in (["table", str(folder)], ["table", str(folder), "--target-loss", "3"], ["report", str(folder)]):
-        r = bench(*cmd)
+        r = bench_cli(*cmd)
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         named = [ln for ln in r.stderr.splitlines() if "skipped record" in ln]
         assert len(named) == 2 and "missing field" in named[0] + named[1] and "JSON" in named[0] + named[1]

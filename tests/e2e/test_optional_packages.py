@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 
 from bench.errors import OPTIONAL
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NANO = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--seed", "0"]
 TRAIN = ["--train.max_steps", "4", "--train.val_every", "2", "--train.warmup_steps", "1", "--train.probe_every", "0",
          "--train.val_tokens", "512", "--train.throughput_warmup", "1", "--data.ood_corpus", "none"]

@@ -1,4 +1,5 @@
-"""Resume after kill -9, identity of cells, determinism: through the real CLI in a subprocess."""
+"""Resume after kill -9, identity of cells, determinism: through the real CLI, in a subprocess where the process
+matters (the kill, bitwise equality across interpreters), in-process elsewhere."""
 
 import json
 import os
@@ -10,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--train.max_steps", "60",
         "--train.val_every", "30", "--train.log_every", "1", "--ckpt-every", "10", "--quiet"]
-
-
-def bench(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, **kw)
 
 
 def only_record(out: Path) -> tuple[Path, dict]:
@@ -33,7 +29,7 @@ def train_losses(cell: Path) -> dict[int, str]:
 
 
 @pytest.mark.slow
-def test_kill9_then_rerun_resumes_and_a_third_run_trains_nothing(tmp_path):
+def test_kill9_then_rerun_resumes_and_a_third_run_trains_nothing(tmp_path, bench_cli):
     out = tmp_path / "killed"
     # held mid-validation at step 30 (bench/faults.py), after the step-20 checkpoint: a kill during
     # training however fast the machine is
@@ -47,7 +43,7 @@ def test_kill9_then_rerun_resumes_and_a_third_run_trains_nothing(tmp_path):
     path, rec = only_record(out)
     assert rec["status"] == "running"  # the partial record is not read as complete
 
-    done = bench("run", *ARGS, "--out", str(out))
+    done = bench_cli("run", *ARGS, "--out", str(out))
     assert done.returncode == 0, done.stderr
     _, rec = only_record(out)
     assert rec["status"] == "ok" and rec["resumed_from_step"] >= 10 and rec["metrics"]["steps"] == 60
@@ -55,41 +51,41 @@ def test_kill9_then_rerun_resumes_and_a_third_run_trains_nothing(tmp_path):
 
     # the curve covers both segments, each step once, and matches an uninterrupted run exactly
     straight = tmp_path / "straight"
-    assert bench("run", *ARGS, "--out", str(straight)).returncode == 0
+    assert bench_cli("run", *ARGS, "--out", str(straight)).returncode == 0
     resumed, ref = train_losses(path.parent), train_losses(only_record(straight)[0].parent)
     assert sorted(resumed) == sorted(ref) == list(range(60))
     assert resumed == ref
     assert rec["metrics"]["val_loss"] == only_record(straight)[1]["metrics"]["val_loss"]
 
     t = time.perf_counter()
-    again = bench("run", *ARGS, "--out", str(out))
+    again = bench_cli("run", *ARGS, "--out", str(out))
     assert again.returncode == 0 and "are done" in again.stdout
     assert only_record(out)[1]["ended"] == rec["ended"]  # nothing rewritten
     assert time.perf_counter() - t < 30  # imports included; the skip itself is far below 5 s
 
 
-def test_changed_config_is_a_new_cell_and_nothing_is_overwritten(tmp_path):
+def test_changed_config_is_a_new_cell_and_nothing_is_overwritten(tmp_path, bench_cli):
     out = tmp_path / "r"
     args = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--train.max_steps", "4",
             "--train.val_every", "4", "--quiet", "--out", str(out)]
-    assert bench("run", *args).returncode == 0
-    assert bench("run", *args, "--train.lr", "1e-3").returncode == 0
+    assert bench_cli("run", *args).returncode == 0
+    assert bench_cli("run", *args, "--train.lr", "1e-3").returncode == 0
     ids = sorted(p.parent.name for p in out.glob("default/*/record.json"))
     assert len(ids) == 2 and ids[0].rsplit("-", 1)[0] == ids[1].rsplit("-", 1)[0]  # same name, new hash
     # logging interval and cache folder are not part of a cell's identity
-    assert bench("run", *args, "--train.log_every", "2").stdout.count("are done") == 1
+    assert bench_cli("run", *args, "--train.log_every", "2").stdout.count("are done") == 1
 
 
-def test_same_config_and_seed_give_bitwise_identical_curves_on_cpu(tmp_path):
+def test_same_config_and_seed_give_bitwise_identical_curves_on_cpu(tmp_path, bench_cli):
     args = ["--scale", "nano", "--activation", "polynorm", "--norm", "pre+gpas", "--train.max_steps", "30",
             "--train.val_every", "15", "--train.log_every", "1", "--quiet"]
     for name in ("a", "b"):
-        assert bench("run", *args, "--out", str(tmp_path / name)).returncode == 0
+        assert bench_cli("run", *args, "--out", str(tmp_path / name), subprocess=True).returncode == 0
     (ra, a), (rb, b) = only_record(tmp_path / "a"), only_record(tmp_path / "b")
     assert train_losses(ra.parent) == train_losses(rb.parent)
     assert len(train_losses(ra.parent)) == 30
     for key in ("train_loss", "val_loss", "ood_loss"):
         assert a["metrics"][key] == b["metrics"][key]
-    other = bench("run", *args, "--seed", "1", "--out", str(tmp_path / "c"))
+    other = bench_cli("run", *args, "--seed", "1", "--out", str(tmp_path / "c"), subprocess=True)
     assert other.returncode == 0
     assert train_losses(only_record(tmp_path / "c")[0].parent) != train_losses(ra.parent)

@@ -19,7 +19,7 @@ from bench.run.config.presets import resolve
 from bench.run.config.matrix import MATRIX_DIR, expand, load_matrix
 from models import ACTIVATIONS, GATE_ACTS, NORMS, POSITIONS, SCHEMES, UnknownName
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def flat(text: str) -> str:

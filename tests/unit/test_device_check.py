@@ -18,7 +18,7 @@ import pytest
 import torch
 from packaging.requirements import Requirement
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "device_check.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "device_check.py"
 
 
 def load():

@@ -4,20 +4,6 @@ import re
 
 import pytest
 
-from bench import cli
-
-
-def run_cli(capsys, *argv):
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.err.strip()
-
-
-def assert_one_line(err: str, *needles: str):
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    for n in needles:
-        assert n in err, (n, err)
 
 
 CASES = {
@@ -45,13 +31,11 @@ CASES = {
 
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("command", ["plan", "run"])
-def test_bad_input_is_one_clear_line(name, command, capsys, tmp_path):
+def test_bad_input_is_one_clear_line(name, command, bench_cli, one_line_error, tmp_path):
     argv, needles = CASES[name]
     extra = ["--out", str(tmp_path / "out"), "--quiet"] if command == "run" else []
-    code, err = run_cli(capsys, command, "--scale", "nano", *argv, *extra) if "--scale" not in argv else \
-        run_cli(capsys, command, *argv, *extra)
-    assert code == 2
-    assert_one_line(err, *needles)
+    scale = ["--scale", "nano"] if "--scale" not in argv else []
+    one_line_error(bench_cli(command, *scale, *argv, *extra), *needles)
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
 
 
@@ -61,35 +45,32 @@ def write(tmp_path, text):
     return str(p)
 
 
-def test_malformed_yaml_names_file_and_line(capsys, tmp_path):
+def test_malformed_yaml_names_file_and_line(bench_cli, one_line_error, tmp_path):
     path = write(tmp_path, "axes:\n  activation: [swiglu, gelu\n  norm: [pre]\n")
-    code, err = run_cli(capsys, "run", path, "--out", str(tmp_path / "o"))
-    assert code == 2
-    assert_one_line(err, "malformed YAML", f"{path}:")
+    one_line_error(bench_cli("run", path, "--out", str(tmp_path / "o")), "malformed YAML", f"{path}:")
     assert not (tmp_path / "o").exists()
 
 
-def test_a_bad_cell_anywhere_stops_the_matrix_before_training(capsys, tmp_path):
+def test_a_bad_cell_anywhere_stops_the_matrix_before_training(bench_cli, one_line_error, tmp_path):
     path = write(tmp_path, "axes:\n  scale: [nano]\n  activation: [swiglu, gelu]\n"
                            "  norm: [pre, lns+gpas, bogus]\n")
-    code, err = run_cli(capsys, "run", path, "--out", str(tmp_path / "o"))
-    assert code == 2
-    assert_one_line(err, "unknown norm scheme 'bogus'")
+    one_line_error(bench_cli("run", path, "--out", str(tmp_path / "o")), "unknown norm scheme 'bogus'")
     assert not (tmp_path / "o").exists()
 
 
-def test_unknown_matrix_key_and_axis(capsys, tmp_path):
-    code, err = run_cli(capsys, "plan", write(tmp_path, "axis:\n  scale: [nano]\n"))
+def test_unknown_matrix_key_and_axis(bench_cli, tmp_path):
+    r = bench_cli("plan", write(tmp_path, "axis:\n  scale: [nano]\n"))
+    code, err = r.returncode, r.stderr.strip()
     assert code == 2 and "Did you mean 'axes'?" in err
-    code, err = run_cli(capsys, "plan", write(tmp_path, "axes:\n  model.activaton: [swiglu]\n"))
+    r = bench_cli("plan", write(tmp_path, "axes:\n  model.activaton: [swiglu]\n"))
+    code, err = r.returncode, r.stderr.strip()
     assert code == 2 and "Did you mean 'model.activation'?" in err
 
 
-def test_missing_matrix_file(capsys, tmp_path):
-    code, err = run_cli(capsys, "plan", str(tmp_path / "nope.yaml"))
-    assert code == 2
-    assert_one_line(err, "matrix file not found")
-    code, err = run_cli(capsys, "plan", "defualt")
+def test_missing_matrix_file(bench_cli, one_line_error, tmp_path):
+    one_line_error(bench_cli("plan", str(tmp_path / "nope.yaml")), "matrix file not found")
+    r = bench_cli("plan", "defualt")
+    code, err = r.returncode, r.stderr.strip()
     assert code == 2 and "Did you mean 'default'?" in err
 
 
@@ -110,14 +91,12 @@ RUN_CASES = {
 
 @pytest.mark.parametrize("name", RUN_CASES)
 @pytest.mark.parametrize("command", ["run", "sweep", "ladder"])
-def test_bad_run_option_is_one_clear_line(name, command, capsys, tmp_path):
+def test_bad_run_option_is_one_clear_line(name, command, bench_cli, one_line_error, tmp_path):
     """Every command that trains takes the same run and launch options, checked alike."""
     argv, needles = RUN_CASES[name]
     (tmp_path / "file").write_text("x")
     argv = [a.format(file=tmp_path / "file", dir=tmp_path / "out") for a in argv]
-    code, err = run_cli(capsys, command, "--scale", "nano", "--activation", "swiglu", "--norm", "pre", *argv)
-    assert code == 2
-    assert_one_line(err, *needles)
+    one_line_error(bench_cli(command, "--scale", "nano", "--activation", "swiglu", "--norm", "pre", *argv), *needles)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written
 
 
@@ -136,7 +115,7 @@ def tree(root):
 
 @pytest.mark.parametrize("how", ["matrix name", "--name"])
 @pytest.mark.parametrize("hostile", HOSTILE_NAMES)
-def test_a_hostile_results_name_writes_nothing_outside_out(capsys, tmp_path, hostile, how):
+def test_a_hostile_results_name_writes_nothing_outside_out(bench_cli, one_line_error, tmp_path, hostile, how):
     """A matrix file from a colleague, or a --name, cannot make `bench run` (or any command that names
     a results folder) write outside --out: one line naming the rule, exit 2, nothing written."""
     import json
@@ -156,9 +135,7 @@ def test_a_hostile_results_name_writes_nothing_outside_out(capsys, tmp_path, hos
     if how == "matrix name":
         commands.append(["table", str(matrix), "--out", str(tmp_path / "out")])
     for argv in commands:
-        code, err = run_cli(capsys, *argv)
-        assert code == 2, (argv, err)
-        assert_one_line(err, "takes a folder name")
+        one_line_error(bench_cli(*argv), "takes a folder name")
         assert tree(tmp_path) == before, argv  # nothing written, inside --out or out of it
 
 
@@ -182,7 +159,7 @@ def run_limited(*argv, timeout=120):
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "bench.cli", *argv], cwd=root, capture_output=True, text=True,
                           timeout=timeout, env=env, preexec_fn=limit)
@@ -207,12 +184,10 @@ def test_a_yaml_alias_bomb_fails_at_once_in_one_short_line(tmp_path, where, leve
     assert line.startswith("error:") and len(line) < 400, line[:1000]
 
 
-def test_an_oversized_matrix_file_is_one_line(capsys, tmp_path):
+def test_an_oversized_matrix_file_is_one_line(bench_cli, one_line_error, tmp_path):
     path = tmp_path / "m.yaml"
     path.write_text("axes: {scale: [nano]}\n" + "# padding\n" * 200_000)
-    code, err = run_cli(capsys, "plan", str(path))
-    assert code == 2
-    assert_one_line(err, "bytes, more than")
+    one_line_error(bench_cli("plan", str(path)), "bytes, more than")
 
 
 @pytest.mark.parametrize("yaml_text", [
@@ -221,10 +196,11 @@ def test_an_oversized_matrix_file_is_one_line(capsys, tmp_path):
     "axes:\n  scale: [nano]\n  ? '" + "k" * 100_000 + "'\n  : [1]\n",  # a huge axis name (an explicit key)
     "axes: {scale: " + "[" * 50 + "nano" + "]" * 50 + "}\n",  # deeply nested
 ], ids=["long name", "huge value", "huge key", "nested"])
-def test_every_value_an_error_quotes_is_cut_short(capsys, tmp_path, yaml_text):
+def test_every_value_an_error_quotes_is_cut_short(bench_cli, tmp_path, yaml_text):
     path = tmp_path / "m.yaml"
     path.write_text(yaml_text)
-    code, err = run_cli(capsys, "plan", str(path))
+    r = bench_cli("plan", str(path))
+    code, err = r.returncode, r.stderr.strip()
     assert code == 2 and "Traceback" not in err
     # one line, the value quoted short (the valid choices it names may run long)
     assert len(err.splitlines()) == 1 and len(err) < 4000, err[:2000]
@@ -232,10 +208,8 @@ def test_every_value_an_error_quotes_is_cut_short(capsys, tmp_path, yaml_text):
 
 
 @pytest.mark.parametrize("command", ["table", "report"])
-def test_a_file_named_as_results_is_one_line_not_a_matrix(capsys, tmp_path, monkeypatch, command):
+def test_a_file_named_as_results_is_one_line_not_a_matrix(bench_cli, one_line_error, tmp_path, monkeypatch, command):
     """`bench table afile` once read the file as a matrix YAML and complained about its content."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("hello\n")
-    code, err = run_cli(capsys, command, "afile")
-    assert code == 2
-    assert_one_line(err, "afile is a file, not a results folder")
+    one_line_error(bench_cli(command, "afile"), "afile is a file, not a results folder")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("cli", "commands", "launch", "run.tools", "run.engine", "run.config", "results", "base")  # top first
 BASE = {"errors", "atomic", "console", "faults", "resources"}
 PLACED = {"bench.plugins": "run.config", "bench": "cli", "bench.run": "run.config"}  # see the module docstring

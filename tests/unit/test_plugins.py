@@ -21,12 +21,11 @@ import pytest
 import torch
 
 import bench.plugins as plugins
-from bench import cli
 from bench.run.config.matrix import expand, load_matrix
 from models import (ACTIVATIONS, RegistrationError, Transformer, TransformerConfig,
                     count_params, register_activation)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "plugin"
 MY_EXT = str(EXAMPLE / "my_ext.py")
 MICRO_H = 344  # micro scale's SwiGLU h: a gated activation gets it, a pointwise one 3/2 of it
@@ -42,14 +41,8 @@ def write(folder: Path, name: str, text: str) -> Path:
     return p
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def plan(capsys, *argv) -> list[dict]:
-    code, out, err = run_cli(capsys, *argv, "--json")
+def plan(bench_cli, *argv) -> list[dict]:
+    code, out, err = bench_cli(*argv, "--json")
     assert code == 0, err
     return json.loads(out)["cells"]
 
@@ -123,7 +116,7 @@ class ScaleNorm(torch.nn.Module):
         return self.g * x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps)
 
 
-def test_registered_norm_layer_is_counted_and_planned(capsys):
+def test_registered_norm_layer_is_counted_and_planned(bench_cli):
     from models import register_norm
 
     register_norm("scalenorm", ScaleNorm)
@@ -132,10 +125,10 @@ def test_registered_norm_layer_is_counted_and_planned(capsys):
                             norm_layer="scalenorm", scheme="sandwich")
     built = sum(p.numel() for p in Transformer(cfg).parameters())
     assert count_params(cfg).total == built == 2 * 64 * 32 + 3 * (4 * 32 * 32 + 3 * 32 * 88 + 4) + 1
-    (cell,) = plan(capsys, "plan", "--scale", "nano", "--activation", "swiglu", "--norm", "pre",
+    (cell,) = plan(bench_cli, "plan", "--scale", "nano", "--activation", "swiglu", "--norm", "pre",
                    "--model.norm_layer", "scalenorm")
     assert cell["params"] == count_params(resolve_nano("scalenorm").model).total
-    assert cell["id"] != plan(capsys, "plan", "--scale", "nano", "--activation", "swiglu", "--norm", "pre")[0]["id"]
+    assert cell["id"] != plan(bench_cli, "plan", "--scale", "nano", "--activation", "swiglu", "--norm", "pre")[0]["id"]
 
 
 def resolve_nano(norm_layer: str):
@@ -171,14 +164,14 @@ def test_no_import_circle_in_models():
 # ---- loading: --plugin, matrix plugins:, entry points ------------------------------------------
 
 
-def test_plugin_flag_list_and_plan(capsys):
-    code, out, err = run_cli(capsys, "--plugin", MY_EXT, "list", "--json")
+def test_plugin_flag_list_and_plan(bench_cli):
+    code, out, err = bench_cli("--plugin", MY_EXT, "list", "--json")
     assert code == 0, err
     regs = json.loads(out)
     assert regs["activations"]["relu2_glu"].startswith("gated: relu(gate x)^2 * up x")
     assert "[plugin my_ext]" in regs["activations"]["relu2_glu"] and "[plugin" not in regs["activations"]["swiglu"]
     assert regs["schemes"]["rezero_pre"].startswith("ReZero on Pre-LN")
-    cells = plan(capsys, "--plugin", MY_EXT, "plan", "--scale", "micro", "--activation", "relu2_glu,gelu,swiglu",
+    cells = plan(bench_cli, "--plugin", MY_EXT, "plan", "--scale", "micro", "--activation", "relu2_glu,gelu,swiglu",
                  "--norm", "rezero_pre,pre")
     h = {(c["activation"], c["norm"]): c["intermediate_size"] for c in cells}
     assert h == {("relu2_glu", "rezero_pre"): MICRO_H, ("relu2_glu", "pre"): MICRO_H, ("gelu", "rezero_pre"): 516,
@@ -190,8 +183,8 @@ def test_plugin_flag_list_and_plan(capsys):
     assert os.environ[plugins.ENV] == MY_EXT  # exported for worker processes
 
 
-def test_matrix_plugins_key(capsys, tmp_path, monkeypatch):
-    cells = plan(capsys, "plan", str(EXAMPLE / "matrix.yaml"))
+def test_matrix_plugins_key(tmp_path, monkeypatch, bench_cli):
+    cells = plan(bench_cli, "plan", str(EXAMPLE / "matrix.yaml"))
     assert {(c["activation"], c["norm"]) for c in cells} == {
         (a, n) for a in ("swiglu", "relu2_glu") for n in ("pre", "pre+gpas", "rezero_pre")}
     assert all(c["intermediate_size"] == MICRO_H for c in cells)
@@ -215,7 +208,7 @@ def test_matrix_plugins_key(capsys, tmp_path, monkeypatch):
     """)
     monkeypatch.chdir(tmp_path)
     try:
-        (cell,) = plan(capsys, "plan", str(m))
+        (cell,) = plan(bench_cli, "plan", str(m))
         assert cell["intermediate_size"] == 516  # pointwise: 3/2 h_ref
     finally:
         sys.modules.pop("dotted_ext", None)
@@ -261,6 +254,7 @@ def _plan_ids(plugin: Path) -> dict[str, str]:
     return {f"{c['activation']}/{c['norm']}": c["id"] for c in json.loads(r.stdout)["cells"]}
 
 
+@pytest.mark.slow  # trains nano cells twice
 def test_changing_the_plugin_source_makes_new_cells(tmp_path):
     p = tmp_path / "my_ext.py"
     source = (EXAMPLE / "my_ext.py").read_text()
@@ -290,9 +284,9 @@ def test_config_hash_holds_the_fingerprint():
 # ---- errors: one line naming the plugin, nothing trains ------------------------------------------
 
 
-def _fails_in_one_line(capsys, tmp_path, plugin: str, *expected: str) -> None:
+def _fails_in_one_line(bench_cli, tmp_path, plugin: str, *expected: str) -> None:
     out = tmp_path / "results"
-    code, stdout, err = run_cli(capsys, "--plugin", plugin, "run", str(EXAMPLE / "matrix.yaml"), "--out", str(out))
+    code, stdout, err = bench_cli("--plugin", plugin, "run", str(EXAMPLE / "matrix.yaml"), "--out", str(out))
     assert code == 2
     assert err.startswith("error:") and len(err.strip().splitlines()) <= 2, err  # rich may wrap one line
     for text in expected:
@@ -300,7 +294,7 @@ def _fails_in_one_line(capsys, tmp_path, plugin: str, *expected: str) -> None:
     assert not out.exists()  # nothing trained
 
 
-def test_name_clash_is_one_line(capsys, tmp_path):
+def test_name_clash_is_one_line(tmp_path, bench_cli):
     p = write(tmp_path, "clash_ext.py", """
         from torch import nn
         from models import register_scheme
@@ -309,18 +303,19 @@ def test_name_clash_is_one_line(capsys, tmp_path):
         class Mine(nn.Module):
             '''mine'''
     """)
-    _fails_in_one_line(capsys, tmp_path, str(p), f"plugin '{p}' registers badly", "scheme 'pre' is already "
+    _fails_in_one_line(bench_cli, tmp_path, str(p), f"plugin '{p}' registers badly", "scheme 'pre' is already "
                        "registered (models.schemes.PreBlock)", "override=True")
 
 
-def test_plugin_that_fails_to_import(capsys, tmp_path):
+def test_plugin_that_fails_to_import(tmp_path, bench_cli):
     p = write(tmp_path, "bad_import.py", "import no_such_module_here\n")
-    _fails_in_one_line(capsys, tmp_path, str(p), f"plugin '{p}' failed to import: ModuleNotFoundError: "
+    _fails_in_one_line(bench_cli, tmp_path, str(p), f"plugin '{p}' failed to import: ModuleNotFoundError: "
                        "No module named 'no_such_module_here'")
-    _fails_in_one_line(capsys, tmp_path, "no_such_plugin_pkg.ext", "plugin 'no_such_plugin_pkg.ext' failed to import")
+    _fails_in_one_line(bench_cli, tmp_path, "no_such_plugin_pkg.ext",
+                       "plugin 'no_such_plugin_pkg.ext' failed to import")
 
 
-def test_bad_registration_and_broken_contract(capsys, tmp_path):
+def test_bad_registration_and_broken_contract(bench_cli, tmp_path):
     p = write(tmp_path, "bad_flag.py", """
         from torch import nn
         from models import register_activation
@@ -331,7 +326,7 @@ def test_bad_registration_and_broken_contract(capsys, tmp_path):
             def forward(self, x):
                 return x
     """)
-    _fails_in_one_line(capsys, tmp_path, str(p), "registers badly", "activation 'no_gated'", "gated")
+    _fails_in_one_line(bench_cli, tmp_path, str(p), "registers badly", "activation 'no_gated'", "gated")
     q = write(tmp_path, "bad_shape.py", """
         from torch import nn
         from models import register_activation
@@ -343,34 +338,34 @@ def test_bad_registration_and_broken_contract(capsys, tmp_path):
             def forward(self, x):
                 return x
     """)
-    _fails_in_one_line(capsys, tmp_path, str(q), "registers activation 'wrong_arity' badly",
+    _fails_in_one_line(bench_cli, tmp_path, str(q), "registers activation 'wrong_arity' badly",
                        "a tiny model with it fails: TypeError")
     assert "wrong_arity" in ACTIVATIONS  # registered, but the CLI stopped before anything ran
     # a matrix naming a broken plugin: the same line, nothing trains
     m = write(tmp_path, "m.yaml", f"plugins: [{p.name}]\naxes: {{activation: [swiglu]}}\n")
     out = tmp_path / "results2"
-    code, _, err = run_cli(capsys, "run", str(m), "--out", str(out))
+    code, _, err = bench_cli("run", str(m), "--out", str(out))
     assert code == 2 and "bad_flag.py' registers badly" in flat(err) and not out.exists()
 
 
 # ---- behaving like built-ins: check against the user's baseline, run, leaderboard, report --------
 
 
-def test_check_against_a_user_baseline(capsys, tmp_path):
+def test_check_against_a_user_baseline(bench_cli, tmp_path):
     base = tmp_path / "my-check.json"
     args = ("--plugin", MY_EXT, "check", "--activation", "relu2_glu", "--norm", "rezero_pre", "--steps", "3",
             "--jobs", "1", "--quiet")
-    code, _, err = run_cli(capsys, *args)  # the committed baseline holds built-in parts only
+    code, _, err = bench_cli(*args)  # the committed baseline holds built-in parts only
     assert code == 2 and "relu2_glu/rezero_pre uses a plugin part" in flat(err) and "--baseline" in err
-    code, out, err = run_cli(capsys, *args, "--baseline", str(base), "--update")
+    code, out, err = bench_cli(*args, "--baseline", str(base), "--update")
     assert code == 0, err
     assert list(json.loads(base.read_text())["cells"]) == ["relu2_glu/rezero_pre"]
-    code, out, err = run_cli(capsys, *args, "--baseline", str(base))
+    code, out, err = bench_cli(*args, "--baseline", str(base))
     assert code == 0 and "PASS" in out and "1 cells checked, 0 regressions" in flat(out), out + err
 
 
 @pytest.mark.slow
-def test_run_records_provenance_and_the_leaderboard_marks_plugin_cells(capsys, tmp_path):
+def test_run_records_provenance_and_the_leaderboard_marks_plugin_cells(bench_cli, tmp_path):
     m = write(tmp_path, "m.yaml", f"""
         name: plug
         plugins: [{MY_EXT}]
@@ -379,7 +374,7 @@ def test_run_records_provenance_and_the_leaderboard_marks_plugin_cells(capsys, t
         exclude: [{{activation: relu2_glu, norm: pre}}, {{activation: swiglu, norm: rezero_pre}}]
     """)
     out = tmp_path / "results"
-    code, stdout, err = run_cli(capsys, "run", str(m), "--out", str(out), "--quiet")
+    code, stdout, err = bench_cli("run", str(m), "--out", str(out), "--quiet")
     assert code == 0, err
     recs = {json.loads(p.read_text())["activation"]: json.loads(p.read_text()) for p in out.glob("plug/*/record.json")}
     plug, builtin = recs["relu2_glu"], recs["swiglu"]

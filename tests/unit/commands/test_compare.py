@@ -54,6 +54,7 @@ def test_lr_grid_defaults_and_errors():
             parse_grid(bad)
 
 
+@pytest.mark.slow  # trains a 3-seed nano matrix
 def test_real_nano_matrix_table_and_report_show_every_comparison(tmp_path, capsys):
     """A real 3-seed nano matrix (2 activations x pre+gpas x 3 seeds, 8 steps, validated every 2): `bench
     table --at` ranks it three ways with paired statistics, and `bench report` renders every comparison

@@ -11,18 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 ENV = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "1"}
 NANO = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--train.probe_every", "0",
         "--train.max_steps", "4", "--train.val_every", "2", "--train.val_tokens", "1024", "--quiet"]
-
-
-def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def mount_tmpfs(path: Path, opts: str) -> None:
@@ -33,7 +26,7 @@ def mount_tmpfs(path: Path, opts: str) -> None:
 
 
 @pytest.mark.parametrize("state", ["read-only", "full"])
-def test_table_and_report_on_a_read_only_or_full_results_folder_say_so_in_one_line(tmp_path, capsys, state):
+def test_table_and_report_on_a_read_only_or_full_results_folder_say_so_in_one_line(tmp_path, bench_cli, state):
     """They printed the table, then a traceback (OSError on the temp file)."""
     from unit.results.support import write_matrix
 
@@ -53,11 +46,11 @@ def test_table_and_report_on_a_read_only_or_full_results_folder_say_so_in_one_li
             finally:
                 os.close(fd)
         for fmt in ("rich", "md", "csv", "latex"):
-            code, out, err = run_cli(capsys, "table", folder, "--format", fmt)
+            code, out, err = bench_cli("table", folder, "--format", fmt)
             assert code == 0 and "swiglu" in out, err  # the table, printed
             lines = [ln for ln in err.splitlines() if ln.strip()]
             assert len(lines) == 1 and "could not save leaderboard" in lines[0] and "Traceback" not in err, err
-        code, out, err = run_cli(capsys, "report", folder)
+        code, out, err = bench_cli("report", folder)
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert code == 2 and len(lines) == 1 and "cannot write the report" in lines[0], err
         assert "--out FILE" in lines[0]
@@ -82,16 +75,16 @@ def test_a_signal_after_the_last_step_does_not_ask_to_resume_a_finished_cell(tmp
     assert "nothing to resume" in out + err and "rerun" not in out + err
 
 
-def test_a_bad_stale_after_under_workers_is_one_line_from_the_parent(tmp_path, capsys):
+def test_a_bad_stale_after_under_workers_is_one_line_from_the_parent(tmp_path, bench_cli):
     """It failed in every worker with rc 1 and 'rerun', and the rerun failed the same way."""
-    code, out, err = run_cli(capsys, "run", *NANO, "--out", tmp_path, "--workers", "2", "--stale-after", "5")
+    code, out, err = bench_cli("run", *NANO, "--out", tmp_path, "--workers", "2", "--stale-after", "5")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--stale-after 5 is too short" in err
     assert not list(tmp_path.rglob(".workers"))  # no worker started
 
 
 @pytest.mark.parametrize("command", ["plan", "run"])
 @pytest.mark.parametrize("how", ["--seed", "matrix"])
-def test_a_negative_seed_is_one_line_naming_the_seed(tmp_path, capsys, command, how):
+def test_a_negative_seed_is_one_line_naming_the_seed(tmp_path, bench_cli, command, how):
     """`bench plan --seed=-1` planned, then `bench run` blamed the corpus."""
     if how == "--seed":
         argv = [command, *NANO[:6], "--seed=-1"]
@@ -100,7 +93,7 @@ def test_a_negative_seed_is_one_line_naming_the_seed(tmp_path, capsys, command, 
         argv = [command, tmp_path / "m.yaml"]
     if command == "run":
         argv += ["--out", tmp_path / "out"]
-    code, out, err = run_cli(capsys, *argv)
+    code, out, err = bench_cli(*argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "seed must lie in [0, 4294967295]" in err, err
     assert "corpus" not in err and not (tmp_path / "out").exists()
 
@@ -125,14 +118,14 @@ def test_the_summary_never_prints_a_throughput_that_was_not_measured():
     assert "1,234 tok/s" in shown.getvalue() or "1,235 tok/s" in shown.getvalue()
 
 
-def test_a_garbled_curve_reads_as_unreadable_not_as_not_reached(tmp_path, capsys):
+def test_a_garbled_curve_reads_as_unreadable_not_as_not_reached(tmp_path, bench_cli):
     from unit.results.support import write_matrix
 
     folder, _ = write_matrix(tmp_path, with_probes=False, scales=("nano",), seeds=(0,))
     cells = sorted(p.parent for p in folder.glob("*/record.json"))
     (cells[0] / "metrics.csv").write_text("garbage,here\n1,2\nx,y\n")  # reads as CSV, holds no curve
     (cells[1] / "metrics.csv").unlink()
-    code, out, err = run_cli(capsys, "table", folder, "--format", "md", "--target-loss", "0.001")
+    code, out, err = bench_cli("table", folder, "--format", "md", "--target-loss", "0.001")
     assert code == 0, err
     row = {line.split("|")[2].strip(): line for line in out.splitlines() if "-abc123 |" in line}
     assert "curve unreadable" in row[cells[0].name] and "not reached" not in row[cells[0].name]

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
 from bench.run.engine.claims import CLAIM, holder
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 ENV = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "1"}
 ARGS = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--train.probe_every", "0",
         "--train.max_steps", "4", "--train.val_every", "2", "--train.val_tokens", "1024", "--ckpt-every", "2",
@@ -44,25 +43,21 @@ def plant_temps(cell: Path) -> None:
         os.utime(cell / name, (old, old))
 
 
-def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
-
-
 @pytest.mark.parametrize("how", ["the next run", "bench status --clean"])
-def test_a_finished_cell_killed_after_its_record_is_cleaned(tmp_path, capsys, how):
+def test_a_finished_cell_killed_after_its_record_is_cleaned(tmp_path, bench_cli, how):
     out = tmp_path / "out"
     cell = killed_after_its_record(out)
     plant_temps(cell)
     ended = json.loads((cell / "record.json").read_text())["ended"]
     if how == "the next run":
-        code, said = run_cli(capsys, "run", *ARGS, "--out", out)
+        r = bench_cli("run", *ARGS, "--out", out)
+        code, said = r.returncode, r.stdout + r.stderr
         assert code == 0 and "are done" in said
     else:
-        code, said = run_cli(capsys, "status", "--scale", "nano", "--activation", "swiglu", "--norm", "pre",
+        r = bench_cli("status", "--scale", "nano", "--activation", "swiglu", "--norm", "pre",
                              "--train.probe_every", "0", "--train.max_steps", "4", "--train.val_every", "2",
                              "--train.val_tokens", "1024", "--out", out, "--clean")
+        code, said = r.returncode, r.stdout + r.stderr
         assert code == 0 and "done" in said
     assert "a stale claim" in said and "checkpoints" in said and "3 temp file(s)" in said
     assert sorted(p.name for p in cell.iterdir()) == ["metrics.csv", "record.json"]
@@ -70,22 +65,24 @@ def test_a_finished_cell_killed_after_its_record_is_cleaned(tmp_path, capsys, ho
     assert holder(cell) is None
 
 
-def test_keep_checkpoints_keeps_them_and_a_live_holder_is_left_alone(tmp_path, capsys):
+def test_keep_checkpoints_keeps_them_and_a_live_holder_is_left_alone(tmp_path, bench_cli):
     from bench.run.engine.claims import acquire
 
     out = tmp_path / "out"
     cell = killed_after_its_record(out)
-    code, said = run_cli(capsys, "run", *ARGS, "--out", out, "--keep-checkpoints")
+    r = bench_cli("run", *ARGS, "--out", out, "--keep-checkpoints")
+    code, said = r.returncode, r.stdout + r.stderr
     assert code == 0 and "a stale claim" in said and "checkpoints" not in said.split("a stale claim")[1].split("\n")[0]
     assert (cell / "checkpoints" / "latest.ckpt").exists() and not (cell / CLAIM).exists()
     plant_temps(cell)
     with acquire(cell, stale_after=3 * 3600, beat=3600):  # a live run holds the cell (retraining it, say)
-        code, said = run_cli(capsys, "run", *ARGS, "--out", out)
+        r = bench_cli("run", *ARGS, "--out", out)
+        code, said = r.returncode, r.stdout + r.stderr
         assert code == 0 and "removed" not in said
         assert (cell / ".record.json.x1y2z3.tmp").exists()  # not ours to touch while it is held
 
 
-def test_a_killed_table_writes_temp_files_go_by_age(tmp_path, capsys):
+def test_a_killed_table_writes_temp_files_go_by_age(tmp_path, bench_cli):
     """A kill inside `bench table` or `bench report` leaves .leaderboard.md.*.tmp; the next run or
     status --clean removes those older than an hour (a live writer's lives for milliseconds)."""
     from unit.results.support import write_matrix
@@ -101,11 +98,12 @@ def test_a_killed_table_writes_temp_files_go_by_age(tmp_path, capsys):
     assert young.exists() and not old.exists()
     old.write_text("half")
     os.utime(old, (time.time() - TEMP_AGE - 60,) * 2)
-    code, said = run_cli(capsys, "status", "--scale", "nano", "--out", tmp_path, "--name", folder.name, "--clean")
+    r = bench_cli("status", "--scale", "nano", "--out", tmp_path, "--name", folder.name, "--clean")
+    code, said = r.returncode, r.stdout + r.stderr
     assert code == 0 and "1 temp file(s)" in said and not old.exists() and young.exists()
 
 
-def test_old_workers_launch_folders_are_pruned(tmp_path, capsys):
+def test_old_workers_launch_folders_are_pruned(tmp_path):
     from bench.launch.workers import KEEP_LAUNCHES, launch_dir, prune_launches
 
     parent = tmp_path / "m" / ".workers"

@@ -53,6 +53,7 @@ def test_precision_and_fsdp_sharding():
     assert sharded.weights == traced.weights // 4 and sharded.activations == traced.activations
 
 
+@pytest.mark.slow  # traces or trains real models: 15-75 s
 def test_too_big_names_the_cell():
     big = resolve({"scale": "gpas-7b", "activation": "swiglu", "norm": "pre"})
     cells = [Cell("nano", nano(), ()), Cell("7b", big, ())]
@@ -71,7 +72,7 @@ def test_plan_gpu_flag(capsys):
 
 # ---- the traced estimate ---------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 MEASURE = textwrap.dedent("""
     import gc, resource, sys, torch
     from bench.run.engine.builders import build_optimizer
@@ -125,6 +126,7 @@ def traced_over_measured(scale: str, activation: str) -> float:
     return (est.total - est.overhead) / measured_cpu_peak(scale, activation)
 
 
+@pytest.mark.slow  # traces or trains real models: 15-75 s
 @PROC
 @pytest.mark.parametrize("scale,activation", [("micro", "swiglu"), ("small", "powlu")])
 def test_traced_estimate_matches_the_cpu_allocation(scale, activation):
@@ -132,6 +134,7 @@ def test_traced_estimate_matches_the_cpu_allocation(scale, activation):
     assert 0.85 <= ratio <= 1.15, ratio  # measured 1.00 at micro swiglu and small swiglu
 
 
+@pytest.mark.slow  # traces or trains real models: 15-75 s
 @PROC
 def test_the_cpu_measurement_ignores_the_launching_process_s_peak():
     ballast = b"\1" * (3 * 2**30)  # a test suite's process, grown past the measured one's peak
@@ -155,6 +158,7 @@ def record_cells():
         yield d.name, cfg, rec["metrics"]["peak_memory_bytes"]
 
 
+@pytest.mark.slow  # traces or trains real models: 15-75 s
 def test_traced_estimate_matches_the_gpu_records():
     ratios = {}
     for name, cfg, measured in record_cells():
@@ -165,6 +169,7 @@ def test_traced_estimate_matches_the_gpu_records():
     assert all(0.85 <= r <= 1.15 for r in ratios.values()), ratios  # measured 1.02 to 1.05
 
 
+@pytest.mark.slow  # traces or trains real models: 15-75 s
 def test_the_activation_changes_the_estimate():
     def at(activation):
         return estimate(resolve({"scale": "gpas-71m", "activation": activation, "norm": "pre", "recipe": "gpas",

@@ -114,7 +114,8 @@ GATED = {"swiglu", "geglu", "reglu", "swiglu_clip", "powlu"}  # three matrices (
 
 def ref_or_fail(name):
     if name not in REF:
-        pytest.fail(f"activation {name!r} is registered but has no independent formula in tests/test_activations.py")
+        pytest.fail(f"activation {name!r} is registered but has no independent formula in "
+                    "tests/unit/models/test_activations.py")
     return REF[name]
 
 

@@ -11,23 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
 from bench.run.config import data_checks as checks, matrix as matrix_mod, presets
 from bench.errors import ConfigError
 from bench.run.config.schema import DataConfig
 from bench.run.config.presets import resolve
 from bench.run.config.matrix import Matrix, expand, load_matrix
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def one_line(capsys, *argv) -> str:
-    """`bench ARGV` fails with exit 2 and one line on stderr, no traceback; returns that line."""
-    code = cli.main(list(argv))
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return " ".join(err.split())
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def write(tmp_path, text: str, name: str = "m.yaml") -> str:
@@ -141,52 +131,53 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("case", list(SHAPES), ids=list(SHAPES))
-def test_a_matrix_of_the_wrong_shape_is_one_line(capsys, tmp_path, case):
+def test_a_matrix_of_the_wrong_shape_is_one_line(bench_cli, one_line_error, tmp_path, case):
     text, needle = SHAPES[case]
     path = write(tmp_path, "fixed: {scale: nano}\n" + text if not text.startswith("fixed") else text)
-    err = one_line(capsys, "plan", path)
+    err = one_line_error(bench_cli("plan", path))
     assert needle in err, err
     assert "m.yaml" in err or needle.startswith("train."), err  # names the file, or the field
 
 
-def test_a_misspelt_exclude_key_names_the_valid_keys(capsys, tmp_path):
+def test_a_misspelt_exclude_key_names_the_valid_keys(bench_cli, one_line_error, tmp_path):
     path = write(tmp_path, "axes: {activation: [gelu, relu], norm: [pre]}\nexclude: [{activaton: gelu}]\n")
-    err = one_line(capsys, "plan", path)
+    err = one_line_error(bench_cli("plan", path))
     assert "'activaton'. Did you mean 'activation'?" in err and "Valid choices: activation, norm, scale, seed" in err
 
 
-def test_exclude_still_excludes(capsys, tmp_path):
+def test_exclude_still_excludes(tmp_path):
     path = write(tmp_path, "fixed: {scale: nano}\naxes: {activation: [gelu, relu], norm: [pre, post]}\n"
                            "exclude: [{activation: gelu, norm: post}]\n")
     assert [c.id.split("-")[1:3] for c in expand(load_matrix(path))] == [["gelu", "pre"], ["relu", "pre"],
                                                                          ["relu", "post"]]
 
 
-def test_a_matrix_that_is_not_utf8_is_one_line(capsys, tmp_path):
+def test_a_matrix_that_is_not_utf8_is_one_line(bench_cli, one_line_error, tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes("description: caf\u00e9\naxes: {seed: [0]}\n".encode("latin-1"))
-    err = one_line(capsys, "plan", str(path))
+    err = one_line_error(bench_cli("plan", str(path)))
     assert "latin1.yaml is not UTF-8" in err
 
 
 @pytest.mark.parametrize("value, typ", [("inf", "int"), ("nan", "int"), ("1.5", "int"), ("1e999", "int")])
-def test_a_non_integer_step_count_is_one_line(capsys, value, typ):
-    err = one_line(capsys, "plan", "--scale", "nano", "--train.max_steps", value)
+def test_a_non_integer_step_count_is_one_line(bench_cli, one_line_error, value, typ):
+    err = one_line_error(bench_cli("plan", "--scale", "nano", "--train.max_steps", value))
     assert f"train.max_steps: cannot read '{value}' as {typ}" in err
 
 
-def test_a_nan_learning_rate_is_one_line(capsys):
-    assert "train.lr: cannot read 'nan' as float" in one_line(capsys, "plan", "--scale", "nano", "--train.lr", "nan")
+def test_a_nan_learning_rate_is_one_line(bench_cli, one_line_error):
+    err = one_line_error(bench_cli("plan", "--scale", "nano", "--train.lr", "nan"))
+    assert "train.lr: cannot read 'nan' as float" in err
 
 
-def test_an_absurd_matrix_is_refused_before_expanding(capsys, tmp_path, monkeypatch):
+def test_an_absurd_matrix_is_refused_before_expanding(bench_cli, one_line_error, tmp_path, monkeypatch):
     path = write(tmp_path, f"axes: {{seed: {list(range(1000))}, train.lr: {[1e-3 + i * 1e-6 for i in range(1000)]}}}\n")
     monkeypatch.setattr(matrix_mod, "make_cell", lambda *a: pytest.fail("expanded a cell"))
-    err = one_line(capsys, "plan", path)
+    err = one_line_error(bench_cli("plan", path))
     assert "has 1,000,000 cells (1000 seed x 1000 train.lr), more than the 100,000" in err
     monkeypatch.setenv("BENCH_MAX_CELLS", "10")
-    assert "more than the 10 a plan holds" in one_line(capsys, "plan", "--scale", "nano", "--seed",
-                                                       ",".join(map(str, range(11))))
+    err = one_line_error(bench_cli("plan", "--scale", "nano", "--seed", ",".join(map(str, range(11)))))
+    assert "more than the 10 a plan holds" in err
 
 
 # ---- resolve: the same configs as before, from parts -------------------------------------------

@@ -21,16 +21,13 @@ from bench.errors import ConfigError
 from bench.run.engine import checkpoints
 from bench.run.engine.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
 from bench.run.engine.claims import BEAT, CLAIM, acquire, check_stale_after, identity, start_time
-from bench.run.config.presets import resolve
-from bench.run.config.matrix import Cell, cell_id
+from bench.run.config.matrix import Cell
 from bench.run.engine.runner import RunOptions, train_cell
+from tiny_data import nano_cell
 
 
-def nano_cell(**settings) -> Cell:
-    base = {"scale": "nano", "train.max_steps": 6, "train.val_every": 3, "train.warmup_steps": 2,
-            "train.throughput_warmup": 1, "train.log_every": 1, "data.ood_corpus": None, "train.probe_every": 0}
-    cfg = resolve({**base, **settings})
-    return Cell(cell_id(cfg, {}), cfg, ())
+SHORT = {"train.max_steps": 6, "train.val_every": 3, "train.throughput_warmup": 1, "data.ood_corpus": None,
+         "train.probe_every": 0}
 
 
 # ---- checkpoints -------------------------------------------------------------------------------
@@ -43,7 +40,7 @@ def test_a_checkpoint_that_passes_its_crc_but_cannot_be_unpickled_is_set_aside(t
     io_ = AtomicCheckpointIO()
     io_.save_checkpoint({"state_dict": {}, "global_step": 1}, tmp_path / LATEST)
     io_.save_checkpoint({"state_dict": {}, "global_step": 2, "x": Unloadable()}, tmp_path / LATEST)
-    monkeypatch.delattr(__import__(__name__), "Unloadable")
+    monkeypatch.delattr(sys.modules[__name__], "Unloadable")
     assert checkpoints.damage(tmp_path / PREVIOUS) is None
     warnings = []
     assert find_resume(tmp_path, warnings.append) == tmp_path / PREVIOUS
@@ -144,7 +141,7 @@ def test_the_stale_limit_cannot_be_set_below_a_few_heartbeats(tmp_path, limit):
 
 
 def test_a_holder_that_loses_its_claim_stops_at_once_and_leaves_the_cell(tmp_path, tiny_dm):
-    cell = nano_cell(**{"train.max_steps": 40, "train.val_every": 100})
+    cell = nano_cell(SHORT, **{"train.max_steps": 40, "train.val_every": 100})
     folder = tmp_path / "t" / cell.id
     claim = acquire(folder, stale_after=3 * 3600, beat=3600)
     claim.lost = True  # as refresh() finds it when another run took the claim over
@@ -159,10 +156,11 @@ def test_a_holder_that_loses_its_claim_stops_at_once_and_leaves_the_cell(tmp_pat
 
 # ---- the train clock ---------------------------------------------------------------------------
 
+@pytest.mark.slow  # sleeps 15 s by design
 def test_checkpoint_saves_and_probes_are_held_out_of_the_train_clock(tmp_path, tiny_dm, monkeypatch):
     from bench.run.engine.probes.training import Probes
 
-    base = train_cell(nano_cell(), "t", tiny_dm, RunOptions(out=tmp_path / "a", quiet=True, ckpt_every=0))
+    base = train_cell(nano_cell(SHORT), "t", tiny_dm, RunOptions(out=tmp_path / "a", quiet=True, ckpt_every=0))
     real_save, real_sample = AtomicCheckpointIO.save_checkpoint, Probes._sample
 
     pause = 1.5  # long against the machine's noise: the two runs are compared by their clocks
@@ -177,7 +175,7 @@ def test_checkpoint_saves_and_probes_are_held_out_of_the_train_clock(tmp_path, t
 
     monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", slow_save)
     monkeypatch.setattr(Probes, "_sample", slow_sample)
-    rec = train_cell(nano_cell(**{"train.probe_every": 2}), "t", tiny_dm,
+    rec = train_cell(nano_cell(SHORT, **{"train.probe_every": 2}), "t", tiny_dm,
                      RunOptions(out=tmp_path / "b", quiet=True, ckpt_every=1))
     assert rec.status == "ok"
     # 6 saves and 4 probe samples slept 15 s in all; a clock that counted them would show it
@@ -195,7 +193,7 @@ def test_throughput_pools_every_segment_and_says_why_when_none_measured():
 
 
 def test_a_cell_too_short_for_its_warmup_says_why_it_has_no_tokens_per_sec(tmp_path, tiny_dm):
-    rec = train_cell(nano_cell(**{"train.throughput_warmup": 50}), "t", tiny_dm,
+    rec = train_cell(nano_cell(SHORT, **{"train.throughput_warmup": 50}), "t", tiny_dm,
                      RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
     assert rec.status == "ok" and rec.metrics.tokens_per_sec is None
     assert "not measured" in rec.metrics.extra["tokens_per_sec_basis"]
@@ -206,7 +204,8 @@ def test_a_cell_too_short_for_its_warmup_says_why_it_has_no_tokens_per_sec(tmp_p
 def test_the_record_says_how_shared_the_machine_was_and_the_axis_order(tmp_path, tiny_dm, monkeypatch):
     monkeypatch.setenv("BENCH_WORKERS", "2")
     order = {"activation": ["swiglu", "gelu"]}
-    rec = train_cell(nano_cell(), "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0, axis_order=order))
+    rec = train_cell(nano_cell(SHORT), "t", tiny_dm,
+                     RunOptions(out=tmp_path, quiet=True, ckpt_every=0, axis_order=order))
     on_disk = json.loads(rec.path.read_text())
     s = on_disk["sharing"]
     assert s["cpu_count"] == os.cpu_count() and s["threads"] == torch.get_num_threads() and s["workers"] == 2
@@ -299,7 +298,7 @@ def test_a_short_append_on_a_full_disk_is_taken_back(tmp_path, monkeypatch):
 
 
 def test_a_rerun_without_a_checkpoint_starts_a_new_curve(tmp_path, tiny_dm):
-    cell = nano_cell()
+    cell = nano_cell(SHORT)
     folder = tmp_path / "t" / cell.id
     write_curve(folder, ["0,0,9.0,\r\n", "0,99,9.0,\r\n"])  # a curve of an earlier run (--force)
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
@@ -314,10 +313,11 @@ LINE = re.compile(r"^(?P<cell>\S+): step (?P<step>\d+)/(?P<total>\d+), loss (?P<
                   r"ETA (?P<eta>\S+), phase (?P<phase>\w+)$")
 
 
+@pytest.mark.slow  # a subprocess that imports torch
 def test_a_run_whose_stderr_is_a_pipe_prints_progress_lines_with_every_phase(tmp_path):
     """`bench run` as in CI or under nohup: stderr piped, a line at every step (interval 0). About
     10 s: one nano cell of 6 steps in a subprocess that imports torch."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[4]
     args = ["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--train.max_steps", "6",
             "--train.val_every", "3", "--train.probe_every", "3", "--train.log_every", "1",
             "--train.throughput_warmup", "1", "--train.val_tokens", "4096", "--ckpt-every", "3"]
@@ -356,9 +356,10 @@ def test_quiet_prints_no_progress_lines_and_a_terminal_gets_the_display_instead(
 
 def test_every_test_docs_reproducibility_names_exists():
     """The page states only what a test holds: each test it names must be defined under tests/."""
-    root = Path(__file__).resolve().parent
-    named = set(re.findall(r"`((?:test|check)_\w+)`", (root.parent / "docs" / "reproducibility.md").read_text()))
-    defined = {m for f in root.glob("test_*.py") for m in re.findall(r"^def ((?:test|check)_\w+)", f.read_text(), re.M)}
+    root = Path(__file__).resolve().parents[4]
+    named = set(re.findall(r"`((?:test|check)_\w+)`", (root / "docs" / "reproducibility.md").read_text()))
+    defined = {m for f in (root / "tests").rglob("test_*.py")
+               for m in re.findall(r"^def ((?:test|check)_\w+)", f.read_text(), re.M)}
     assert len(named) >= 30 and named <= defined, sorted(named - defined)
 
 
@@ -404,7 +405,7 @@ def test_the_live_display_is_told_each_phase_of_the_cell(tmp_path, tiny_dm):
             pass
 
     display = Display()
-    rec = train_cell(nano_cell(**{"train.probe_every": 3}), "t", tiny_dm,
+    rec = train_cell(nano_cell(SHORT, **{"train.probe_every": 3}), "t", tiny_dm,
                      RunOptions(out=tmp_path, quiet=True, ckpt_every=3), progress=display)
     assert rec.status == "ok"
     assert set(display.phases) == {"train", "validate", "probes", "checkpoint"}

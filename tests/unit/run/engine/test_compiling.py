@@ -29,6 +29,7 @@ def tiny(**settings):
     return {"scale": "nano", "recipe": "cpu", "train.batch_size": 2, "model.block_size": 16, **settings}
 
 
+@pytest.mark.slow  # compiles every cost row
 @pytest.mark.parametrize("how", ["whole", "regional"])
 def test_every_cost_row_compiles_past_the_recompile_limit(how):
     """More than recompile_limit (8) cost rows in one process: the last one still compiles its own

@@ -9,17 +9,11 @@ import torch
 from bench.run.engine.callbacks import flops_per_batch, steady_state
 from bench.run.config.presets import resolve
 from bench.results.records import Record
-from bench.run.config.matrix import Cell, cell_id
 from bench.run.engine.module import LMModule, cosine_with_warmup, lm_loss, param_groups
 from bench.run.engine.runner import RunOptions, train_cell
 from models import Transformer, count_params
+from tiny_data import nano_cell
 
-
-def nano_cell(**settings) -> Cell:
-    base = {"scale": "nano", "train.max_steps": 12, "train.val_every": 6, "train.warmup_steps": 2,
-            "train.throughput_warmup": 2, "train.log_every": 1, "data.ood_corpus": "kjv"}
-    cfg = resolve({**base, **settings})
-    return Cell(cell_id(cfg, {}), cfg, ())
 
 
 def test_param_groups_exclude_vectors_and_gates_from_decay():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "bench" / "run" / "engine" / "probes"
+PACKAGE = Path(__file__).resolve().parents[4] / "bench" / "run" / "engine" / "probes"
 # the documented order: a module may import only modules before it
 ORDER = ("measures", "forward", "analyses", "training", "moe", "outliers", "registry")
 

@@ -17,7 +17,7 @@ import pytest
 
 from bench.results.stats.costs import WARN_SHARE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[4]
 LN_V = math.log(256)
 
 
@@ -42,6 +42,7 @@ def test_module_eval_metrics_and_the_checkpoint_keep_the_init_loss():
 
 # ---- as a user runs it --------------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains a nano cell
 def test_a_nano_run_records_its_init_loss_and_eval_share_and_the_table_shows_them(tmp_path):
     """One nano cell, 4 steps, in a subprocess (about 10 s: imports and a real fit)."""
     env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "1"}

@@ -9,16 +9,12 @@ import torch
 from bench.run.engine.callbacks import CellMetrics
 from bench.run.engine.progress import CellProgress
 from bench.run.config.presets import resolve
-from bench.run.config.matrix import Cell, cell_id
 from bench.run.engine.module import LMModule, split_batch
 from bench.run.engine.runner import RunOptions, train_cell
+from tiny_data import nano_cell
 
 
-def nano_cell(**settings) -> Cell:
-    base = {"scale": "nano", "train.max_steps": 14, "train.val_every": 100, "train.warmup_steps": 2,
-            "train.throughput_warmup": 2, "train.log_every": 1, "data.ood_corpus": None}
-    cfg = resolve({**base, **settings})
-    return Cell(cell_id(cfg, {}), cfg, ())
+STEPS = {"train.max_steps": 14, "train.val_every": 100, "data.ood_corpus": None}
 
 
 def inject_nan(monkeypatch, k: int):
@@ -35,7 +31,7 @@ def inject_nan(monkeypatch, k: int):
 @pytest.mark.parametrize("k,every", [(5, 1), (5, 4), (9, 4), (13, 50)])
 def test_diverged_step_is_exact_whatever_the_check_interval(tmp_path, tiny_dm, monkeypatch, k, every):
     inject_nan(monkeypatch, k)
-    cell = nano_cell(**{"train.nan_check_every": every})
+    cell = nano_cell(STEPS, **{"train.nan_check_every": every})
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
     assert rec.status == "diverged", rec.error
     assert rec.diverged_step == k
@@ -82,7 +78,7 @@ def test_finite_loss_is_read_back_only_every_n_steps(tmp_path, tiny_dm, monkeypa
         return original_float(self)
 
     progress = Progress()
-    cell = nano_cell(**{"train.nan_check_every": 5, "train.max_steps": 12})
+    cell = nano_cell(STEPS, **{"train.nan_check_every": 5, "train.max_steps": 12})
     monkeypatch.setattr(torch.Tensor, "__float__", no_item)  # float(loss) in a callback would fail
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0), progress)
     monkeypatch.undo()
@@ -108,6 +104,7 @@ STEP_CASES = [(act, norm, fused) for act in ("swiglu", "gelu", "relu2", "geglu",
              [("swiglu", norm, "false") for norm in ("pre+gpas", "post", "sandwich", "deepnorm", "mixln", "lns")]
 
 
+@pytest.mark.slow  # compiles a step per case
 @pytest.mark.parametrize("activation,norm,fused", STEP_CASES, ids=[f"{a}-{n}-fused{f}" for a, n, f in STEP_CASES])
 def test_training_step_forward_and_backward_have_no_graph_break(activation, norm, fused):
     """The model's forward + loss (what the compiled training step runs before logging), with the fused
@@ -163,7 +160,7 @@ def test_cost_require_gpu_refuses_on_cpu(tmp_path):
 def test_compiled_cell_trains_through_the_runner(tmp_path, tiny_dm):
     """train.compile=true compiles the LightningModule (Lightning's way) and a cell trains to the same
     kind of record; logging and metric updates run eagerly beside the compiled step."""
-    cell = nano_cell(**{"train.compile": "true", "train.max_steps": 4, "train.val_every": 2,
+    cell = nano_cell(STEPS, **{"train.compile": "true", "train.max_steps": 4, "train.val_every": 2,
                         "train.fused_loss": "true"})
     rec = train_cell(cell, "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
     assert rec.status == "ok", rec.error

@@ -231,6 +231,7 @@ def test_untrained_mode_gives_the_trained_runs_untrained_numbers_bitwise():
             assert fast[name][section] == {k: full[name][section][k] for k in UNTRAINED}, name
 
 
+@pytest.mark.slow  # the whole check matrix
 def test_untrained_mode_checks_the_whole_matrix_in_seconds(capsys):
     import time
 

@@ -80,6 +80,7 @@ def test_measure_runs_its_pairs_in_abba_order_at_the_threads_asked(monkeypatch):
     assert r["added_ms_per_step"] == pytest.approx(1e3 * (32 / 80 - 32 / 100))  # 4 x 8 tokens a step
 
 
+@pytest.mark.slow  # compiles eager/compiled pairs
 @pytest.mark.parametrize("how", ["regional", "whole"])
 def test_the_pairs_compile_once_and_every_later_run_reuses_the_graphs(monkeypatch, tiny_dm, how):
     """One clean start for all the runs of a measurement (each one recompiling would set the two
