@@ -408,6 +408,7 @@ def test_run_name_names_the_results_folder(tmp_path, capsys):
         assert "--name takes a folder name" in flat(err) and "Traceback" not in err
 
 
+@pytest.mark.slow  # a subprocess that imports torch
 def test_list_imports_the_registries_and_no_data_or_tables():
     """`bench list` needs the registries (models/ imports torch; the probes are Lightning callbacks,
     registered where they are defined) but no data stack and no results tables."""

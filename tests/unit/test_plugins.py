@@ -214,6 +214,7 @@ def test_matrix_plugins_key(tmp_path, monkeypatch, bench_cli):
         sys.modules.pop("dotted_ext", None)
 
 
+@pytest.mark.slow  # a subprocess that imports torch
 def test_entry_point_of_a_package_on_sys_path(tmp_path):
     """A package 'installed' by a folder on sys.path: its module and a *.dist-info with entry_points.txt."""
     (tmp_path / "ep_ext.py").write_text((EXAMPLE / "my_ext.py").read_text())

@@ -58,6 +58,7 @@ def test_table_and_report_on_a_read_only_or_full_results_folder_say_so_in_one_li
         subprocess.run(["umount", "-l", str(disk)])
 
 
+@pytest.mark.slow  # trains a nano cell
 def test_a_signal_after_the_last_step_does_not_ask_to_resume_a_finished_cell(tmp_path):
     """SIGTERM while the last cell writes its record: the record is ok and nothing is left, so the
     run says so and exits 0 instead of 'rerun the same command to resume'."""

@@ -43,6 +43,7 @@ def plant_temps(cell: Path) -> None:
         os.utime(cell / name, (old, old))
 
 
+@pytest.mark.slow  # trains nano cells
 @pytest.mark.parametrize("how", ["the next run", "bench status --clean"])
 def test_a_finished_cell_killed_after_its_record_is_cleaned(tmp_path, bench_cli, how):
     out = tmp_path / "out"
@@ -65,6 +66,7 @@ def test_a_finished_cell_killed_after_its_record_is_cleaned(tmp_path, bench_cli,
     assert holder(cell) is None
 
 
+@pytest.mark.slow  # trains nano cells
 def test_keep_checkpoints_keeps_them_and_a_live_holder_is_left_alone(tmp_path, bench_cli):
     from bench.run.engine.claims import acquire
 

@@ -248,6 +248,7 @@ def test_probe_forward_pools_the_experts_of_each_layer():
     assert out["ffn"].shape == (cfg.n_layers, 2) and torch.isfinite(out["ffn"]).all()
 
 
+@pytest.mark.slow  # trains a MoE cell
 def test_a_moe_cell_trains_and_records_its_routing(tmp_path, tiny_dm):
     cfg = resolve({"scale": "nano-moe", "activation": "polynorm", "norm": "pre+gpas", "train.max_steps": 6,
                    "train.val_every": 6, "train.warmup_steps": 1, "train.throughput_warmup": 1,

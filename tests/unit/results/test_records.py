@@ -177,6 +177,7 @@ def finished_run(folder: Path, capsys) -> None:
     capsys.readouterr()
 
 
+@pytest.mark.slow  # every command over thousands of damaged records
 @pytest.mark.parametrize("seed", range(FOLDERS))
 def test_every_command_reads_a_folder_of_damaged_records_without_a_traceback(base, tmp_path, capsys, seed):
     rng = random.Random(1000 + seed)
@@ -219,6 +220,7 @@ RENDERED = 300  # used damaged records through every command, as cells of folder
 BATCH = 50
 
 
+@pytest.mark.slow  # every command over thousands of damaged records
 def test_every_damaged_record_that_is_used_renders_in_every_command(base, tmp_path, capsys):
     """The shapes the validation lets through (damaged values of the right type: other numbers,
     other strings, fewer keys...), RENDERED of them, as cells of a few folders (each its own cell:

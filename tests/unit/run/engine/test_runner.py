@@ -103,6 +103,7 @@ def test_the_default_matrix_plans_validation_under_15_percent():
     assert planned({"scale": "micro", "train.max_steps": 300}) > TARGET_SHARE
 
 
+@pytest.mark.slow  # times validation on a real cell
 def test_bench_plan_states_the_planned_share_and_warns_above_30_percent():
     env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1", "COLUMNS": "400"}
 

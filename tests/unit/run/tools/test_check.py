@@ -66,6 +66,7 @@ def test_committed_baseline_covers_every_registry_cell():
         assert all(v is not None for v in cell["loss"].values()), name
 
 
+@pytest.mark.slow  # the whole check matrix
 def test_committed_baseline_passes(capsys):
     code, out = bench_check(capsys, *SUBSET)
     assert code == 0, out
@@ -266,6 +267,7 @@ def test_untrained_tolerances_stay_tight():
         assert tol[section]["init"]["rel"] <= 2e-3 and tol[section]["init"]["abs"] <= 2e-5, section
 
 
+@pytest.mark.slow  # the whole check matrix
 def test_another_cpus_kernels_pass_the_committed_baseline():
     """AVX2 kernels (as on an AMD EPYC) moved rrelu/lns+gpas's loss.step8 to 1.26x the old tolerance;
     the calibrated tolerances cover the spread of the environments this machine emulates."""
