@@ -1,6 +1,6 @@
 """`bench ladder` end to end on CPU, as a user runs it: the rungs it plans, a tiny ladder trained, rerun
 (nothing retrained), and its laws read back with `bench table --ladder` (through --workers and --slurm:
-tests/e2e/test_launcher.py, with `run` and `sweep`), in-process."""
+tests/e2e/test_launcher.py, with `run` and `sweep`)."""
 
 from __future__ import annotations
 
