@@ -6,7 +6,7 @@ import sys
 
 # Optional packages: top-level module -> (distribution, the pyproject.toml extra that installs it). Each serves
 # one command or setting and is imported only there, so a missing one fails that command, never a cell's
-# training (tests/test_optional_packages.py checks both, and that each extra holds its distribution).
+# training (tests/e2e/test_optional_packages.py checks both, and that each extra holds its distribution).
 OPTIONAL = {
     "submitit": ("submitit", "extras"),  # --slurm (SLURM job arrays)
     "jinja2": ("jinja2", "extras"),  # bench report's page

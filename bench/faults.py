@@ -1,5 +1,5 @@
-"""Fault-injection points for the kill tests (tests/test_never_lose.py, tests/test_kill_anywhere.py,
-tests/test_claims.py).
+"""Fault-injection points for the kill tests (tests/e2e/test_never_lose.py, tests/e2e/test_kill_anywhere.py,
+tests/e2e/test_claims.py).
 
 A point is a name, and the optimizer step it is reached at when there is one. Two switches, read
 from the environment at each point (unset, always outside tests, a point costs two lookups), each a

@@ -1,9 +1,27 @@
-"""An in-memory stand-in for TextDataModule, shared by the tests (not a conftest: the benchmarks
-folder has its own conftest module, and the two names would clash on import)."""
+"""What the tests train on, shared by the tests and the benchmarks (not a conftest: the benchmarks folder
+has its own conftest module, and the two names would clash on import): an in-memory stand-in for
+TextDataModule and a nano cell."""
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
+
+from bench.run.config.matrix import Cell, cell_id
+from bench.run.config.presets import resolve
+
+# a nano cell that trains in a few seconds on TinyDataModule and validates twice
+NANO = {"scale": "nano", "train.max_steps": 12, "train.val_every": 6, "train.warmup_steps": 2,
+        "train.throughput_warmup": 2, "train.log_every": 1, "data.ood_corpus": "kjv"}
+
+
+def nano_cell(*layers: dict, **settings) -> Cell:
+    """The NANO cell with ``layers`` (dicts of dotted settings, a test file's own base first) and then
+    ``settings`` laid over it, resolved and given its id."""
+    merged = dict(NANO)
+    for layer in (*layers, settings):
+        merged.update(layer)
+    cfg = resolve(merged)
+    return Cell(cell_id(cfg, {}), cfg, ())
 
 
 class TinyDataModule(L.LightningDataModule):

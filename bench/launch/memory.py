@@ -22,7 +22,7 @@ and is cached by shape: seeds and settings that do not change a tensor share it.
 cannot be traced (an operator without a fake kernel) the closed formula ``formula_estimate``
 stands in, and says so in ``basis``.
 
-Checked in tests/test_memory.py: against the CPU process's own allocation at micro and small
+Checked in tests/unit/launch/test_memory.py: against the CPU process's own allocation at micro and small
 scale (ratios 0.996 to 1.005, SwiGLU and PowLU), and against the committed H100 records at gpas-71m
 (results/gpu/gpu-71m/: bf16-true, micro-batch 128, eager reference code): estimate / measured 1.04
 SwiGLU, 1.05 PolyNorm, 1.02 PowLU, 1.04 SwiGLU + GPAS (the estimate with its 1 GiB overhead).

@@ -52,6 +52,7 @@ def test_the_fit_is_the_least_squares_optimum():
         assert np.sum((other - ys) ** 2) > best
 
 
+@pytest.mark.slow  # a simulation of many fits
 def test_ninety_percent_intervals_cover_the_truth_about_ninety_percent_of_the_time():
     rng = np.random.default_rng(20261201)
     truth_in = float(law(2e5))

@@ -98,6 +98,7 @@ def rounds(diffs: np.ndarray, design: Design, first: int = 1) -> tuple[list, int
         r += 1
 
 
+@pytest.mark.slow  # a simulation of many matrices
 def test_rounds_hold_the_family_wise_rates():
     """3 comparisons against one baseline, K = 6, one seed a round through ``review``: all truly equal,
     any wrong better / worse at most alpha + 3 SE (1,000 draws); all on the margin (+-0.01), any wrong
