@@ -210,3 +210,14 @@ def ladder(seeds=3, sd=0.004, ladder=True):
     rng = np.random.default_rng(7)
     return [ladder_record(act, n, s, law(n) + rng.normal(0, sd), ladder, int(20 * n))
             for act, law in two_laws().items() for n in RUNGS for s in range(seeds)]
+
+
+# a metrics.csv as Lightning's CSVLogger writes it: train and validation rows interleaved, blanks between
+CURVE = """epoch,ood/loss,ood/ppl,step,train/loss,val/loss,val/ppl
+0,,,4,4.0,,
+0,3.9,49.4,9,,3.5,33.1
+0,,,14,3.0,,
+0,2.9,18.2,19,,2.8,16.4
+0,,,24,2.6,,
+0,2.5,12.2,29,,2.4,11.0
+"""

@@ -9,6 +9,7 @@ import pytest
 
 from bench.results.curves import parse_curve, time_to_target
 from bench.results.records import Record
+from .support import CURVE
 
 
 def rec(act="swiglu", norm="pre", seed=0, loss=3.0, scale="micro", status="ok", n_params=1000, tokens=10_000,
@@ -20,16 +21,6 @@ def rec(act="swiglu", norm="pre", seed=0, loss=3.0, scale="micro", status="ok", 
             "params": {"total": n_params + 100, "non_embedding": n_params},
             "config": {"seed": seed, "model": {"block_size": 10}, "train": {"batch_size": 100, "grad_accum": 1},
                        "data": {"tokenizer": "bytes"}}})
-
-
-CURVE = """epoch,ood/loss,ood/ppl,step,train/loss,val/loss,val/ppl
-0,,,4,4.0,,
-0,3.9,49.4,9,,3.5,33.1
-0,,,14,3.0,,
-0,2.9,18.2,19,,2.8,16.4
-0,,,24,2.6,,
-0,2.5,12.2,29,,2.4,11.0
-"""
 
 
 def test_parse_curve_sparse_rows():

@@ -25,7 +25,7 @@ from bench.results.stats.groups import summarize
 from bench.results.tables import leaderboard as lb
 from bench.results.tables.leaderboard import build_leaderboard, cells_table, print_rich, to_csv, to_latex, to_markdown
 
-from ..support import latex_tables, untex, write_matrix
+from ..support import CURVE, latex_tables, untex, write_matrix
 
 
 def rec(act, seed, loss, norm="pre", status="ok", unigram=26.73, tps=1000.0, max_steps=60, warmup=30, shared=None,
@@ -234,16 +234,6 @@ def timed(tokens=30 * 1000, steps=30, train_seconds=12.0):
                              "metrics": {"val_loss": 2.4, "val_ppl": math.exp(2.4), "tokens": tokens, "steps": steps,
                                          "train_seconds": train_seconds},
                              "config": {"seed": 0, "model": {"block_size": 10}, "train": {"batch_size": 100}}})
-
-
-CURVE = """epoch,ood/loss,ood/ppl,step,train/loss,val/loss,val/ppl
-0,,,4,4.0,,
-0,3.9,49.4,9,,3.5,33.1
-0,,,14,3.0,,
-0,2.9,18.2,19,,2.8,16.4
-0,,,24,2.6,,
-0,2.5,12.2,29,,2.4,11.0
-"""
 
 
 def test_time_to_target_columns():
