@@ -55,8 +55,8 @@ def row_labels(records: list[Record], ignore: tuple[str, ...] = ("seed",)) -> di
     labels = {}
     for recs in groups.values():
         flats = [flat(r.config) for r in recs]
-        varying = sorted({k for f in flats for k in f
-                          if k not in ignore and len({repr(g.get(k)) for g in flats}) > 1})
+        keys = dict.fromkeys(k for f in flats for k in f)  # each key once: a check per key is over every cell
+        varying = sorted(k for k in keys if k not in ignore and len({repr(f.get(k)) for f in flats}) > 1)
         for r, f in zip(recs, flats):
             labels[r.id] = r.activation + "".join(f" [{k}={f.get(k)}]" for k in varying)
     return labels

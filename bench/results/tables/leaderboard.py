@@ -203,9 +203,14 @@ def axis_columns(records: list[Record]) -> list[Column]:
         names += sorted(k for k in {k for f in flats for k in f}
                         if k != "seed" and len({repr(f.get(k)) for f in flats}) > 1)
 
+    flats = {id(r): (r, flat(r.config)) for r in records}  # once per record, not once per value
+
     def value(row, name):
         v = row.record.axes.get(name)
-        return v if v is not None else flat(row.record.config).get(name)
+        if v is not None:
+            return v
+        held, f = flats.get(id(row.record), (None, None))
+        return (f if held is row.record else flat(row.record.config)).get(name)
 
     known = {c.name for c in CELL_COLUMNS}
     return [Column(n, get=lambda row, n=n: value(row, n)) for n in dict.fromkeys(names) if n not in known]
