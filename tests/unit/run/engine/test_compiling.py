@@ -54,19 +54,22 @@ def compile_every_cost_row(how):
 
 @pytest.mark.slow
 def test_every_cell_compiles_past_the_recompile_limit(tmp_path, tiny_dm):
-    """Nine cells trained by the runner in one process, each compiled: the ninth compiles too."""
+    """More cells than the recompile limit, trained by the runner in one process, each compiled: the
+    last one compiles too. The limit is lowered to 3 (4 cells) from dynamo's 8 (9 cells, twice the
+    time): what is tested is the count past the limit, not the limit's value."""
     from bench.run.config.matrix import Cell, cell_id
     from bench.run.engine.runner import RunOptions, train_cell
 
-    for act in ACTS[:9]:
-        cfg = resolve(tiny(**{"activation": act, "train.compile": "whole", "train.max_steps": 2, "train.val_every": 2,
-                              "train.probe_every": 0, "model.block_size": 64}))
-        counters.clear()
-        rec = train_cell(Cell(cell_id(cfg, {}), cfg, ()), "t", tiny_dm,
-                         RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
-        assert rec.status == "ok", rec.error
-        assert counters["stats"]["unique_graphs"] >= 1, f"{act}: nothing compiled"
-        assert not any("recompile limit" in k.lower() for k in counters["unimplemented"]), act
+    with torch._dynamo.config.patch(recompile_limit=3):
+        for act in ACTS[:4]:
+            cfg = resolve(tiny(**{"activation": act, "train.compile": "whole", "train.max_steps": 2,
+                                  "train.val_every": 2, "train.probe_every": 0, "model.block_size": 64}))
+            counters.clear()
+            rec = train_cell(Cell(cell_id(cfg, {}), cfg, ()), "t", tiny_dm,
+                             RunOptions(out=tmp_path, quiet=True, ckpt_every=0))
+            assert rec.status == "ok", rec.error
+            assert counters["stats"]["unique_graphs"] >= 1, f"{act}: nothing compiled"
+            assert not any("recompile limit" in k.lower() for k in counters["unimplemented"]), act
 
 
 @pytest.mark.parametrize("norm", ["pre", "lns", "mixln", "deepnorm+gpas"])
