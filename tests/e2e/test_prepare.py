@@ -194,7 +194,8 @@ def test_bench_data_prepare_killed_with_sigkill_resumes(tmp_path, bench_cli):
 # ---- never hangs, never lies: a full disk, a signal, a second prepare ---------------------------
 
 def big_source(folder: Path, files: int = 4, docs: int = 1500) -> Path:
-    """About 1.5 MB of real text per file: parts take a moment, chunks fill a small disk."""
+    """About 0.2 KB of real text per document (0.3 MB per file of 1500): parts take a moment, chunks
+    fill a small disk."""
     folder.mkdir(parents=True, exist_ok=True)
     texts = paragraphs(300)
     for f in range(files):
@@ -237,7 +238,7 @@ def test_a_full_disk_is_one_line_leaves_no_orphan_and_resumes_once_space_is_free
     """On a real small filesystem: the run stops (it once waited on a litdata queue for good) with
     one line and exit 2, no litdata process left, nothing that reads as complete; freed space, the
     same command resumes to the same dataset as a run that had room."""
-    src = big_source(tmp_path / "src")
+    src = big_source(tmp_path / "src", files=2, docs=3000)  # 2.2 MB of chunks for a 1 MB disk, in 2 parts
     disk = tmp_path / "disk"
     tmpfs(disk, "1M")
     try:

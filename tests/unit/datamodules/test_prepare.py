@@ -14,7 +14,7 @@ import torch
 import datamodules.prepare as prep
 from bench.run.config.schema import DataConfig
 from bench.run.config.presets import resolve
-from corpus_files import documents, paragraphs, stream_tokens
+from corpus_files import documents, paragraphs, stream_tokens, streamed_by_litdata
 from datamodules import IGNORE, CorpusError, PreparedCorpus, TextDataModule, train_bpe
 from datamodules.prepare import prepare
 
@@ -31,6 +31,8 @@ def test_every_format_is_read_and_split_by_the_fixed_rule(sources, packed):
     val = [t for name, texts in zip(names, per_file) for i, t in enumerate(texts) if prep.is_val(name, i, 0.1)]
     train = [t for name, texts in zip(names, per_file) for i, t in enumerate(texts) if not prep.is_val(name, i, 0.1)]
     assert 5 < len(val) < 40 and len(train) + len(val) == 200
+    for split in ("train", "val"):  # the tests' fast reader reads what litdata's does
+        assert np.array_equal(stream_tokens(packed, split), streamed_by_litdata(packed, split))
     got_train, got_val = documents(stream_tokens(packed, "train")), documents(stream_tokens(packed, "val"))
     assert sorted(got_train) == sorted(t.encode() for t in train)  # two workers: file order within a worker
     assert sorted(got_val) == sorted(t.encode() for t in val)
