@@ -189,7 +189,10 @@ def run_workers(matrix_name: str, cells, opts, workers: str, per_cell: int, acce
     opts = dataclasses.replace(opts, out=Path(opts.out).absolute())  # children may start anywhere
     todo = [c for c in cells if opts.force or getattr(record_of(cell_dir(opts.out, matrix_name, c.id)), "status",
                                                       None) not in DONE]
-    plan = plan_workers(workers, per_cell, accelerator, max(1, len(todo)))
+    plan = plan_workers(workers, per_cell, accelerator, max(1, len(todo)))  # checks --workers either way
+    if not todo:  # a rerun of a finished launch: no worker to start (each would load the whole stack for nothing)
+        console.print(f"{matrix_name}: 0 cell(s) to train, {len(cells)} already done")
+        return [r for c in cells if (r := record_of(cell_dir(opts.out, matrix_name, c.id))) is not None], []
     run_dir = launch_dir(opts.out / matrix_name / ".workers")
     cells_file = run_dir / "cells.json"
     write_cells(cells_file, matrix_name, cells, opts, now() if opts.force else "")

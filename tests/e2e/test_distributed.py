@@ -54,33 +54,6 @@ def test_ddp_two_ranks_match_one_rank_and_write_once(tmp_path):
     assert val[-1] < val[0] - 0.5  # both learned: the comparison is not between two flat curves
 
 
-@pytest.mark.slow
-def test_workers_train_every_cell_exactly_once(tmp_path):
-    """`bench run --workers 2` over 4 cells: each cell trained by one worker, once (claims)."""
-    env = {**os.environ, "LITDATA_DISABLE_VERSION_CHECK": "1"}
-    args = [sys.executable, "-m", "bench.cli", "run", "--scale", "nano", "--activation", "swiglu,gelu",
-            "--norm", "pre,post", "--train.probe_every", "0", "--train.max_steps", "12", "--train.val_every", "12",
-            "--train.val_tokens", "4096", "--ckpt-every", "0", "--train.log_every", "1", "--out", str(tmp_path),
-            "--workers", "2"]
-    r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    folder = tmp_path / "default"
-    cells = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert len(cells) == 4
-    (launch,) = (folder / ".workers").iterdir()  # this launch's own folder of logs and status files
-    logs = "".join((launch / f"w{i}.log").read_text() for i in range(2))
-    trained = sorted(line.split()[-1] for line in logs.splitlines() if line.startswith("w") and " ok " in line)
-    assert trained == cells  # every cell once, none twice
-    for c in cells:
-        rec = json.loads((folder / c / "record.json").read_text())
-        assert rec["status"] == "ok" and not (folder / c / "claim.json").exists()
-        steps = [int(r["step"]) for r in csv.DictReader(open(folder / c / "metrics.csv")) if r.get("train/loss")]
-        assert steps == list(range(12))  # one run's rows, not two interleaved
-    # a rerun finds everything done and trains nothing
-    r2 = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert r2.returncode == 0 and "0 cell(s) to train" in r2.stdout
-
-
 def _shard_worker(rank: int, world: int, init: str, full: "torch.Tensor",  # noqa: F821 - torch is imported inside
                   out: "torch.multiprocessing.Queue"):  # noqa: F821 - torch is imported inside (spawned worker)
     import torch
@@ -290,17 +263,6 @@ def test_two_launches_keep_their_own_logs_and_leave_cells_held_by_another_run(tm
     assert len(launches) == 2
     for launch in launches:
         assert sorted(p.name for p in launch.iterdir()) == ["cells.json", "w0.json", "w0.log", "w1.json", "w1.log"]
-
-
-@pytest.mark.slow
-def test_workers_with_a_relative_out_outside_the_repository(tmp_path):
-    """Run from another folder with a relative --out: the children train into the caller's folder."""
-    r = bench_cli("run", *TINY, "--workers", "2", "--out", "rel", cwd=tmp_path)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    folder = tmp_path / "rel" / "default"
-    recs = [json.loads(p.read_text()) for p in folder.glob("*/record.json")]
-    assert len(recs) == 2 and all(rec["status"] == "ok" for rec in recs)
-    assert not (ROOT / "rel").exists()
 
 
 def test_a_child_loads_the_matrix_plugins_the_parent_loaded(tmp_path):

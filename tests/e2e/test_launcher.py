@@ -8,6 +8,7 @@ tests/e2e/test_slurm.py runs tasks on a real single-node SLURM where .ci/slurm-u
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ COMMANDS = {  # each command's own selection, and the results folder it names
     "sweep": (["--scale", "nano", "--activation", "swiglu", "--norm", "pre", "--lr-grid", "1e-3,3e-3"], "default-lr"),
 }
 TINY = ["--train.probe_every", "0", "--train.max_steps", "4", "--train.val_every", "4", "--train.val_tokens", "1024",
-        "--train.warmup_steps", "1", "--ckpt-every", "0", "--quiet"]
+        "--train.warmup_steps", "1", "--train.log_every", "1", "--ckpt-every", "0", "--quiet"]
 SHOWN = {"run": "leaderboard.md", "ladder": "scaling laws", "sweep": "learning-rate robustness"}  # each one's tables
 
 
@@ -78,15 +79,18 @@ def fake_slurm(tmp_path, monkeypatch) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_training_command_trains_through_workers(command, tmp_path, monkeypatch):
-    """`bench <command> --workers 2`: two children train the command's cells, each cell once, from
-    the cells file (the exact cells the command expanded), and the command shows its own tables."""
+def test_every_training_command_trains_through_workers(command, tmp_path, monkeypatch, capsys):
+    """`bench <command> --workers 2`, run from a folder outside the repository with a relative --out:
+    two children train the command's cells into the caller's folder, each cell once (claims) and in
+    one run (its curve's steps once each), from the cells file (the exact cells the command
+    expanded); the command shows its own tables, and a rerun starts no worker."""
     want = parent_cells(monkeypatch, command)
-    argv = argv_of(command, "--out", str(tmp_path / "out"), "--workers", "2")
-    r = subprocess.run([sys.executable, "-m", "bench.cli", *argv], cwd=ROOT, env=ENV, capture_output=True,
+    argv = argv_of(command, "--out", "out", "--workers", "2")
+    r = subprocess.run([sys.executable, "-m", "bench.cli", *argv], cwd=tmp_path, env=ENV, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert SHOWN[command] in r.stdout
+    assert not (ROOT / "out").exists()
     folder = tmp_path / "out" / COMMANDS[command][1]
     (launch,) = (folder / ".workers").iterdir()
     assert sorted(p.name for p in launch.iterdir()) == ["cells.json", "w0.json", "w0.log", "w1.json", "w1.log"]
@@ -97,8 +101,17 @@ def test_every_training_command_trains_through_workers(command, tmp_path, monkey
         rec = json.loads((folder / c.id / "record.json").read_text())
         assert rec["status"] == "ok" and rec["config_hash"] == c.config.config_hash()
         assert rec["command"] == ["bench", *argv]  # the launching command, not the child's
+        assert not (folder / c.id / "claim.json").exists()
+        with open(folder / c.id / "metrics.csv") as f:
+            steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+        assert steps == list(range(4))  # one run's rows, not two interleaved
     got = rebuilt_elsewhere(launch / "cells.json", tmp_path)
     assert got["cells"] == described(want) and got["matrix"] == folder.name
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 0  # a rerun finds every cell done, and starts no worker
+    assert "0 cell(s) to train" in " ".join(capsys.readouterr().out.split())
+    assert list((folder / ".workers").iterdir()) == [launch]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
