@@ -27,15 +27,22 @@ FLOPS_BASIS = {"dense": "all parameters (dense)",
                "moe": "active: router + top_k routed + shared experts per token (balanced, dropless)"}
 
 
+_FLOPS: dict[tuple, int] = {}
+
+
 def flops_per_batch(model_cfg, batch_size: int, seq_len: int) -> int:
     """Forward + backward FLOPs of one micro-batch, counted by PyTorch's FlopCounterMode (through
-    Lightning's measure_flops) on a meta-device copy: no memory, no time."""
+    Lightning's measure_flops) on a meta-device copy: no memory. Counted once per model and batch
+    shape in a process (a fit and its final validation, a matrix's seeds: ~0.25 s each at nano)."""
     # same FLOPs; a counter cannot trace a compiled path
     model_cfg = dataclasses.replace(model_cfg, kernels="reference")
-    with torch.device("meta"):
-        model = Transformer(model_cfg)
-        x = torch.zeros(batch_size, seq_len, dtype=torch.long)
-    return measure_flops(model, lambda: model(x), lambda logits: lm_loss(logits, x))
+    key = (repr(model_cfg), batch_size, seq_len)
+    if key not in _FLOPS:
+        with torch.device("meta"):
+            model = Transformer(model_cfg)
+            x = torch.zeros(batch_size, seq_len, dtype=torch.long)
+        _FLOPS[key] = measure_flops(model, lambda: model(x), lambda logits: lm_loss(logits, x))
+    return _FLOPS[key]
 
 
 class CellMetrics(L.Callback):
