@@ -128,7 +128,7 @@ def traced_over_measured(scale: str, activation: str) -> float:
 
 @pytest.mark.slow  # traces or trains real models: 15-75 s
 @PROC
-@pytest.mark.parametrize("scale,activation", [("micro", "swiglu"), ("small", "powlu")])
+@pytest.mark.parametrize("scale,activation", [("micro", "swiglu"), ("micro", "powlu")])
 def test_traced_estimate_matches_the_cpu_allocation(scale, activation):
     ratio = traced_over_measured(scale, activation)
     assert 0.85 <= ratio <= 1.15, ratio  # measured 1.00 at micro swiglu and small swiglu

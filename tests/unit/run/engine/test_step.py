@@ -108,9 +108,10 @@ STEP_CASES = [(act, norm, fused) for act in ("swiglu", "gelu", "relu2", "geglu",
 @pytest.mark.parametrize("activation,norm,fused", STEP_CASES, ids=[f"{a}-{n}-fused{f}" for a, n, f in STEP_CASES])
 def test_training_step_forward_and_backward_have_no_graph_break(activation, norm, fused):
     """The model's forward + loss (what the compiled training step runs before logging), with the fused
-    kernels and fused loss on, compiles to one graph; backward is that graph's AOT backward."""
+    kernels and fused loss on, compiles to one graph; backward is that graph's AOT backward. Two layers
+    (Mix-LN: four, one post-LN and three pre-LN): every layer is one block type, traced in turn."""
     cfg = resolve({"scale": "nano", "activation": activation, "norm": norm, "model.kernels": "fused",
-                   "train.fused_loss": fused})
+                   "train.fused_loss": fused, "model.n_layers": 4 if norm == "mixln" else 2})
     module = LMModule(cfg)
     x, y = split_batch(torch.randint(0, 256, (2, 17)))
     # fullgraph=True raises at the first graph break; the counter sees how many graphs were made
