@@ -43,9 +43,18 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS of the process (ru_maxrss)"
 
 
-@functools.cache
 def cpu_matmul_peak(n: int = 1024, seconds: float = 1.0) -> float:
-    """Best fp32 matmul FLOP/s of this CPU at the current thread count: the MFU basis on CPU."""
+    """Best fp32 matmul FLOP/s of this CPU at the current thread count: the MFU basis on CPU. Measured
+    once per process and thread count (a second of matmuls)."""
+    return _cpu_matmul_peak(n, seconds, torch.get_num_threads())
+
+
+@functools.cache
+def _cpu_matmul_peak(n: int, seconds: float, threads: int) -> float:
+    return measure_matmul_peak(n, seconds)
+
+
+def measure_matmul_peak(n: int, seconds: float) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b  # warm-up
     best, end = 0.0, time.perf_counter() + seconds

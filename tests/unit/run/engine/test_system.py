@@ -93,3 +93,20 @@ def test_device_nobody_knows_gets_a_measured_peak(monkeypatch):
 def test_cpu_basis_is_measured():
     peak, basis = system.available_flops(torch.device("cpu"), "32-true")
     assert peak > 0 and basis.startswith("measured fp32 matmul peak")
+
+
+def test_the_cpu_peak_is_measured_once_per_thread_count(monkeypatch):
+    """Cached per thread count: a process that changes its threads (a forked child that drops to one)
+    gets the peak of the threads it runs with, not the one measured first."""
+    measured = []
+    monkeypatch.setattr(system, "measure_matmul_peak", lambda n, s: measured.append(torch.get_num_threads()) or 1.0)
+    system._cpu_matmul_peak.cache_clear()
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 1, 2, 2, 1):
+            torch.set_num_threads(n)
+            system.cpu_matmul_peak()
+    finally:
+        torch.set_num_threads(threads)
+        system._cpu_matmul_peak.cache_clear()
+    assert measured == [1, 2]
