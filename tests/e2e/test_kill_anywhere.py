@@ -5,8 +5,8 @@ deterministically, or a random moment in real time), killing the cell's process 
 the lifecycle again (claim, train, record, release) ends with a record and a metrics.csv equal to
 an uninterrupted run's, wall-clock fields aside. Chains kill the resumed runs too.
 
-Each run is a fork of this process (the imports and the prepared data are paid once), killed by
-a real SIGKILL: no finally block, no flush, no atexit runs in it.
+Each run is a fork of this process (the imports, the prepared data and the measurements every run
+makes are paid once), killed by a real SIGKILL: no finally block, no flush, no atexit runs in it.
 """
 
 import csv
@@ -65,9 +65,23 @@ def nano() -> Cell:
 
 @pytest.fixture(scope="module")
 def data():
-    from bench.run.engine.environment import DataCache
+    """The prepared data, and what every run measures once per process, measured here once for every
+    fork: the FLOP count, and the CPU's matmul peak at the forks' one thread (a second each run)."""
+    import torch
 
-    return DataCache().get(nano().config)
+    from bench.run.engine.callbacks import flops_per_batch
+    from bench.run.engine.environment import DataCache
+    from bench.run.engine.system import cpu_matmul_peak
+
+    cfg = nano().config
+    flops_per_batch(cfg.model, cfg.train.batch_size, cfg.model.block_size)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cpu_matmul_peak()
+    finally:
+        torch.set_num_threads(threads)
+    return DataCache().get(cfg)
 
 
 def lifecycle(out: Path, dm, kill: str | None = None, delay: float | None = None) -> int:
