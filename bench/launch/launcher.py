@@ -23,7 +23,8 @@ from rich.console import Console
 from ..errors import Interrupted
 from ..results.records import cell_dir
 from ..run.config.precision import check_device
-from ..run.engine.cell import axis_order, finished, now, record_of, run_matrix
+from ..run.engine.cell import axis_order, now, run_matrix
+from ..run.engine.folder import finished, record_of
 from ..run.engine.claims import holder
 from ..run.engine.ranks import is_rank_zero
 from ..run.engine.runner import RunOptions

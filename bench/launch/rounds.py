@@ -112,6 +112,6 @@ def until_decided(name: str, cells: list[Cell], opts, how: LaunchOptions, design
 
 
 def _done(opts, name: str, cell: Cell) -> bool:
-    from ..run.engine.cell import finished, record_of
+    from ..run.engine.folder import finished, record_of
 
     return finished(record_of(cell_dir(opts.out, name, cell.id)))

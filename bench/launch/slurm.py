@@ -32,8 +32,7 @@ from pathlib import Path
 from ..atomic import atomic_write_json
 from ..errors import ConfigError, need
 from ..results.records import cell_dir
-from ..run.engine import cell as job
-from ..run.engine.cell import record_of
+from ..run.engine.folder import record_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +76,9 @@ class CellTask:
         (the cell's own Lightning checkpoint is what it resumes from)."""
         import submitit
 
-        job.release_held()
+        from ..run.engine.cell import release_held  # loaded already: this is the task's own process
+
+        release_held()
         return submitit.helpers.DelayedSubmission(CellTask(self.cells_file, self.cell_id, self.root, self.cwd))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..atomic import remove_old_temps
 from ..results.records import DONE, cell_dir
-from ..run.engine.cell import record_of, tidy
+from ..run.engine.folder import record_of, tidy
 from ..run.engine.claims import check_stale_after, holder
 from .slurm import load_jobs
 

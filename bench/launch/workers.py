@@ -31,7 +31,8 @@ from ..console import progress_columns
 from ..errors import ConfigError, Interrupted
 from ..results.records import DONE, cell_dir
 from ..run.engine.claims import holder
-from ..run.engine.cell import now, record_of
+from ..run.engine.cell import now
+from ..run.engine.folder import record_of
 from ..run.engine.progress import logs_progress, progress_line
 from ..run.engine.ranks import is_rank_zero
 from .child import run_child, write_cells

@@ -19,12 +19,13 @@ from rich.console import Console
 from rich.progress import Progress
 
 from ...console import progress_columns
-from ...atomic import TEMP_GLOB, remove_stale_temps
+from ...atomic import remove_stale_temps
 from ...errors import Interrupted
 from ...faults import pause_point
 from ...results.records import DONE, Record, cell_dir, read_record
-from .claims import CLAIM, TEMP_PREFIX, acquire, check_stale_after, holder, remove_stale_claim_temps, wait_for
+from .claims import acquire, check_stale_after, holder, wait_for
 from .environment import ENV_ERRNOS, DataCache, check_out, env_error, preflight
+from .folder import finished, record_of, tidy
 from ..config.matrix import Cell
 from .ranks import RankDecisions, is_rank_zero
 from .runner import RunOptions, train_cell
@@ -41,62 +42,6 @@ def release_held() -> None:
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def record_of(folder: Path) -> Record | None:
-    """The cell's valid Record, or None (missing, unreadable, or still 'running')."""
-    path = Path(folder) / "record.json"
-    if not path.exists():
-        return None
-    rec, _ = read_record(path)
-    return rec
-
-
-def finished(record, fresh_after: str | None = None) -> bool:
-    """Done, and (with --force) trained after ``fresh_after`` (an ISO time) by this launch."""
-    if record is None or record.status not in DONE:
-        return False
-    return fresh_after is None or str(record.started or "") >= fresh_after
-
-
-def leftovers(folder: Path) -> bool:
-    """Whether a cell folder holds what a run leaves behind only when it is killed: a claim, claim
-    temp files or a takeover lock, writers' temp files (a live run's claim counts: ``tidy`` asks)."""
-    folder = Path(folder)
-    return ((folder / CLAIM).exists() or (folder / f"{CLAIM}.takeover").exists()
-            or any(folder.glob(f"{TEMP_PREFIX}*")) or any(folder.glob(TEMP_GLOB))
-            or any((folder / "checkpoints").glob(TEMP_GLOB)))
-
-
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-def tidy(folder: Path, stale_after: float, keep_checkpoints: bool, done: bool) -> str | None:
-    """Remove what killed runs left in a cell folder no live run holds: its stale claim, temp files,
-    and, for a finished cell (``done``), its checkpoints unless ``keep_checkpoints`` (a run killed
-    between its record and its cleanup leaves both checkpoints: 100 GB at 7B). Returns what it
-    removed, None when nothing was left or a live run holds the cell."""
-    if not leftovers(folder):
-        return None
-    said: list[str] = []
-    had_claim = (Path(folder) / CLAIM).exists()
-    claim = acquire(folder, stale_after=stale_after, log=said.append)
-    if claim is None:  # a live run trains it (or tidies it) now
-        return None
-    try:
-        temps = remove_stale_temps(folder) + remove_stale_claim_temps(folder)
-        removed = [f"{len(temps)} temp file(s)"] if temps else []
-        ckpt = Path(folder) / "checkpoints"
-        if done and not keep_checkpoints and ckpt.exists():
-            size = _size(ckpt)
-            shutil.rmtree(ckpt, ignore_errors=True)
-            removed.append(f"checkpoints ({size / 2**20:,.1f} MiB)")
-    finally:
-        claim.release()
-    if had_claim and said:
-        removed.insert(0, "a stale claim")
-    return ", ".join(removed) or None
 
 
 def done_record(opts, matrix_name: str, cell) -> tuple[Record | None, str | None]:

@@ -121,3 +121,15 @@ def test_old_workers_launch_folders_are_pruned(tmp_path):
     assert recent.exists()
     new = launch_dir(parent)  # every --workers launch prunes first
     assert new.exists() and sorted(p.name for p in parent.iterdir()) == sorted([recent.name, new.name])
+
+
+def test_status_reads_folders_without_loading_the_training_stack(tmp_path):
+    """`bench status` (polled by users and by `--slurm --wait`) reads records and claims: Lightning,
+    which the training stack loads in seconds, stays out of its process."""
+    code = ("import sys; from bench.cli import main; "
+            "code = main(['status', *sys.argv[1:]]); "
+            "print('lightning' in sys.modules or 'lightning.pytorch' in sys.modules, code)")
+    r = subprocess.run([sys.executable, "-c", code, *ARGS[:6], "--out", str(tmp_path), "--json"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-2:] == ["False", "0"], r.stdout[-2000:]

@@ -22,7 +22,7 @@ from bench.results.design import FILE, Recorded, read_design
 from bench.results.records import cell_dir
 from bench.results.stats.sequential import Design
 from bench.run.config.matrix import expand, load_matrix, with_seed
-from bench.run.engine.cell import record_of
+from bench.run.engine.folder import record_of
 from bench.run.engine.runner import RunOptions
 
 TRUTH = {"swiglu": 3.0, "gelu": 2.7, "polynorm": 3.0}  # gelu clearly better, polynorm the same as swiglu
