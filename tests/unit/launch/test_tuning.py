@@ -105,7 +105,7 @@ def test_claims_tuned_compares_fresh_seeds_at_each_arms_best_lr(tmp_path, capsys
     path = tmp_path / "t.yaml"
     path.write_text(CLAIM)
     argv = ["claims", str(path), "--scale", "nano", "--tune", "lr", "--tune-points", "2", "--out", str(tmp_path),
-            "--train.max_steps", "40", "--train.val_every", "40", "--train.val_tokens", "2048", "--train.probe_every",
+            "--train.max_steps", "20", "--train.val_every", "20", "--train.val_tokens", "2048", "--train.probe_every",
             "0", "--ckpt-every", "0", "--quiet"]
     assert cli.main(argv) == 0
     text = " ".join(capsys.readouterr().out.split())
@@ -129,7 +129,7 @@ def test_claims_tuned_compares_fresh_seeds_at_each_arms_best_lr(tmp_path, capsys
 @pytest.mark.slow
 def test_run_tuned_shows_both_verdicts(tmp_path, capsys):
     argv = ["run", "--scale", "nano", "--activation", "swiglu,gelu", "--norm", "pre", "--tune", "lr", "--tune-points",
-            "2", "--out", str(tmp_path), "--train.max_steps", "40", "--train.val_every", "40", "--train.val_tokens",
+            "2", "--out", str(tmp_path), "--train.max_steps", "20", "--train.val_every", "20", "--train.val_tokens",
             "2048", "--train.probe_every", "0", "--ckpt-every", "0", "--quiet"]
     assert cli.main(argv) == 0
     text = " ".join(capsys.readouterr().out.split())
