@@ -26,7 +26,8 @@ RESULTS: dict[int, list[float]] = {}
 def test_harness_tokens_per_sec_by_check_interval(benchmark, timed, report_table, request, every):
     from bench.run.config.presets import resolve
     from bench.run.config.matrix import Cell, cell_id
-    from bench.run.engine.runner import RunOptions, train_cell
+    from bench.run.config.options import RunOptions
+    from bench.run.engine.runner import train_cell
 
     enabled = request.config.getoption("benchmark_enable", False)
     steps = int(os.environ.get("BENCH_SYNC_STEPS", "60")) if enabled else 8

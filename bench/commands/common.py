@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError, short
+from ..run.config.options import STALE_AFTER
 
 FORMATS = ("rich", "md", "csv", "latex")  # the table formats of bench table and bench compare
 
@@ -149,7 +150,7 @@ def add_run_options(p) -> None:
     p.add_argument("--wait", action="store_true",
                    help="wait for cells another run is training (claimed in their folder) instead of skipping them; "
                         "with --slurm, wait for the submitted tasks and show the results as a local run does")
-    p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
+    p.add_argument("--stale-after", type=float, default=STALE_AFTER, metavar="SECONDS",
                    help="take over a cell whose claim's heartbeat is older than this (its holder died; on the "
                         "same host a dead pid is noticed at once)")
 
@@ -157,9 +158,9 @@ def add_run_options(p) -> None:
 def run_options(args):
     """RunOptions from the run options; --out resolved against the caller's working directory."""
     from ..run.engine.claims import check_stale_after
-    from ..run.engine.runner import RunOptions
+    from ..run.config.options import RunOptions
 
-    check_stale_after(getattr(args, "stale_after", 300.0))  # here, once: not in every --workers child
+    check_stale_after(getattr(args, "stale_after", STALE_AFTER))  # here, once: not in every --workers child
     out = Path(args.out).expanduser().absolute()
     existing = next(p for p in (out, *out.parents) if p.exists())
     if not existing.is_dir():
@@ -167,7 +168,7 @@ def run_options(args):
     return RunOptions(out=out, force=args.force, loggers=tuple(split_list(args.loggers) or ["csv"]),
                       quiet=args.quiet, ckpt_every=args.ckpt_every,
                       keep_checkpoints=getattr(args, "keep_checkpoints", False), wait=getattr(args, "wait", False),
-                      stale_after=getattr(args, "stale_after", 300.0),
+                      stale_after=getattr(args, "stale_after", STALE_AFTER),
                       save_weights=getattr(args, "save_weights", False),
                       progress_every=None if args.quiet else getattr(args, "progress_every", 30.0),
                       command=("bench", *args.argv) if getattr(args, "argv", None) is not None else ())

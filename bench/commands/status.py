@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..run.config.options import STALE_AFTER
 from .common import add_filters, add_name, add_out, add_overrides, cells_from, run_name
 
 HELP = "queued / running / done / failed cells of a matrix (records, claims, SLURM)"
@@ -27,7 +28,7 @@ def add_parser(sub):
                         "holds, the checkpoints of finished cells, the matrix folder's temp files older than an hour "
                         "and --workers launch folders untouched for a week")
     p.add_argument("--keep-checkpoints", action="store_true", help="with --clean: keep finished cells' checkpoints")
-    p.add_argument("--stale-after", type=float, default=300.0, metavar="SECONDS",
+    p.add_argument("--stale-after", type=float, default=STALE_AFTER, metavar="SECONDS",
                    help="with --clean: a claim whose holder cannot be checked from here (another host or pid "
                         "namespace) is stale after this long without a heartbeat")
     add_overrides(p)  # the same overrides as the run: they are part of each cell's id

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_json
 from ..errors import ConfigError
-from ..run.engine.cell import run_cells
-from ..run.engine.runner import RunOptions
+from ..run.config.options import RunOptions
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,7 @@ def run_child(cells_file: Path, only: list[str] | None = None, progress=None, lo
     threads to the share the launcher gave it (OMP_NUM_THREADS), rebuild the cells (``only`` these
     ids, when given) and run their lifecycle. Returns the handoff and the records it trained."""
     from ..plugins import load_entry_points, load_env
+    from ..run.engine.cell import run_cells  # here: reading a cells file (bench status) needs no Lightning
 
     load_entry_points()  # as the launching command did; then its --plugin modules (exported in the environment)
     load_env()

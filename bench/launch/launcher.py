@@ -27,7 +27,7 @@ from ..run.engine.cell import axis_order, now, run_matrix
 from ..run.engine.folder import finished, record_of
 from ..run.engine.claims import holder
 from ..run.engine.ranks import is_rank_zero
-from ..run.engine.runner import RunOptions
+from ..run.config.options import RunOptions
 from .memory import warn_too_big
 from .slurm import SlurmOptions, submit
 from .workers import run_workers

@@ -209,7 +209,7 @@ def test_a_child_rebuilt_from_the_cells_file_has_the_parents_cells(tmp_path):
     from bench.commands.common import cells_from
     from bench.commands.run import add_parser
     from bench.launch.child import write_cells
-    from bench.run.engine.runner import RunOptions
+    from bench.run.config.options import RunOptions
     from bench.run.config.sweep import sweep_cells
     import argparse
 
@@ -272,7 +272,7 @@ def test_a_child_loads_the_matrix_plugins_the_parent_loaded(tmp_path):
     path = tmp_path / "cells.json"
     parent = ("import json, sys; from bench.commands.common import cells_from; from bench.commands.run import "
               "add_parser; import argparse; from bench.launch.child import write_cells; "
-              "from bench.run.engine.runner import RunOptions; "
+              "from bench.run.config.options import RunOptions; "
               "a = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args([sys.argv[1]]); "
               "m, cells = cells_from(a); write_cells(sys.argv[2], m.name, cells, RunOptions()); "
               "print(json.dumps([[c.id, c.config.config_hash()] for c in cells]))")

@@ -99,7 +99,7 @@ def lifecycle(out: Path, dm, kill: str | None = None, delay: float | None = None
             if kill:
                 os.environ["BENCH_KILL_AT"] = kill
             from bench.run.engine.cell import CellRun
-            from bench.run.engine.runner import RunOptions
+            from bench.run.config.options import RunOptions
 
             cell = nano()
             life = CellRun("m", [cell], RunOptions(out=out, quiet=True, ckpt_every=CKPT_EVERY), warn=lambda m: None)

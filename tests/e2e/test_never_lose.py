@@ -127,6 +127,7 @@ def test_rerun_over_a_truncated_checkpoint_trains_the_cell(tmp_path, straight, b
 def test_full_disk_during_training_is_one_line_and_keeps_the_original_error(tmp_path, monkeypatch, tiny_dm):
     from bench.errors import ConfigError
     from bench.run.engine import checkpoints, runner
+    from bench.run.config.options import RunOptions
     from tiny_data import nano_cell
 
     def full(*a, **k):
@@ -134,7 +135,7 @@ def test_full_disk_during_training_is_one_line_and_keeps_the_original_error(tmp_
 
     monkeypatch.setattr(checkpoints.AtomicCheckpointIO, "save_checkpoint", full)
     with pytest.raises(ConfigError, match="disk full"):
-        runner.train_cell(nano_cell(), "t", tiny_dm, runner.RunOptions(out=tmp_path, quiet=True, ckpt_every=2))
+        runner.train_cell(nano_cell(), "t", tiny_dm, RunOptions(out=tmp_path, quiet=True, ckpt_every=2))
     (rec_path,) = tmp_path.glob("t/*/record.json")
     assert json.loads(rec_path.read_text())["status"] == "failed"
     # the final record cannot be written either: the error raised is still the checkpoint's
@@ -148,7 +149,7 @@ def test_full_disk_during_training_is_one_line_and_keeps_the_original_error(tmp_
 
     monkeypatch.setattr(runner, "write_json", write_once)
     with pytest.raises(ConfigError, match="latest.ckpt"):
-        runner.train_cell(nano_cell(), "t", tiny_dm, runner.RunOptions(out=tmp_path / "b", quiet=True, ckpt_every=2))
+        runner.train_cell(nano_cell(), "t", tiny_dm, RunOptions(out=tmp_path / "b", quiet=True, ckpt_every=2))
 
 
 # ---- 3: claims ----------------------------------------------------------------------------------
@@ -224,7 +225,8 @@ def test_missing_gpu_is_one_line_before_anything_runs(tmp_path, bench_cli, one_l
 
 
 def test_16_mixed_on_cpu_records_the_precision_that_ran(tmp_path, tiny_dm):
-    from bench.run.engine.runner import RunOptions, train_cell
+    from bench.run.config.options import RunOptions
+    from bench.run.engine.runner import train_cell
     from tiny_data import nano_cell
 
     rec = train_cell(nano_cell(**{"train.precision": "16-mixed", "train.max_steps": 2}), "t", tiny_dm,
@@ -298,7 +300,7 @@ def test_rerun_says_why_it_retrains_an_unreadable_record(tmp_path):
     from bench.run.config.presets import resolve
     from bench.run.config.matrix import Cell, cell_id
     from bench.run.engine.cell import done_record as _done_record
-    from bench.run.engine.runner import RunOptions
+    from bench.run.config.options import RunOptions
 
     cfg = resolve({"scale": "nano"})
     c = Cell(cell_id(cfg, {}), cfg, ())

@@ -28,7 +28,8 @@ from .environment import ENV_ERRNOS, DataCache, check_out, env_error, preflight
 from .folder import finished, record_of, tidy
 from ..config.matrix import Cell
 from .ranks import RankDecisions, is_rank_zero
-from .runner import RunOptions, train_cell
+from ..config.options import RunOptions
+from .runner import train_cell
 from .signals import StopRequest
 
 HELD: set = set()  # claims this process holds now (released by a SLURM task's checkpoint())

@@ -45,9 +45,9 @@ from pathlib import Path
 
 from ...atomic import remove_older
 from ...errors import ConfigError
+from ..config.options import STALE_AFTER
 
 CLAIM = "claim.json"
-STALE_AFTER = 300.0  # seconds without a heartbeat before a holder that cannot be checked is taken over
 BEAT = 30.0  # seconds between heartbeats
 TAKEOVER_STALE = 60.0  # a takeover lock older than this was left by a killed process
 MIN_BEATS = 3  # stale_after must span at least this many heartbeats

@@ -27,11 +27,12 @@ from ...results.records import DONE, Metrics, Params, Record, cell_dir, write_js
 from . import compiling
 from .callbacks import CellMetrics, Diverged, HeldOut
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, checkpoint_step, find_resume
-from .claims import STALE_AFTER, ClaimLost
+from .claims import ClaimLost
 from .curve_log import start_curve
 from .environment import ENV_ERRNOS, build_loggers, check_vocab, env_error, environment_record, make_trainer
 from ..config.device import root_device
 from ..config.matrix import Cell
+from ..config.options import RunOptions
 from .module import LMModule
 from ..config.precision import describe as describe_precision
 from ..config.probes import record_field
@@ -47,25 +48,6 @@ for _msg in (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than t
              ".*has `__len__` defined.*", ".*exists and is not empty.*",
              ".*command is available on your system but is not used.*"):
     warnings.filterwarnings("ignore", message=_msg)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Non-semantic settings: they change where and how results are written, not what is measured.
-    Frozen: a caller that needs another value derives new options (dataclasses.replace)."""
-
-    out: Path = Path("results")
-    force: bool = False
-    loggers: tuple[str, ...] = ("csv",)
-    quiet: bool = False
-    ckpt_every: int = 100  # optimizer steps between resumable checkpoints (0 = none)
-    keep_checkpoints: bool = False
-    wait: bool = False  # wait for cells another run is training instead of skipping them
-    stale_after: float = STALE_AFTER  # seconds without a heartbeat before another host's claim is taken over
-    save_weights: bool = False  # keep every finished cell's weights (safetensors) under <cell>/weights
-    progress_every: float | None = None  # seconds between progress lines when stderr is not a terminal (None: none)
-    axis_order: dict = field(default_factory=dict)  # {axis: values in matrix order}, recorded with each cell
-    command: tuple[str, ...] = ()  # the launching command line each record keeps (empty: this process's argv)
 
 
 def now() -> str:

@@ -22,7 +22,8 @@ from ..config.matrix import Cell
 from ..engine.module import LMModule, split_batch
 from ..engine.probes.training import Probes
 from ..engine.environment import DataCache, check_vocab
-from ..engine.runner import RunOptions, train_cell
+from ..config.options import RunOptions
+from ..engine.runner import train_cell
 
 
 def bare_loop(cfg, loader, steps: int, warmup: int) -> float:

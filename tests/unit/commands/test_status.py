@@ -123,13 +123,30 @@ def test_old_workers_launch_folders_are_pruned(tmp_path):
     assert new.exists() and sorted(p.name for p in parent.iterdir()) == sorted([recent.name, new.name])
 
 
-def test_status_reads_folders_without_loading_the_training_stack(tmp_path):
-    """`bench status` (polled by users and by `--slurm --wait`) reads records and claims: Lightning,
-    which the training stack loads in seconds, stays out of its process."""
+@pytest.mark.parametrize("by", ["matrix", "cells file"])
+def test_status_reads_folders_without_loading_the_training_stack(tmp_path, by):
+    """`bench status` (polled by users and by `--slurm --wait`, which names the launch's cells file)
+    reads records and claims: Lightning, which the training stack loads in seconds, stays out of its
+    process."""
+    if by == "matrix":
+        args = [*ARGS[:6], "--out", str(tmp_path), "--json"]
+    else:
+        from bench.commands.common import cells_from
+        from bench.commands.run import add_parser
+        from bench.launch.child import write_cells
+        from bench.run.config.options import RunOptions
+
+        import argparse
+
+        matrix, cells = cells_from(add_parser(argparse.ArgumentParser().add_subparsers()).parse_args(ARGS[:6]))
+        write_cells(tmp_path / "cells.json", matrix.name, cells, RunOptions(out=tmp_path))
+        args = ["--cells", str(tmp_path / "cells.json"), "--json"]
     code = ("import sys; from bench.cli import main; "
             "code = main(['status', *sys.argv[1:]]); "
             "print('lightning' in sys.modules or 'lightning.pytorch' in sys.modules, code)")
-    r = subprocess.run([sys.executable, "-c", code, *ARGS[:6], "--out", str(tmp_path), "--json"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT,
                        capture_output=True, text=True, timeout=300, env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split()[-2:] == ["False", "0"], r.stdout[-2000:]
+    *shown, last = r.stdout.strip().splitlines()
+    assert last.split() == ["False", "0"], r.stdout[-2000:]
+    assert len(json.loads("\n".join(shown))["cells"]) == 1  # the cell's state, read from the file or the matrix

@@ -23,7 +23,7 @@ from bench.results.records import cell_dir
 from bench.results.stats.sequential import Design
 from bench.run.config.matrix import expand, load_matrix, with_seed
 from bench.run.engine.folder import record_of
-from bench.run.engine.runner import RunOptions
+from bench.run.config.options import RunOptions
 
 TRUTH = {"swiglu": 3.0, "gelu": 2.7, "polynorm": 3.0}  # gelu clearly better, polynorm the same as swiglu
 NOISE = {"swiglu": 0.0, "gelu": 0.001, "polynorm": 0.03}

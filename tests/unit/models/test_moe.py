@@ -14,7 +14,8 @@ from bench.run.config.matrix import Cell, cell_id
 from bench.run.engine.probes.measures import PooledMoments
 from bench.run.engine.probes.measures import kurtosis
 from bench.run.engine.probes.forward import probe_forward
-from bench.run.engine.runner import RunOptions, train_cell
+from bench.run.config.options import RunOptions
+from bench.run.engine.runner import train_cell
 from models import Transformer, TransformerConfig, build_ffn, count_params
 from models.moe import MoE, load_balancing_loss, router_z_loss
 

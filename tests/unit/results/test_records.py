@@ -89,7 +89,8 @@ def base(tmp_path_factory):
 
     from bench.run.config.matrix import Cell, cell_id
     from bench.run.config.presets import resolve
-    from bench.run.engine.runner import RunOptions, train_cell
+    from bench.run.config.options import RunOptions
+    from bench.run.engine.runner import train_cell
 
     out = tmp_path_factory.mktemp("base")
     for settings in CELLS:
@@ -156,7 +157,7 @@ def finished_run(folder: Path, capsys) -> None:
     from bench.commands.run import finish_run
     from bench.results.records import Record
     from bench.run.engine.cell import done_record
-    from bench.run.engine.runner import RunOptions
+    from bench.run.config.options import RunOptions
 
     class Cell:
         def __init__(self, cid):
@@ -285,7 +286,7 @@ def test_a_copied_cell_folder_counts_once_and_a_misplaced_record_never_marks_a_c
 
     # another cell's record copied into this cell's folder: this cell is not done
     from bench.run.engine.cell import done_record
-    from bench.run.engine.runner import RunOptions
+    from bench.run.config.options import RunOptions
 
     shutil.copy(first / "record.json", second / "record.json")
 

@@ -59,7 +59,8 @@ def test_a_tokenizer_file_decides_the_vocabulary_before_the_id_is_hashed(tmp_pat
 def test_a_data_module_with_another_vocabulary_fails_in_one_line_before_anything_is_written(tmp_path, data_vocab):
     """The config's vocabulary is the only decision: a data module that disagrees (the tokenizer
     changed after the ids were hashed) stops the cell, never trains it under a wrong id."""
-    from bench.run.engine.runner import RunOptions, train_cell
+    from bench.run.config.options import RunOptions
+    from bench.run.engine.runner import train_cell
     from tiny_data import TinyDataModule
 
     (cell,) = expand(Matrix("t", "", {"scale": "nano", "train.max_steps": 2}, {}, []))

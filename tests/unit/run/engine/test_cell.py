@@ -22,7 +22,8 @@ from bench.run.engine import checkpoints
 from bench.run.engine.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
 from bench.run.engine.claims import BEAT, CLAIM, acquire, check_stale_after, identity, start_time
 from bench.run.config.matrix import Cell
-from bench.run.engine.runner import RunOptions, train_cell
+from bench.run.config.options import RunOptions
+from bench.run.engine.runner import train_cell
 from tiny_data import nano_cell
 
 

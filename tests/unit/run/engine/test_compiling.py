@@ -58,7 +58,8 @@ def test_every_cell_compiles_past_the_recompile_limit(tmp_path, tiny_dm):
     last one compiles too. The limit is lowered to 3 (4 cells) from dynamo's 8 (9 cells, twice the
     time): what is tested is the count past the limit, not the limit's value."""
     from bench.run.config.matrix import Cell, cell_id
-    from bench.run.engine.runner import RunOptions, train_cell
+    from bench.run.config.options import RunOptions
+    from bench.run.engine.runner import train_cell
 
     with torch._dynamo.config.patch(recompile_limit=3):
         for act in ACTS[:4]:

@@ -10,7 +10,8 @@ from bench.run.engine.callbacks import flops_per_batch, steady_state
 from bench.run.config.presets import resolve
 from bench.results.records import Record
 from bench.run.engine.module import LMModule, cosine_with_warmup, lm_loss, param_groups
-from bench.run.engine.runner import RunOptions, train_cell
+from bench.run.config.options import RunOptions
+from bench.run.engine.runner import train_cell
 from models import Transformer, count_params
 from tiny_data import nano_cell
 

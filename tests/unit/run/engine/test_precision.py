@@ -19,7 +19,8 @@ from bench.run.config.matrix import Cell, cell_id
 from bench.run.engine.probes.outliers import STATS, outlier_stats, site_stats
 from bench.run.config.precision import check_device, fp8_device_problem, fp8_recipe, lightning_precision
 from bench.run.engine.probes.forward import probe_forward
-from bench.run.engine.runner import RunOptions, train_cell
+from bench.run.config.options import RunOptions
+from bench.run.engine.runner import train_cell
 from datamodules.tokenizers import ByteTokenizer
 from models import Transformer, TransformerConfig, load_weights, save_weights
 

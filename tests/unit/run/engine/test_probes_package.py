@@ -97,7 +97,8 @@ def test_a_new_probe_is_one_registration_and_its_result_reaches_the_record(tiny_
 
     from bench import register_probe
     from bench.run.config.matrix import Matrix, expand
-    from bench.run.engine.runner import RunOptions, train_cell
+    from bench.run.config.options import RunOptions
+    from bench.run.engine.runner import train_cell
 
     class Steps(L.Callback):
         """counts optimizer steps"""

@@ -10,7 +10,8 @@ from bench.run.engine.callbacks import CellMetrics
 from bench.run.engine.progress import CellProgress
 from bench.run.config.presets import resolve
 from bench.run.engine.module import LMModule, split_batch
-from bench.run.engine.runner import RunOptions, train_cell
+from bench.run.config.options import RunOptions
+from bench.run.engine.runner import train_cell
 from tiny_data import nano_cell
 
 
