@@ -66,12 +66,14 @@ def rebuilt_elsewhere(cells_file: Path, cwd: Path) -> dict:
 
 @pytest.fixture
 def fake_slurm(tmp_path, monkeypatch) -> Path:
-    """`sbatch` and `srun` stand-ins first on PATH (for this process and the ones it starts)."""
+    """`sbatch` and `srun` stand-ins first on PATH (for this process and the ones it starts), and a
+    `squeue` and `sacct` that know no job: this machine's own SLURM, up or down, stays out of it."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "sbatch").write_text("#!/bin/sh\necho 'Submitted batch job 4242'\n")
-    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
-    for tool in ("sbatch", "srun"):
+    for tool in ("srun", "squeue", "sacct"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("sbatch", "srun", "squeue", "sacct"):
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return bin_dir
