@@ -21,9 +21,9 @@ from pathlib import Path
 from rich.console import Console
 
 from ..errors import Interrupted
-from ..results.records import cell_dir
+from ..results.records import cell_dir, now
+from ..run.config.matrix import axis_order
 from ..run.config.precision import check_device
-from ..run.engine.cell import axis_order, now, run_matrix
 from ..run.engine.folder import finished, record_of
 from ..run.engine.claims import holder
 from ..run.engine.ranks import is_rank_zero
@@ -100,6 +100,8 @@ def launch(name: str, cells, opts: RunOptions, how: LaunchOptions = LaunchOption
         accelerator = cells[0].config.train.accelerator if cells else "auto"
         records, unfinished = run_workers(name, cells, opts, how.workers, how.devices_per_cell, accelerator, console)
         return Launched(tuple(records), tuple(unfinished))
+    from ..run.engine.cell import run_matrix  # here: a launch through workers or SLURM needs no Lightning
+
     if not is_rank_zero():  # another rank of a multi-device cell: train along, write and print nothing
         run_matrix(name, cells, dataclasses.replace(opts, quiet=True), Console(quiet=True))
         return Launched(here=False)

@@ -22,9 +22,8 @@ from dataclasses import replace
 from itertools import count
 
 from ..results.design import Recorded, record_design
-from ..results.records import Record, cell_dir, load_records
-from ..run.config.matrix import Cell, with_seed
-from ..run.engine.cell import axis_order, now
+from ..results.records import Record, cell_dir, load_records, now
+from ..run.config.matrix import Cell, axis_order, with_seed
 from .launcher import LaunchOptions, Launched, launch
 
 Needs = Callable[[list[Record], dict[str, Cell]], list[Cell]]

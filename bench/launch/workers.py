@@ -27,13 +27,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from ..console import progress_columns
+from ..console import logs_progress, progress_columns, progress_line
 from ..errors import ConfigError, Interrupted
-from ..results.records import DONE, cell_dir
+from ..results.records import DONE, cell_dir, now
 from ..run.engine.claims import holder
-from ..run.engine.cell import now
 from ..run.engine.folder import record_of
-from ..run.engine.progress import logs_progress, progress_line
 from ..run.engine.ranks import is_rank_zero
 from .child import run_child, write_cells
 

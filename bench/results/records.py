@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..atomic import atomic_write
+
+
+def now() -> str:
+    """The UTC time a record or a launch is stamped with, to the second (ISO 8601)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
 
 STATUSES = ("ok", "diverged", "oom", "failed", "interrupted")  # a record with another status is incomplete
 DONE = ("ok", "diverged")  # not trained again on a rerun; failed, oom and interrupted cells are retried

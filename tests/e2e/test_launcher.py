@@ -85,13 +85,17 @@ def test_every_training_command_trains_through_workers(command, tmp_path, monkey
     """`bench <command> --workers 2`, run from a folder outside the repository with a relative --out:
     two children train the command's cells into the caller's folder, each cell once (claims) and in
     one run (its curve's steps once each), from the cells file (the exact cells the command
-    expanded); the command shows its own tables, and a rerun starts no worker."""
+    expanded); the command shows its own tables without loading Lightning (the children train),
+    and a rerun starts no worker."""
     want = parent_cells(monkeypatch, command)
     argv = argv_of(command, "--out", "out", "--workers", "2")
-    r = subprocess.run([sys.executable, "-m", "bench.cli", *argv], cwd=tmp_path, env=ENV, capture_output=True,
+    parent = ("import sys; from bench.cli import main; code = main(sys.argv[1:]); "
+              "print('parent loaded Lightning' if 'lightning' in sys.modules else 'parent without Lightning'); "
+              "sys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", parent, *argv], cwd=tmp_path, env=ENV, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert SHOWN[command] in r.stdout
+    assert SHOWN[command] in r.stdout and r.stdout.strip().endswith("parent without Lightning"), r.stdout[-2000:]
     assert not (ROOT / "out").exists()
     folder = tmp_path / "out" / COMMANDS[command][1]
     (launch,) = (folder / ".workers").iterdir()

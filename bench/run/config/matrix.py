@@ -242,3 +242,14 @@ def cell_from_dict(d: dict) -> Cell:
 
 Cell.to_dict = cell_to_dict
 Cell.from_dict = staticmethod(cell_from_dict)
+
+
+def axis_order(cells: list[Cell]) -> dict:
+    """{axis: its values in matrix order} over the expanded matrix (first appearance)."""
+    order: dict = {}
+    for cell in cells:
+        for axis, value in dict(cell.axes).items():
+            values = order.setdefault(axis, [])
+            if value not in values:
+                values.append(value)
+    return order

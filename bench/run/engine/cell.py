@@ -9,7 +9,6 @@ exit path. Other ranks of a multi-device cell follow rank 0's decision without c
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import shutil
 import signal
 import sys
@@ -26,7 +25,7 @@ from ...results.records import DONE, Record, cell_dir, read_record
 from .claims import acquire, check_stale_after, holder, wait_for
 from .environment import ENV_ERRNOS, DataCache, check_out, env_error, preflight
 from .folder import finished, record_of, tidy
-from ..config.matrix import Cell
+from ..config.matrix import Cell, axis_order
 from .ranks import RankDecisions, is_rank_zero
 from ..config.options import RunOptions
 from .runner import train_cell
@@ -39,10 +38,6 @@ def release_held() -> None:
     for claim in list(HELD):
         claim.release()
         HELD.discard(claim)
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def done_record(opts, matrix_name: str, cell) -> tuple[Record | None, str | None]:
@@ -154,17 +149,6 @@ def run_cells(matrix_name: str, cells, opts, progress=None, fresh_after: str | N
             if rec.status == "interrupted":
                 break
     return done
-
-
-def axis_order(cells: list[Cell]) -> dict:
-    """{axis: its values in matrix order} over the expanded matrix (first appearance)."""
-    order: dict = {}
-    for cell in cells:
-        for axis, value in dict(cell.axes).items():
-            values = order.setdefault(axis, [])
-            if value not in values:
-                values.append(value)
-    return order
 
 
 def run_matrix(matrix_name: str, cells: list[Cell], opts: RunOptions, console: Console | None = None) -> list[Record]:

@@ -12,22 +12,8 @@ import time
 
 import lightning as L
 
+from ...console import clock, progress_line
 from .callbacks import CellMetrics
-
-
-def logs_progress(every: float | None, stream=None) -> bool:
-    """Lines, not a live display: an interval is set (None: none) and stderr is a file or a pipe."""
-    stream = stream or sys.stderr
-    return every is not None and every >= 0 and not (hasattr(stream, "isatty") and stream.isatty())
-
-
-def clock(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def progress_line(cell: str, step, total, loss: str, tps: str, eta: str, phase: str) -> str:
-    return f"{cell}: step {step}/{total or '?'}, loss {loss}, {tps} tok/s, ETA {eta}, phase {phase}"
 
 
 class CellProgress(L.Callback):

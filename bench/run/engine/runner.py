@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import shutil
@@ -20,10 +19,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from models import count_params
 
+from ...console import logs_progress
 from ...errors import ConfigError
 from ...faults import pause_point
 from ...plugins import provenance
-from ...results.records import DONE, Metrics, Params, Record, cell_dir, write_json
+from ...results.records import DONE, Metrics, Params, Record, cell_dir, now, write_json
 from . import compiling
 from .callbacks import CellMetrics, Diverged, HeldOut
 from .checkpoints import LATEST, AtomicCheckpointIO, PeriodicCheckpoint, checkpoint_step, find_resume
@@ -37,7 +37,7 @@ from .module import LMModule
 from ..config.precision import describe as describe_precision
 from ..config.probes import record_field
 from .probes.registry import build_probes
-from .progress import CellProgress, logs_progress
+from .progress import CellProgress
 from .ranks import is_rank_zero
 from .signals import RelayEarlySignal, StopRequest
 
@@ -48,10 +48,6 @@ for _msg in (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than t
              ".*has `__len__` defined.*", ".*exists and is not empty.*",
              ".*command is available on your system but is not used.*"):
     warnings.filterwarnings("ignore", message=_msg)
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class ClaimGuard(L.Callback):

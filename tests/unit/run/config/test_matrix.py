@@ -15,7 +15,7 @@ from bench.run.config import data_checks as checks, matrix as matrix_mod, preset
 from bench.errors import ConfigError
 from bench.run.config.schema import DataConfig
 from bench.run.config.presets import resolve
-from bench.run.config.matrix import Matrix, expand, load_matrix
+from bench.run.config.matrix import Cell, Matrix, axis_order, expand, load_matrix
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -210,3 +210,9 @@ def test_matrix_expansion_speed_is_reported(capsys):
     with capsys.disabled():
         print(f"\n  expanded {len(cells)} cells in {time.perf_counter() - start:.2f} s")
     assert len({c.id for c in cells}) == 1000
+
+
+def test_axis_order_follows_the_expanded_matrix():
+    cells = [Cell(f"c{i}", None, (("activation", a), ("norm", n)))
+             for i, (a, n) in enumerate([("swiglu", "pre"), ("gelu", "pre"), ("swiglu", "post")])]
+    assert axis_order(cells) == {"activation": ["swiglu", "gelu"], "norm": ["pre", "post"]}

@@ -21,7 +21,6 @@ from bench.errors import ConfigError
 from bench.run.engine import checkpoints
 from bench.run.engine.checkpoints import LATEST, PREVIOUS, AtomicCheckpointIO, find_resume
 from bench.run.engine.claims import BEAT, CLAIM, acquire, check_stale_after, identity, start_time
-from bench.run.config.matrix import Cell
 from bench.run.config.options import RunOptions
 from bench.run.engine.runner import train_cell
 from tiny_data import nano_cell
@@ -214,14 +213,6 @@ def test_the_record_says_how_shared_the_machine_was_and_the_axis_order(tmp_path,
     assert on_disk["axis_order"] == order
 
 
-def test_axis_order_follows_the_expanded_matrix():
-    from bench.run.engine.cell import axis_order
-
-    cells = [Cell(f"c{i}", None, (("activation", a), ("norm", n)))
-             for i, (a, n) in enumerate([("swiglu", "pre"), ("gelu", "pre"), ("swiglu", "post")])]
-    assert axis_order(cells) == {"activation": ["swiglu", "gelu"], "norm": ["pre", "post"]}
-
-
 # ---- the curve: one file, each row once, whole at every instant ---------------------------------
 
 HEADER = "epoch,step,train/loss,val/loss\r\n"
@@ -339,7 +330,7 @@ def test_a_run_whose_stderr_is_a_pipe_prints_progress_lines_with_every_phase(tmp
 
 def test_quiet_prints_no_progress_lines_and_a_terminal_gets_the_display_instead(tmp_path):
     from bench.commands.common import add_run_options, run_options
-    from bench.run.engine.progress import logs_progress
+    from bench.console import logs_progress
 
     p = argparse.ArgumentParser()
     add_run_options(p)
