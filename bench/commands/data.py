@@ -90,7 +90,8 @@ def cmd_speed(args) -> int:
     from rich.table import Table
 
     from ..run.config.schema import DataConfig
-    from datamodules import CorpusError, PreparedCorpus, TextDataModule, is_prepared
+    from datamodules import CorpusError, PreparedCorpus, is_prepared
+    from datamodules.datamodule import TextDataModule
     from datamodules.speed import loader_speed
 
     if not is_prepared(args.dataset):

@@ -146,3 +146,19 @@ def test_a_command_imports_no_other_command():
     crossing = sorted(f"{m} -> {d}" for m, deps in graph().items() if m.startswith("bench.commands.")
                       and m not in shared for d in deps if d.startswith("bench.commands.") and d not in shared)
     assert not crossing, "commands importing other commands:\n" + "\n".join(crossing)
+
+
+def test_what_trains_nothing_imports_no_lightning():
+    """Preparing data, checking a config's corpora, launching workers or SLURM tasks and reading a
+    cells file happen in processes that train nothing: Lightning (about 4 s of import on 2 cores,
+    paid by every `bench data prepare`, every launching process and every status poll) stays out."""
+    import subprocess
+    import sys
+
+    light = ["datamodules", "datamodules.prepare", "bench.run.config.data_checks", "bench.launch.launcher",
+             "bench.launch.workers", "bench.launch.slurm", "bench.launch.child", "bench.commands.status"]
+    code = ("import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; "
+            "print(sorted(m for m in ('lightning', 'lightning.pytorch', 'lightning.fabric') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code, *light], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]", r.stdout

@@ -42,7 +42,7 @@ class DataCache:
         self._dms = {}
 
     def get(self, cfg):
-        from datamodules import TextDataModule
+        from datamodules.datamodule import TextDataModule
         from datamodules.chunks import Stopped
 
         key = (repr(cfg.data), cfg.model.block_size, cfg.train.batch_size, cfg.seed, cfg.train.val_tokens)

@@ -23,9 +23,10 @@ import datamodules.chunks as chunks_mod
 import datamodules.tokenizers as tok_mod
 from bench.run.config.schema import DataConfig
 from datamodules import (
-    IGNORE, ByteTokenizer, CorpusError, Document, TextDataModule, TokenizerError, build_chunks, build_tokenizer,
-    fingerprint, load_corpus, split_documents, train_bpe, unigram_ppl,
+    ByteTokenizer, CorpusError, Document, TokenizerError, build_chunks, build_tokenizer, fingerprint, load_corpus,
+    split_documents, train_bpe,
 )
+from datamodules.datamodule import IGNORE, TextDataModule, unigram_ppl
 
 
 @pytest.fixture(scope="module")

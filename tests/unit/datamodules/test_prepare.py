@@ -15,7 +15,8 @@ import datamodules.prepare as prep
 from bench.run.config.schema import DataConfig
 from bench.run.config.presets import resolve
 from corpus_files import documents, paragraphs, stream_tokens, streamed_by_litdata
-from datamodules import IGNORE, CorpusError, PreparedCorpus, TextDataModule, train_bpe
+from datamodules import CorpusError, PreparedCorpus, train_bpe
+from datamodules.datamodule import IGNORE, TextDataModule
 from datamodules.prepare import prepare
 
 

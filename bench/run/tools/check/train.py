@@ -42,7 +42,7 @@ def load_data(steps: int) -> CheckData:
     byte tokenizer), packed with EOS between documents as the harness packs them, cut into windows at
     evenly spaced offsets. No shuffling and no litdata chunks: nothing here depends on a cache or on a
     loader's shuffle algorithm, so the batches are the same on every machine and library version."""
-    from datamodules import TextDataModule
+    from datamodules.datamodule import TextDataModule
 
     cfg = cell_config("swiglu", "pre", steps)
     dm = TextDataModule(cfg.data, seq_len=cfg.model.block_size, batch_size=cfg.train.batch_size, seed=SEED)

@@ -106,7 +106,7 @@ def test_shipped_corpora_are_the_data_modules_bundled_ones():
     import datamodules
 
     assert set(checks.SHIPPED) == set(datamodules.BUNDLED)
-    from datamodules.datamodule import RESERVED
+    from datamodules.checks import RESERVED
 
     assert presets.EVAL_RESERVED == RESERVED
     assert not checks.needs_data(DataConfig()) and checks.needs_data(DataConfig(corpus="x.txt"))
