@@ -186,11 +186,19 @@ def run_workers(matrix_name: str, cells, opts, workers: str, per_cell: int, acce
     """Start the workers, show one display until they all exit; return every finished record and
     the ids of the cells left unfinished (a killed worker's cell; not one another run is training)."""
     opts = dataclasses.replace(opts, out=Path(opts.out).absolute())  # children may start anywhere
-    todo = [c for c in cells if opts.force or getattr(record_of(cell_dir(opts.out, matrix_name, c.id)), "status",
-                                                      None) not in DONE]
+
+    def ours(c) -> bool:  # not finished (or --force), and not in another live run's hands (unless --wait)
+        folder = cell_dir(opts.out, matrix_name, c.id)
+        if not opts.force and getattr(record_of(folder), "status", None) in DONE:
+            return False
+        return opts.wait or not held_elsewhere(folder)
+
+    todo = [c for c in cells if ours(c)]
     plan = plan_workers(workers, per_cell, accelerator, max(1, len(todo)))  # checks --workers either way
-    if not todo:  # a rerun of a finished launch: no worker to start (each would load the whole stack for nothing)
-        console.print(f"{matrix_name}: 0 cell(s) to train, {len(cells)} already done")
+    if not todo:  # no worker to start: each would load the whole stack to find nothing to train
+        held = sum(held_elsewhere(cell_dir(opts.out, matrix_name, c.id)) for c in cells)
+        console.print(f"{matrix_name}: 0 cell(s) to train, {len(cells) - held} already done"
+                      + (f", {held} being trained by another run" if held else ""))
         return [r for c in cells if (r := record_of(cell_dir(opts.out, matrix_name, c.id))) is not None], []
     run_dir = launch_dir(opts.out / matrix_name / ".workers")
     cells_file = run_dir / "cells.json"
