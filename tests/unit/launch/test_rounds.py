@@ -53,8 +53,10 @@ class FakeLauncher:
 
     def __init__(self):
         self.trained: list[list[str]] = []
+        self.how: list[LaunchOptions] = []  # each round's launch options
 
     def __call__(self, name, cells, opts, how=LaunchOptions(), console=None):
+        self.how.append(how)
         trained, records = [], []
         for c in cells:
             path = cell_dir(opts.out, name, c.id) / "record.json"
@@ -74,10 +76,12 @@ def fake(monkeypatch):
     return f
 
 
-def run(tmp_path: Path, k: int = 4, seeds=(0,), acts=("swiglu", "gelu", "polynorm"), dry_run=False):
+def run(tmp_path: Path, k: int = 4, seeds=(0,), acts=("swiglu", "gelu", "polynorm"), dry_run=False,
+        how: LaunchOptions | None = None):
     design = Recorded(Design(k))
-    return rounds.until_decided("m", cells_at(seeds, acts), RunOptions(out=tmp_path, quiet=True),
-                                LaunchOptions(dry_run=dry_run), design, rounds.undecided_comparisons(design, BASE))
+    how = how or LaunchOptions(dry_run=dry_run)
+    return rounds.until_decided("m", cells_at(seeds, acts), RunOptions(out=tmp_path, quiet=True), how, design,
+                                rounds.undecided_comparisons(design, BASE))
 
 
 def seeds_of(ids, act):
@@ -104,6 +108,14 @@ def test_rounds_add_seeds_only_to_the_undecided_comparisons_and_stop_at_k(tmp_pa
     verdicts = {k[1]: (c.verdict, len(c.shared)) for k, c in found.items() if not c.is_baseline}
     assert verdicts["gelu"] == ("better", 2)
     assert verdicts["polynorm"][1] == 4 and verdicts["polynorm"][0] in ("undecided", "equivalent")
+
+
+def test_every_round_launches_the_way_the_first_did(tmp_path, fake):
+    """Seeds added by later rounds go through the same --workers (or SLURM) launch as the command's
+    own cells, not through the in-process default."""
+    how = LaunchOptions(workers="2", devices_per_cell=1, gpu="h100-80gb")
+    run(tmp_path, k=4, how=how)
+    assert len(fake.how) == 4 and all(h is how for h in fake.how)  # the first round and three added
 
 
 def test_a_rerun_of_a_finished_run_trains_nothing(tmp_path, fake):
